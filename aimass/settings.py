@@ -1,0 +1,235 @@
+"""Typed, frozen settings from one place.
+
+Every knob of AI Mass is a field below, with its default and a docstring. Each can be set from
+the environment as ``AIMASS_<SECTION>_<FIELD>`` (for example ``AIMASS_FLINK_REST_PORT=8082``,
+``AIMASS_JOB_DELIVERY=at-least-once``) or, for the job, with ``--set section.field=value``.
+No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "AIMASS_"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+Delivery = Literal["exactly-once", "at-least-once"]
+StateBackend = Literal["hashmap", "rocksdb"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable to fix."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where things live."""
+
+    state_dir: Path = PROJECT_ROOT / ".state"
+    """Everything a running stack writes: data, logs, pid files, checkpoints, savepoints."""
+    models_dir: Path = PROJECT_ROOT / "models"
+    """The model repository: ``<models_dir>/<name>/<version>/model.onnx`` + ``model.json``."""
+    schemas_dir: Path = PROJECT_ROOT / "schemas"
+    """Avro schemas of the data contract."""
+    jars_dir: Path = PROJECT_ROOT / ".state" / "jars"
+    """JVM artifacts resolved by Maven from ``pom.xml`` (``kafka/`` and ``flink/``)."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The local Kafka broker (KRaft, combined broker and controller) and the topics."""
+
+    host: str = "127.0.0.1"
+    """Address the broker listens on and advertises."""
+    port: int = 19092
+    """Client listener port (not 9092, to keep clear of any other Kafka on the machine)."""
+    controller_port: int = 19093
+    """KRaft controller listener port."""
+    heap: str = "512m"
+    """Broker JVM heap (-Xmx)."""
+    requests_topic: str = "aimass.requests"
+    """Topic clients produce inference requests to."""
+    results_topic: str = "aimass.results"
+    """Topic the job writes results to, keyed by request id (compacted)."""
+    dead_letter_topic: str = "aimass.dead-letters"
+    """Topic for records the job could not serve."""
+    partitions: int = 4
+    """Partitions of each topic created by ``aimass up``."""
+    transaction_max_timeout_ms: int = 900_000
+    """Broker ``transaction.max.timeout.ms``; the job's transaction timeout must not exceed it."""
+    start_timeout_s: float = 60.0
+    """How long ``up`` waits for the broker to answer a metadata request."""
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for clients."""
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class FlinkSettings:
+    """The local standalone Flink session cluster."""
+
+    host: str = "127.0.0.1"
+    """Address the JobManager binds and advertises."""
+    rest_port: int = 8081
+    """Web UI and REST API port."""
+    rpc_port: int = 16123
+    """JobManager RPC port (not 6123, to keep clear of any other Flink)."""
+    blob_port: int = 16124
+    """JobManager blob server port."""
+    taskmanager_rpc_ports: str = "16200-16299"
+    """Port range the TaskManagers' RPC, data and blob endpoints pick from."""
+    taskmanagers: int = 1
+    """Number of TaskManager processes."""
+    slots: int = 2
+    """Task slots per TaskManager."""
+    taskmanager_memory: str = "2048m"
+    """``taskmanager.memory.process.size``."""
+    jobmanager_memory: str = "1024m"
+    """``jobmanager.memory.process.size``."""
+    start_timeout_s: float = 90.0
+    """How long ``up`` waits for the JobManager REST API and the TaskManagers to register."""
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST API and web UI."""
+        return f"http://{self.host}:{self.rest_port}"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The inference job."""
+
+    name: str = "aimass-inference"
+    """Job name shown in the web UI; ``aimass`` finds its job by this name."""
+    parallelism: int = 1
+    """Parallelism of the inference operator (and the job)."""
+    max_parallelism: int = 128
+    """``pipeline.max-parallelism``: fixed, since keyed state is split into this many groups."""
+    lanes_per_subtask: int = 2
+    """Keys per model per subtask: enough to spread a hot model, few enough to fill batches."""
+    delivery: Delivery = "exactly-once"
+    """``exactly-once`` (transactional sink, results visible at each checkpoint) or
+    ``at-least-once`` (lower latency; duplicates are identical and keyed by request id)."""
+    checkpoint_interval_ms: int = 1000
+    """Checkpoint interval; in exactly-once mode also the result visibility delay."""
+    state_backend: StateBackend = "hashmap"
+    """``hashmap`` (heap) or ``rocksdb``."""
+    restart_attempts: int = 1000
+    """Fixed-delay restart strategy: attempts before the job fails for good."""
+    restart_delay_ms: int = 2000
+    """Fixed-delay restart strategy: pause between attempts."""
+    transaction_timeout_ms: int = 600_000
+    """Producer ``transaction.timeout.ms`` (must not exceed the broker's maximum)."""
+    transactional_id_prefix: str = "aimass-inference"
+    """Transactional id prefix of the exactly-once sink (unique per job on a cluster)."""
+    consumer_group: str = "aimass-inference"
+    """Kafka consumer group of the request source."""
+    max_batch_size: int = 32
+    """Default rows per ONNX call when a model's metadata does not say."""
+    max_delay_ms: int = 20
+    """Default longest wait for a batch to fill when a model's metadata does not say."""
+    dedup_ttl_s: int = 3600
+    """How long a seen request id is remembered for de-duplication."""
+    max_payload_bytes: int = 4 * 1024 * 1024
+    """Requests larger than this are refused (OVERSIZED)."""
+    intra_op_threads: int = 1
+    """ONNX Runtime intra-op threads per slot (more oversubscribes small machines)."""
+    use_gpu: bool = True
+    """Use the CUDA execution provider when one is really usable; CPU otherwise."""
+    python_mode: Literal["thread", "process"] = "thread"
+    """PyFlink ``python.execution-mode``."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, grouped by section."""
+
+    paths: PathSettings = field(default_factory=PathSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    flink: FlinkSettings = field(default_factory=FlinkSettings)
+    job: JobSettings = field(default_factory=JobSettings)
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Defaults, then ``AIMASS_*`` environment variables, then ``section.field`` overrides."""
+        env = os.environ if env is None else env
+        sections: dict[str, Any] = {}
+        for section in dataclasses.fields(cls):
+            section_type = typing.get_type_hints(cls)[section.name]
+            values: dict[str, Any] = {}
+            hints = typing.get_type_hints(section_type)
+            for item in dataclasses.fields(section_type):
+                var = f"{ENV_PREFIX}{section.name}_{item.name}".upper()
+                key = f"{section.name}.{item.name}"
+                raw = (overrides or {}).get(key, env.get(var))
+                if raw is not None:
+                    values[item.name] = _parse(raw, hints[item.name], var)
+            sections[section.name] = section_type(**values)
+        settings = cls(**sections)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that cannot work, naming the setting to change."""
+        job = self.job
+        if not 1 <= job.parallelism <= job.max_parallelism:
+            raise SettingsError(
+                f"AIMASS_JOB_PARALLELISM={job.parallelism} must be between 1 and "
+                f"AIMASS_JOB_MAX_PARALLELISM={job.max_parallelism}"
+            )
+        if job.transaction_timeout_ms > self.kafka.transaction_max_timeout_ms:
+            raise SettingsError(
+                f"AIMASS_JOB_TRANSACTION_TIMEOUT_MS={job.transaction_timeout_ms} exceeds the "
+                f"broker maximum AIMASS_KAFKA_TRANSACTION_MAX_TIMEOUT_MS="
+                f"{self.kafka.transaction_max_timeout_ms}: lower the first or raise the second"
+            )
+        if job.delivery == "exactly-once" and not job.transactional_id_prefix:
+            raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
+        if job.max_batch_size < 1 or job.max_delay_ms < 0 or job.lanes_per_subtask < 1:
+            raise SettingsError("max_batch_size and lanes_per_subtask must be >= 1, max_delay_ms >= 0")
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``AIMASS_*`` variables (to hand to a child process)."""
+        out: dict[str, str] = {}
+        for section in dataclasses.fields(self):
+            group = getattr(self, section.name)
+            for item in dataclasses.fields(group):
+                value = getattr(group, item.name)
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                out[f"{ENV_PREFIX}{section.name}_{item.name}".upper()] = str(value)
+        return out
+
+
+def _parse(raw: str, hint: Any, var: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if raw not in choices:
+            raise SettingsError(f"{var}={raw!r}: expected one of {', '.join(choices)}")
+        return raw
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        if hint is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if hint is Path:
+            return Path(raw).expanduser().resolve()
+        return hint(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from None

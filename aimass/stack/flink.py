@@ -1,0 +1,217 @@
+"""The local Flink session cluster, run from the ``apache-flink`` wheel's own scripts.
+
+A generated conf dir (explicit ports, pid and log dirs, adaptive scheduler, checkpoints under
+the state folder) and a generated lib dir (the wheel's jars, ``flink-python`` moved in from
+``opt/`` so that several thread-mode jobs can share a TaskManager, and the Kafka SQL
+connector) are handed to ``jobmanager.sh``/``taskmanager.sh start-foreground`` through
+``FLINK_CONF_DIR`` and ``FLINK_LIB_DIR``. TaskManagers get the venv on ``PATH`` and the
+project on ``PYTHONPATH``, which thread mode (Python inside the TaskManager JVM) needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aimass.settings import PROJECT_ROOT, Settings
+from aimass.stack.procs import ManagedProcess, StackError, tail
+
+
+def pyflink_home() -> Path:
+    """The installed ``pyflink`` package directory (the Flink distribution inside the wheel)."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class FlinkCluster:
+    """Files, processes and REST API of the local session cluster."""
+
+    settings: Settings
+
+    @property
+    def home(self) -> Path:
+        """Generated conf and lib dirs live here."""
+        return self.settings.paths.state_dir / "flink"
+
+    @property
+    def conf_dir(self) -> Path:
+        """``FLINK_CONF_DIR``."""
+        return self.home / "conf"
+
+    @property
+    def lib_dir(self) -> Path:
+        """``FLINK_LIB_DIR``."""
+        return self.home / "lib"
+
+    def _proc(self, name: str) -> ManagedProcess:
+        state = self.settings.paths.state_dir
+        return ManagedProcess(name, state / "run", state / "logs", marker=str(self.conf_dir))
+
+    @property
+    def jobmanager(self) -> ManagedProcess:
+        """The JobManager process handle."""
+        return self._proc("jobmanager")
+
+    def taskmanager(self, index: int) -> ManagedProcess:
+        """The handle of TaskManager ``index`` (0-based)."""
+        return self._proc(f"taskmanager-{index}")
+
+    def taskmanagers(self) -> list[ManagedProcess]:
+        """Handles of every TaskManager with a pid file, plus the configured count."""
+        run = self.settings.paths.state_dir / "run"
+        found = {int(p.stem.split("-")[1]) for p in run.glob("taskmanager-*.pid")} if run.exists() else set()
+        found |= set(range(self.settings.flink.taskmanagers))
+        return [self.taskmanager(i) for i in sorted(found)]
+
+    def config(self) -> dict[str, Any]:
+        """The cluster configuration written to ``config.yaml``."""
+        f, j, paths = self.settings.flink, self.settings.job, self.settings.paths
+        venv_python = sys.executable
+        return {
+            "jobmanager.rpc.address": f.host,
+            "jobmanager.rpc.port": f.rpc_port,
+            "jobmanager.bind-host": f.host,
+            "jobmanager.memory.process.size": f.jobmanager_memory,
+            "jobmanager.scheduler": "adaptive",
+            "jobmanager.adaptive-scheduler.resource-stabilization-timeout": "2s",
+            "blob.server.port": str(f.blob_port),
+            "taskmanager.host": f.host,
+            "taskmanager.bind-host": f.host,
+            "taskmanager.rpc.port": f.taskmanager_rpc_ports,
+            "taskmanager.numberOfTaskSlots": f.slots,
+            "taskmanager.memory.process.size": f.taskmanager_memory,
+            "rest.address": f.host,
+            "rest.bind-address": f.host,
+            "rest.port": f.rest_port,
+            "parallelism.default": j.parallelism,
+            "pipeline.max-parallelism": j.max_parallelism,
+            "execution.checkpointing.dir": (paths.state_dir / "checkpoints").as_uri(),
+            "execution.checkpointing.savepoint-dir": (paths.state_dir / "savepoints").as_uri(),
+            "env.pid.dir": str(paths.state_dir / "run"),
+            "env.log.dir": str(paths.state_dir / "logs"),
+            "python.executable": venv_python,
+            "python.client.executable": venv_python,
+            "classloader.parent-first-patterns.additional": "pemja.",
+            "web.cancel.enable": True,
+            "web.submit.enable": False,
+            "heartbeat.timeout": 20000,
+        }
+
+    def write_files(self) -> None:
+        """Generate the conf dir and the lib dir (symlinks into the wheel + the connector)."""
+        dist = pyflink_home()
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("log4j-console.properties", "log4j-cli.properties", "log4j.properties"):
+            shutil.copyfile(dist / "conf" / name, self.conf_dir / name)
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(self.config(), sort_keys=True))
+        connectors = sorted((self.settings.paths.jars_dir / "flink").glob("flink-sql-connector-kafka-*.jar"))
+        if not connectors:
+            raise StackError(
+                f"Kafka connector jar missing in {self.settings.paths.jars_dir / 'flink'}: "
+                "run `make jars` (Maven resolves it)"
+            )
+        if self.lib_dir.exists():
+            shutil.rmtree(self.lib_dir)
+        self.lib_dir.mkdir(parents=True)
+        jars = [*(dist / "lib").glob("*.jar"), *(dist / "opt").glob("flink-python-*.jar"), *connectors]
+        for jar in jars:
+            (self.lib_dir / jar.name).symlink_to(jar)
+
+    def env(self) -> dict[str, str]:
+        """Environment for the Flink scripts and the ``flink`` client."""
+        venv_bin = str(Path(sys.executable).parent)
+        state = self.settings.paths.state_dir
+        return {
+            **os.environ,
+            **self.settings.as_env(),
+            "FLINK_CONF_DIR": str(self.conf_dir),
+            "FLINK_LIB_DIR": str(self.lib_dir),
+            "FLINK_PID_DIR": str(state / "run"),
+            "FLINK_LOG_DIR": str(state / "logs"),
+            "FLINK_IDENT_STRING": "aimass",
+            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(Path(sys.executable).parent.parent),
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYFLINK_PYTHON": sys.executable,
+        }
+
+    def script(self, name: str) -> str:
+        """Path of a script in the wheel's ``bin/``."""
+        return str(pyflink_home() / "bin" / name)
+
+    def start_jobmanager(self) -> int:
+        """Start the JobManager (REST API and web UI included)."""
+        return self.jobmanager.start([self.script("jobmanager.sh"), "start-foreground"], self.env())
+
+    def start_taskmanager(self, index: int) -> int:
+        """Start TaskManager ``index``."""
+        return self.taskmanager(index).start([self.script("taskmanager.sh"), "start-foreground"], self.env())
+
+    def rest(self, path: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
+        """Call the REST API; returns the decoded JSON body."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.settings.flink.rest_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - local URL from settings
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def wait_ready(self, taskmanagers: int) -> None:
+        """Block until the REST API answers and ``taskmanagers`` TaskManagers are registered."""
+        deadline = time.monotonic() + self.settings.flink.start_timeout_s
+        registered = 0
+        while time.monotonic() < deadline:
+            for proc in [self.jobmanager, *self.taskmanagers()]:
+                if proc.exited_early():
+                    raise StackError(
+                        f"Flink {proc.name} exited during start-up; last lines of {proc.log_file}:\n"
+                        f"{tail(proc.log_file)}"
+                    )
+            try:
+                registered = int(self.rest("/overview", timeout=2)["taskmanagers"])
+                if registered >= taskmanagers:
+                    return
+            except (urllib.error.URLError, OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
+        raise StackError(
+            f"Flink did not become ready at {self.settings.flink.rest_url} within "
+            f"{self.settings.flink.start_timeout_s:.0f}s ({registered}/{taskmanagers} TaskManagers "
+            "registered); see `aimass logs jobmanager`. Raise AIMASS_FLINK_START_TIMEOUT_S on a slow machine."
+        )
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Jobs of the cluster (id, name, state), newest first."""
+        overview = self.rest("/jobs/overview")["jobs"]
+        return sorted(overview, key=lambda j: j.get("start-time", 0), reverse=True)
+
+    def running_job(self, name: str) -> dict[str, Any] | None:
+        """The running (or restarting/created) job named ``name``, if any."""
+        for job in self.jobs():
+            if job["name"] == name and job["state"] in ("RUNNING", "CREATED", "RESTARTING", "INITIALIZING"):
+                return job
+        return None
+
+    def flink_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the wheel's ``flink`` command-line client against this cluster."""
+        argv = [self.script("flink"), *args]
+        return subprocess.run(  # noqa: S603 - argv is built by the project
+            argv, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False, cwd=PROJECT_ROOT
+        )

@@ -1,0 +1,180 @@
+"""The embedded local stack: one Kafka broker and a Flink session cluster, up and down.
+
+``up`` is idempotent (what runs is left alone), checks its preconditions first (Java, the
+jars, free ports, stale pid files) and, if anything fails, stops what it had started itself.
+``down`` stops exactly the processes whose pid files it wrote, and their process groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aimass.settings import PROJECT_ROOT, Settings
+from aimass.stack.flink import FlinkCluster
+from aimass.stack.kafka import KafkaBroker
+from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_use
+
+log = logging.getLogger("aimass.stack")
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """One row of ``aimass status``."""
+
+    name: str
+    pid: int | None
+    address: str
+    log_file: Path
+
+
+class LocalStack:
+    """Start, stop and inspect the local Kafka broker and Flink cluster."""
+
+    def __init__(self, settings: Settings, say: Say = print) -> None:
+        self.settings = settings
+        self.kafka = KafkaBroker(settings)
+        self.flink = FlinkCluster(settings)
+        self.say = say
+
+    # -- preconditions -------------------------------------------------------------------
+
+    def ensure_jars(self) -> None:
+        """Resolve the JVM artifacts with Maven if they are missing."""
+        jars = self.settings.paths.jars_dir
+        if any((jars / "kafka").glob("kafka_2.13-*.jar")) and any((jars / "flink").glob("*.jar")):
+            return
+        if not shutil.which("java"):
+            raise StackError("java not found on PATH: install a JDK 17+ (apt-get install openjdk-17-jdk-headless)")
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise StackError("mvn not found on PATH: install Maven (apt-get install maven); it resolves the Kafka and connector jars")
+        self.say(f"resolving JVM artifacts with Maven into {jars} ...")
+        done = subprocess.run(  # noqa: S603
+            [mvn, "-q", "-B", "package", f"-Djars.dir={jars}"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if done.returncode != 0:
+            out = (done.stdout + done.stderr)[-3000:]
+            hint = ""
+            if "Could not transfer" in out or "resolve" in out or "Unknown host" in out:
+                hint = " Maven Central looks unreachable: check the network or a proxy in ~/.m2/settings.xml."
+            raise StackError(f"Maven could not resolve the JVM artifacts.{hint}\n{out}")
+
+    def _check_port(self, port: int, what: str, ours: ManagedProcess) -> None:
+        if ours.pid() is None and port_in_use(self.settings.kafka.host, port):
+            raise StackError(
+                f"port {port} ({what}) is already taken by {port_holder(port)}: stop that process "
+                f"or choose another port with {_port_var(what)}"
+            )
+
+    def preflight(self) -> None:
+        """Check Java, jars, stale pid files and ports before starting anything."""
+        self.kafka.java()
+        self.ensure_jars()
+        for proc in self.processes():
+            if proc.clear_stale():
+                self.say(f"removed stale pid file of {proc.name} (process no longer running)")
+        k, f = self.settings.kafka, self.settings.flink
+        self._check_port(k.port, "Kafka", self.kafka.process)
+        self._check_port(k.controller_port, "Kafka controller", self.kafka.process)
+        self._check_port(f.rest_port, "Flink REST/web UI", self.flink.jobmanager)
+        self._check_port(f.rpc_port, "Flink JobManager RPC", self.flink.jobmanager)
+        self._check_port(f.blob_port, "Flink blob server", self.flink.jobmanager)
+
+    # -- up / down -------------------------------------------------------------------------
+
+    def processes(self) -> list[ManagedProcess]:
+        """Every process the stack manages, in start order."""
+        return [self.kafka.process, self.flink.jobmanager, *self.flink.taskmanagers()]
+
+    def up(self) -> None:
+        """Start whatever is not running yet and wait until all of it is healthy."""
+        self.preflight()
+        started: list[ManagedProcess] = []
+        try:
+            if self.kafka.process.pid() is None:
+                self.say(f"starting Kafka on {self.settings.kafka.bootstrap} ...")
+                self.kafka.start()
+                started.append(self.kafka.process)
+            self.kafka.wait_healthy()
+            created = self.kafka.ensure_topics()
+            if created:
+                self.say(f"created topics: {', '.join(created)}")
+            self.flink.write_files()
+            if self.flink.jobmanager.pid() is None:
+                self.say(f"starting Flink JobManager ({self.settings.flink.rest_url}) ...")
+                self.flink.start_jobmanager()
+                started.append(self.flink.jobmanager)
+            for index in range(self.settings.flink.taskmanagers):
+                tm = self.flink.taskmanager(index)
+                if tm.pid() is None:
+                    self.say(f"starting Flink TaskManager {index} ...")
+                    self.flink.start_taskmanager(index)
+                    started.append(tm)
+            self.flink.wait_ready(self.settings.flink.taskmanagers)
+        except BaseException:
+            for proc in reversed(started):
+                self.say(f"stopping {proc.name} (start-up failed)")
+                proc.stop(timeout_s=10)
+            raise
+        self.say(f"stack is up: Kafka {self.settings.kafka.bootstrap}, Flink web UI {self.settings.flink.rest_url}")
+
+    def add_taskmanager(self) -> int:
+        """Start one more TaskManager; returns its index."""
+        taken = {int(p.name.split("-")[1]) for p in self.flink.taskmanagers() if p.pid() is not None}
+        index = next(i for i in range(len(taken) + 1) if i not in taken)
+        self.flink.write_files() if not self.flink.conf_dir.exists() else None
+        self.flink.start_taskmanager(index)
+        return index
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop every process this stack started (TaskManagers, JobManager, Kafka); returns names."""
+        stopped = []
+        for proc in reversed(self.processes()):
+            if proc.stop():
+                stopped.append(proc.name)
+        if purge:
+            for sub in ("kafka", "flink", "checkpoints", "savepoints", "logs", "run"):
+                shutil.rmtree(self.settings.paths.state_dir / sub, ignore_errors=True)
+        return stopped
+
+    def status(self) -> list[ProcessStatus]:
+        """What runs, with pids and addresses."""
+        k, f = self.settings.kafka, self.settings.flink
+        addresses = {"kafka": k.bootstrap, "jobmanager": f.rest_url}
+        return [
+            ProcessStatus(p.name, p.pid(), addresses.get(p.name, f.host), p.log_file) for p in self.processes()
+        ]
+
+    def log_files(self, name: str) -> list[Path]:
+        """Log files of a component (``kafka``, ``jobmanager``, ``taskmanager-N``)."""
+        logs = self.settings.paths.state_dir / "logs"
+        if name == "kafka":
+            return [logs / "kafka-server.log", logs / "kafka.out"]
+        if name == "jobmanager":
+            return sorted(logs.glob("flink-aimass-standalonesession-*.log")) + [logs / "jobmanager.out"]
+        if name.startswith("taskmanager"):
+            index = name.split("-")[1] if "-" in name else "0"
+            return sorted(logs.glob(f"flink-aimass-taskexecutor-{index}-*.log")) + [logs / f"{name}.out"]
+        raise StackError(f"unknown component {name!r}: use kafka, jobmanager or taskmanager-N")
+
+
+def _port_var(what: str) -> str:
+    return {
+        "Kafka": "AIMASS_KAFKA_PORT",
+        "Kafka controller": "AIMASS_KAFKA_CONTROLLER_PORT",
+        "Flink REST/web UI": "AIMASS_FLINK_REST_PORT",
+        "Flink JobManager RPC": "AIMASS_FLINK_RPC_PORT",
+        "Flink blob server": "AIMASS_FLINK_BLOB_PORT",
+    }[what]
