@@ -22,7 +22,7 @@ DTYPES: dict[str, np.dtype] = {
 }
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Result status (``Status`` enum in ``result.avsc``)."""
 
     OK = "OK"
@@ -32,7 +32,7 @@ class Status(str, enum.Enum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Dead-letter reason code (``Reason`` enum in ``dead_letter.avsc``)."""
 
     UNDECODABLE = "UNDECODABLE"

@@ -163,13 +163,13 @@ class FlinkCluster:
     def rest(self, path: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
         """Call the REST API; returns the decoded JSON body."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - always http://host:port from settings
             self.settings.flink.rest_url + path,
             data=data,
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - local URL from settings
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http URL from settings
             raw = resp.read()
         return json.loads(raw) if raw else None
 

@@ -7,6 +7,7 @@ healthy only when it answers a metadata request.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import shutil
@@ -198,10 +199,8 @@ class KafkaBroker:
                     configs = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86_400_000)}
                 new.append(NewTopic(name, partitions or k.partitions, 1, topic_configs=configs))
             if new:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                     admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
             return [t.name for t in new]
         finally:
             admin.close()

@@ -54,7 +54,9 @@ class LocalStack:
             raise StackError("java not found on PATH: install a JDK 17+ (apt-get install openjdk-17-jdk-headless)")
         mvn = shutil.which("mvn")
         if not mvn:
-            raise StackError("mvn not found on PATH: install Maven (apt-get install maven); it resolves the Kafka and connector jars")
+            raise StackError(
+                "mvn not found on PATH: install Maven (apt-get install maven); it resolves the Kafka and connector jars"
+            )
         self.say(f"resolving JVM artifacts with Maven into {jars} ...")
         done = subprocess.run(  # noqa: S603
             [mvn, "-q", "-B", "package", f"-Djars.dir={jars}"],

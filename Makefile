@@ -1,0 +1,68 @@
+# AI Mass task runner: the same commands locally and in CI. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := .state
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-unit test-pipeline test-integration up down status logs lint demo-models clean
+
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (PyFlink 2.2 wheels need it)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STATE)/jars/.resolved: pom.xml
+	@command -v java >/dev/null || { echo "error: java not found; install a JDK 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found; install Maven (apt-get install maven): it resolves the Kafka and connector jars"; exit 1; }
+	@echo "resolving JVM artifacts from Maven Central (pom.xml) ..."
+	@mvn -q -B package || { echo "error: Maven could not resolve the jars; is Maven Central reachable (proxy in ~/.m2/settings.xml)?"; exit 1; }
+	@touch $@
+
+models/.built: $(BIN)/.installed aimass/demo.py
+	$(BIN)/aimass models
+	@touch $@
+
+setup: $(BIN)/.installed $(STATE)/jars/.resolved models/.built ## install the venv, resolve the jars, build the demo models
+
+run: setup ## run the main job on the local stack with demo traffic (the README's first command)
+	$(BIN)/aimass demo
+
+test: setup ## run the whole test suite: unit, pipeline and integration (the README's second command)
+	$(BIN)/pytest -q tests
+
+test-unit: setup ## unit tests only (no Flink, no Kafka)
+	$(BIN)/pytest -q tests/unit
+
+test-pipeline: setup ## pipeline tests (PyFlink MiniCluster, no Kafka)
+	$(BIN)/pytest -q tests/pipeline
+
+test-integration: setup ## integration tests on the real local stack
+	$(BIN)/pytest -q tests/integration
+
+up: setup ## start Kafka and the Flink cluster
+	$(BIN)/aimass up
+
+down: ## stop everything `up` started
+	@if [ -x $(BIN)/aimass ]; then $(BIN)/aimass down; else echo "nothing to stop (no venv)"; fi
+
+status: ## what runs, where, pids, web UI, topics and lag
+	$(BIN)/aimass status
+
+logs: ## show the JobManager log (aimass logs COMPONENT for others)
+	$(BIN)/aimass logs jobmanager
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean: down ## remove the state folder (data, logs, checkpoints, jars) and the demo models
+	rm -rf $(STATE) models

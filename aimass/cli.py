@@ -1,0 +1,169 @@
+"""``aimass``: run the local stack and the inference job.
+
+Commands: ``up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``models``, ``demo``.
+Every command reads the same settings (``AIMASS_*`` variables, see ``aimass/settings.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from aimass.settings import Settings, SettingsError
+from aimass.stack.procs import StackError, tail
+
+
+def _say(message: str) -> None:
+    print(f"[aimass] {message}", flush=True)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    LocalStack(settings, _say).up()
+    _print_next_steps(settings)
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    stopped = LocalStack(settings, _say).down(purge=args.purge)
+    _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    if args.purge:
+        _say(f"removed data, logs and checkpoints under {settings.paths.state_dir}")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.flink import FlinkCluster
+    from aimass.stack.local import LocalStack
+
+    stack = LocalStack(settings, _say)
+    rows = stack.status()
+    print(f"{'component':<16}{'state':<10}{'pid':<9}{'address':<28}log")
+    for row in rows:
+        state = "running" if row.pid else "stopped"
+        print(f"{row.name:<16}{state:<10}{row.pid or '-'!s:<9}{row.address:<28}{row.log_file}")
+    if rows[1].pid:
+        print(f"\nFlink web UI: {settings.flink.rest_url}")
+        try:
+            for job in FlinkCluster(settings).jobs()[:5]:
+                print(f"  job {job['jid']}  {job['state']:<10} {job['name']}")
+        except OSError as exc:
+            print(f"  (REST API not answering: {exc})")
+    if rows[0].pid:
+        print(f"\nKafka {settings.kafka.bootstrap}; consumer group {settings.job.consumer_group}:")
+        try:
+            for topic, end, lag in stack.kafka.topic_lag(settings.job.consumer_group):
+                lag_text = "-" if lag is None else str(lag)
+                print(f"  {topic:<28} records {end:<10} lag {lag_text}")
+        except Exception as exc:  # noqa: BLE001 - status must print what it can
+            print(f"  (broker not answering: {exc})")
+    return 0
+
+
+def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    files = [p for p in LocalStack(settings, _say).log_files(args.component) if p.exists()]
+    if not files:
+        _say(f"no logs for {args.component} under {settings.paths.state_dir / 'logs'}")
+        return 1
+    for path in files:
+        print(f"==> {path} <==")
+        print(tail(path, args.lines))
+    if args.follow:
+        import subprocess
+
+        return subprocess.call(["tail", "-F", *map(str, files)])
+    return 0
+
+
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import jobs
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    _say("submitting the inference job ...")
+    job_id = jobs.submit(settings, overrides)
+    _say(f"job {job_id} is RUNNING: {settings.flink.rest_url}/#/job/running/{job_id}/overview")
+    return 0
+
+
+def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import jobs
+
+    cancelled = jobs.cancel(settings)
+    _say(f"cancelled {', '.join(cancelled)}" if cancelled else "no inference job was running")
+    return 0
+
+
+def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.demo import build_demo_models
+
+    built = build_demo_models(settings.paths.models_dir, force=args.force)
+    for key, value in built.items():
+        _say(f"{key}: {value}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.demo_run import run_demo
+
+    return run_demo(settings, count=args.count, say=_say)
+
+
+def _print_next_steps(settings: Settings) -> None:
+    _say(f"Flink web UI: {settings.flink.rest_url}   (stop everything with `make down` or `aimass down`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="aimass",
+        description="AI Mass: asynchronous ONNX model serving on Apache Flink and Kafka.",
+        epilog="Settings come from AIMASS_* environment variables (see aimass/settings.py), "
+        "e.g. AIMASS_FLINK_REST_PORT=8082 aimass up",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("up", help="start Kafka and the Flink cluster (idempotent)").set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop everything `up` started")
+    down.add_argument("--purge", action="store_true", help="also delete data, logs and checkpoints")
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("status", help="processes, pids, web UI, jobs, topics and lag").set_defaults(func=cmd_status)
+    logs = sub.add_parser("logs", help="show a component's log")
+    logs.add_argument("component", nargs="?", default="jobmanager", help="kafka, jobmanager or taskmanager-N")
+    logs.add_argument("-n", "--lines", type=int, default=40, help="lines to show (default 40)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following")
+    logs.set_defaults(func=cmd_logs)
+    submit = sub.add_parser("submit", help="submit the inference job and wait until it runs")
+    submit.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="job setting override, e.g. --set job.delivery=at-least-once")
+    submit.set_defaults(func=cmd_submit)
+    sub.add_parser("cancel", help="cancel the running inference job").set_defaults(func=cmd_cancel)
+    models = sub.add_parser("models", help="build the demo models into the model repository")
+    models.add_argument("--force", action="store_true", help="rebuild even if present")
+    models.set_defaults(func=cmd_models)
+    demo = sub.add_parser("demo", help="up + models + submit, then send demo digits and print results")
+    demo.add_argument("--count", type=int, default=300, help="demo requests to send (default 300)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aimass`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.load()
+        return int(args.func(settings, args))
+    except (StackError, SettingsError) as exc:
+        print(f"aimass {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"aimass {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Avro codec of the data contract: messages to single-object-encoded bytes and back.
+
+The schemas are the files in ``schemas/`` (loaded by path, never pasted here). Every record on
+every topic is framed with Avro single-object encoding: the two marker bytes ``C3 01``, the
+8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then
+the Avro binary body. The fingerprint tells a request from a result or a dead letter, and from
+a record written with another version of the schema.
+
+Decoding a request never raises anything but :class:`DecodeError`, whatever the bytes: a bad
+record is data (it becomes an error result and a dead letter), not a crash of the job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, cast
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from aimass.messages import (
+    DTYPES,
+    DeadLetter,
+    InferenceRequest,
+    InferenceResult,
+    Reason,
+    Status,
+    Tensor,
+    Timings,
+)
+from aimass.settings import PathSettings
+
+#: The two bytes every single-object-encoded record starts with.
+MARKER = b"\xc3\x01"
+#: Marker plus 8-byte fingerprint.
+HEADER_SIZE = 10
+#: Model names and versions: safe as one path component (no separators, no leading dot).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+#: Most dimensions a tensor may have (numpy's limit is 64; no model needs more than a few).
+MAX_DIMS = 32
+
+_INT32 = range(-(2**31), 2**31)
+_NAMED_TYPES = ("record", "error", "enum", "fixed")
+
+
+class DecodeError(Exception):
+    """Bytes that are not a usable record, with the dead-letter reason code.
+
+    Attributes:
+        reason: Why the record was refused.
+        message: Human-readable explanation.
+        request_id: The request id when it could be read, else None.
+    """
+
+    def __init__(self, reason: Reason, message: str, request_id: str | None = None) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """One top-level schema, parsed once, with its single-object header."""
+
+    name: str
+    parsed: dict[str, Any]
+    header: bytes
+
+
+class Codec:
+    """Encoder and decoder of requests, results and dead letters.
+
+    Args:
+        schemas_dir: Folder holding ``tensor.avsc``, ``request.avsc``, ``result.avsc`` and
+            ``dead_letter.avsc``; defaults to :attr:`aimass.settings.PathSettings.schemas_dir`.
+    """
+
+    def __init__(self, schemas_dir: Path | None = None) -> None:
+        directory = Path(schemas_dir) if schemas_dir is not None else PathSettings().schemas_dir
+        named: dict[str, Any] = {}
+        _parse(directory / "tensor.avsc", named)
+        self._request = _load(directory / "request.avsc", named)
+        self._result = _load(directory / "result.avsc", named)
+        self._dead_letter = _load(directory / "dead_letter.avsc", named)
+        self._known = {s.header[2:]: s.name for s in (self._request, self._result, self._dead_letter)}
+
+    @property
+    def fingerprints(self) -> dict[str, bytes]:
+        """Schema full name -> its 8-byte CRC-64-AVRO fingerprint, as written on the wire."""
+        return {name: fp for fp, name in self._known.items()}
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def encode_request(self, req: InferenceRequest) -> bytes:
+        """Encode a request (no semantic checks: the decoder is the gatekeeper).
+
+        Raises:
+            ValueError: A field does not fit its Avro type.
+        """
+        _check_int32("priority", req.priority)
+        record = {
+            "request_id": req.request_id,
+            "model": req.model,
+            "version": req.version,
+            "inputs": [_tensor_record(t) for t in req.inputs],
+            "deadline_ms": req.deadline_ms,
+            "priority": req.priority,
+            "created_at_ms": req.created_at_ms,
+        }
+        return _write(self._request, record)
+
+    def decode_request(self, data: bytes, max_bytes: int | None = None) -> InferenceRequest:
+        """Decode and validate a request.
+
+        Args:
+            data: The record value as read from Kafka.
+            max_bytes: Refuse records longer than this (None: no limit).
+
+        Raises:
+            DecodeError: For any bytes that are not a valid request, and only that.
+        """
+        data = _as_bytes(data)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise DecodeError(
+                Reason.OVERSIZED,
+                f"record of {len(data)} bytes exceeds the limit of {max_bytes} bytes",
+                self.peek_request_id(data),
+            )
+        try:
+            record = self._read(self._request, data)
+        except DecodeError as exc:
+            if exc.reason is Reason.UNDECODABLE:
+                exc.request_id = self.peek_request_id(data)
+            raise
+        return _request_from(record)
+
+    def peek_request_id(self, data: bytes) -> str | None:
+        """Best-effort request id of a request whose full decode failed; never raises.
+
+        ``request_id`` is the first field of the body, so a record whose tail is truncated or
+        invalid may still yield it. Returns None unless the record carries the request header
+        and a complete, non-empty UTF-8 id.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            return None
+        head = bytes(data[:HEADER_SIZE])
+        if head != self._request.header:
+            return None
+        read = _read_long(data, HEADER_SIZE)
+        if read is None:
+            return None
+        length, start = read
+        if length <= 0 or start + length > len(data):
+            return None
+        try:
+            return bytes(data[start : start + length]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    # -- results -------------------------------------------------------------------------------
+
+    def encode_result(self, res: InferenceResult) -> bytes:
+        """Encode a result.
+
+        Raises:
+            ValueError: A field does not fit its Avro type.
+        """
+        _check_int32("timings.batch_size", res.timings.batch_size)
+        record = {
+            "request_id": res.request_id,
+            "model": res.model,
+            "version": res.version,
+            "status": Status(res.status).value,
+            "outputs": [_tensor_record(t) for t in res.outputs],
+            "error": res.error,
+            "timings": {
+                "queued_ms": res.timings.queued_ms,
+                "batch_size": res.timings.batch_size,
+                "inference_ms": res.timings.inference_ms,
+                "end_to_end_ms": res.timings.end_to_end_ms,
+            },
+            "completed_at_ms": res.completed_at_ms,
+        }
+        return _write(self._result, record)
+
+    def decode_result(self, data: bytes) -> InferenceResult:
+        """Decode a result (no semantic checks beyond the schema).
+
+        Raises:
+            DecodeError: UNDECODABLE or WRONG_SCHEMA, and nothing else.
+        """
+        record = self._read(self._result, _as_bytes(data))
+        timings = record["timings"]
+        _require_int32(timings["batch_size"], "timings.batch_size")
+        return InferenceResult(
+            request_id=record["request_id"],
+            model=record["model"],
+            status=Status(record["status"]),
+            completed_at_ms=record["completed_at_ms"],
+            version=record["version"],
+            outputs=tuple(_tensor_from(t) for t in record["outputs"]),
+            error=record["error"],
+            timings=Timings(
+                queued_ms=timings["queued_ms"],
+                batch_size=timings["batch_size"],
+                inference_ms=timings["inference_ms"],
+                end_to_end_ms=timings["end_to_end_ms"],
+            ),
+        )
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    def encode_dead_letter(self, dl: DeadLetter) -> bytes:
+        """Encode a dead-letter record.
+
+        Raises:
+            ValueError: A field does not fit its Avro type.
+        """
+        _check_int32("partition", dl.partition)
+        record = {
+            "original": bytes(dl.original),
+            "topic": dl.topic,
+            "partition": dl.partition,
+            "offset": dl.offset,
+            "reason": Reason(dl.reason).value,
+            "message": dl.message,
+            "request_id": dl.request_id,
+            "at_ms": dl.at_ms,
+        }
+        return _write(self._dead_letter, record)
+
+    def decode_dead_letter(self, data: bytes) -> DeadLetter:
+        """Decode a dead-letter record.
+
+        Raises:
+            DecodeError: UNDECODABLE or WRONG_SCHEMA, and nothing else.
+        """
+        record = self._read(self._dead_letter, _as_bytes(data))
+        _require_int32(record["partition"], "partition")
+        return DeadLetter(
+            original=record["original"],
+            topic=record["topic"],
+            partition=record["partition"],
+            offset=record["offset"],
+            reason=Reason(record["reason"]),
+            message=record["message"],
+            at_ms=record["at_ms"],
+            request_id=record["request_id"],
+        )
+
+    # -- framing -------------------------------------------------------------------------------
+
+    def _read(self, schema: _Schema, data: bytes) -> dict[str, Any]:
+        """Check the header, read the body, and insist that nothing follows it."""
+        if data[:HEADER_SIZE] != schema.header:
+            self._header_error(schema, data)
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        try:
+            record = schemaless_reader(stream, schema.parsed, None)
+        except EOFError as exc:
+            detail = f": {exc}" if str(exc) else ""
+            raise DecodeError(Reason.UNDECODABLE, f"truncated {_short(schema.name)} body{detail}") from exc
+        except UnicodeDecodeError as exc:
+            raise DecodeError(Reason.UNDECODABLE, f"invalid UTF-8 in a string of the {_short(schema.name)}") from exc
+        except Exception as exc:  # fastavro raises many types on garbage; all mean "not this schema"
+            raise DecodeError(
+                Reason.UNDECODABLE, f"body is not a valid {_short(schema.name)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        extra = len(data) - stream.tell()
+        if extra:
+            raise DecodeError(Reason.UNDECODABLE, f"{extra} trailing bytes after the {_short(schema.name)} body")
+        return cast(dict[str, Any], record)
+
+    def _header_error(self, schema: _Schema, data: bytes) -> NoReturn:
+        if data[:2] != MARKER:
+            got = data[:2].hex(" ") or "nothing"
+            raise DecodeError(
+                Reason.UNDECODABLE,
+                f"not Avro single-object encoding: expected marker c3 01, got {got}",
+            )
+        if len(data) < HEADER_SIZE:
+            raise DecodeError(Reason.UNDECODABLE, f"truncated header: {len(data)} of {HEADER_SIZE} bytes")
+        found = data[2:HEADER_SIZE]
+        other = self._known.get(found)
+        if other is not None:
+            raise DecodeError(
+                Reason.WRONG_SCHEMA,
+                f"record is an {_short(other)} (fingerprint {found.hex()}), expected an {_short(schema.name)}",
+            )
+        raise DecodeError(
+            Reason.WRONG_SCHEMA,
+            f"unknown schema fingerprint {found.hex()}, expected {_short(schema.name)} {schema.header[2:].hex()} "
+            f"(written with another version of the schema?)",
+        )
+
+
+# -- schema loading --------------------------------------------------------------------------
+
+
+def _parse(path: Path, named: dict[str, Any]) -> dict[str, Any]:
+    return cast(dict[str, Any], parse_schema(json.loads(path.read_text(encoding="utf-8")), named_schemas=named))
+
+
+def _load(path: Path, named: dict[str, Any]) -> _Schema:
+    parsed = _parse(path, named)
+    # fastavro's canonical form keeps a reference to a type defined in another file as a bare
+    # name; the spec's (Java's, avro-python's) inlines the definition at its first use.
+    canonical = to_parsing_canonical_form(_standalone(parsed, named, set()))
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # hex of the little-endian bytes
+    return _Schema(parsed["name"], parsed, MARKER + fp)
+
+
+def _standalone(schema: Any, named: dict[str, Any], seen: set[str]) -> Any:
+    """The schema with every named type defined at its first use and referenced after."""
+    if isinstance(schema, str):
+        if schema in named and schema not in seen:
+            return _standalone(named[schema], named, seen)
+        return schema
+    if isinstance(schema, list):
+        return [_standalone(s, named, seen) for s in schema]
+    kind = schema["type"]
+    if not isinstance(kind, str):
+        return _standalone(kind, named, seen)
+    if kind in _NAMED_TYPES:
+        if schema["name"] in seen:
+            return schema["name"]
+        seen.add(schema["name"])
+    out = {k: v for k, v in schema.items() if not k.startswith("__")}
+    if kind in ("record", "error"):
+        out["fields"] = [{**f, "type": _standalone(f["type"], named, seen)} for f in schema["fields"]]
+    elif kind == "array":
+        out["items"] = _standalone(schema["items"], named, seen)
+    elif kind == "map":
+        out["values"] = _standalone(schema["values"], named, seen)
+    return out
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+def _write(schema: _Schema, record: dict[str, Any]) -> bytes:
+    stream = io.BytesIO()
+    stream.write(schema.header)
+    try:
+        schemaless_writer(stream, schema.parsed, record)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"cannot encode {_short(schema.name)}: {exc}") from exc
+    return stream.getvalue()
+
+
+def _tensor_record(t: Tensor) -> dict[str, Any]:
+    return {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "data": bytes(t.data)}
+
+
+def _tensor_from(t: dict[str, Any]) -> Tensor:
+    return Tensor(t["name"], t["dtype"], tuple(t["shape"]), t["data"])
+
+
+def _request_from(r: dict[str, Any]) -> InferenceRequest:
+    request_id: str = r["request_id"]
+
+    def invalid(message: str) -> NoReturn:
+        raise DecodeError(Reason.INVALID_INPUT, message, request_id or None)
+
+    if not request_id:
+        invalid("empty request_id")
+    _require_int32(r["priority"], "priority", request_id)
+    model, version = r["model"], r["version"]
+    if not NAME_PATTERN.fullmatch(model):
+        invalid(f"model name {_show(model)} must match {NAME_PATTERN.pattern}")
+    if version is not None and not NAME_PATTERN.fullmatch(version):
+        invalid(f"version {_show(version)} must match {NAME_PATTERN.pattern}")
+    if not r["inputs"]:
+        invalid("request has no inputs")
+    inputs = tuple(_tensor_from(t) for t in r["inputs"])
+    names: set[str] = set()
+    for tensor in inputs:
+        if tensor.name in names:
+            invalid(f"duplicate input name {_show(tensor.name)}")
+        names.add(tensor.name)
+        _check_tensor(tensor, invalid)
+    rows = {t.rows for t in inputs}
+    if len(rows) > 1:
+        invalid("inputs differ in first dimension (rows): " + ", ".join(f"{_show(t.name)}={t.rows}" for t in inputs))
+    return InferenceRequest(
+        request_id=request_id,
+        model=model,
+        inputs=inputs,
+        created_at_ms=r["created_at_ms"],
+        version=version,
+        deadline_ms=r["deadline_ms"],
+        priority=r["priority"],
+    )
+
+
+def _check_tensor(t: Tensor, invalid: Callable[[str], NoReturn]) -> None:
+    dtype = DTYPES.get(t.dtype)
+    if dtype is None:
+        invalid(f"input {_show(t.name)}: dtype {_show(t.dtype)} is not one of {', '.join(DTYPES)}")
+    if len(t.shape) > MAX_DIMS:
+        invalid(f"input {_show(t.name)}: {len(t.shape)} dimensions, at most {MAX_DIMS} allowed")
+    if any(d < 0 for d in t.shape):
+        invalid(f"input {_show(t.name)}: negative dimension in shape {list(t.shape)}")
+    needed = math.prod(t.shape) * dtype.itemsize
+    if needed != len(t.data):
+        invalid(
+            f"input {_show(t.name)}: shape {list(t.shape)} of {t.dtype} needs {needed} bytes, got {len(t.data)}"
+        )
+    if t.dtype == "bool" and t.data.strip(b"\x00\x01"):
+        invalid(f"input {_show(t.name)}: bool elements must be bytes 0 or 1")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise DecodeError(Reason.UNDECODABLE, f"record value is {type(data).__name__}, not bytes")
+
+
+def _read_long(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
+    """Zig-zag varint at ``pos``: (value, next position), or None if absent or malformed."""
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), pos
+        shift += 7
+    return None
+
+
+def _check_int32(field: str, value: int) -> None:
+    # fastavro writes any Python int to an Avro int field; other readers reject > 32 bits.
+    if isinstance(value, int) and value not in _INT32:
+        raise ValueError(f"{field}={value} does not fit an Avro int (32 bits)")
+
+
+def _require_int32(value: int, field: str, request_id: str | None = None) -> None:
+    if value not in _INT32:
+        raise DecodeError(Reason.UNDECODABLE, f"int field {field} holds {value}, beyond 32 bits", request_id or None)
+
+
+def _short(full_name: str) -> str:
+    return full_name.rsplit(".", 1)[-1]
+
+
+def _show(text: str, limit: int = 80) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."

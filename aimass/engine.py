@@ -1,0 +1,218 @@
+"""The inference core: validate requests, run batches through ONNX Runtime, split the answers.
+
+No Flink or Kafka here: the PyFlink functions build an :class:`InferenceEngine` in ``open()``
+and hand it requests; the gateway and the tests do the same. Work is per request (a few
+numpy calls each), never per row, so multi-row requests cost what one-row requests do.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings
+from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache
+from aimass.settings import JobSettings
+
+
+class InferenceEngine:
+    """Validates requests and serves batches of them, grouped by model version."""
+
+    def __init__(self, repository: ModelRepository, sessions: SessionCache, settings: JobSettings) -> None:
+        self.repository = repository
+        self.sessions = sessions
+        self.settings = settings
+
+    def check(self, req: InferenceRequest, now_ms: int) -> tuple[Reason, str] | None:
+        """Why ``req`` cannot be served, before it is buffered; None when it can.
+
+        Checks that the model and version resolve, that the inputs are exactly the declared
+        ones with their dtypes, ranks and fixed dimensions, one row or more, the same row
+        count in every input, and that the deadline has not passed.
+        """
+        try:
+            spec = self.repository.resolve(req.model, req.version)
+        except ModelError as exc:
+            return exc.reason, exc.message
+        if req.deadline_ms is not None and now_ms > req.deadline_ms:
+            return Reason.DEADLINE_EXCEEDED, f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
+        problem = input_problem(spec, req.inputs)
+        return None if problem is None else (Reason.INVALID_INPUT, problem)
+
+    def batch_limits(self, model: str, version: str | None) -> tuple[int, int]:
+        """``(max_batch_size, max_delay_ms)`` of a model, from its metadata or the job settings."""
+        try:
+            spec = self.repository.resolve(model, version)
+        except ModelError:
+            return self.settings.max_batch_size, self.settings.max_delay_ms
+        return (
+            self.settings.max_batch_size if spec.max_batch_size is None else spec.max_batch_size,
+            self.settings.max_delay_ms if spec.max_delay_ms is None else spec.max_delay_ms,
+        )
+
+    def run(
+        self, requests: Sequence[InferenceRequest], received_ms: Sequence[int], now_ms: int
+    ) -> list[InferenceResult]:
+        """Serve ``requests`` (received at ``received_ms``); one result each, in order.
+
+        Requests are grouped by the model version that serves them; each group is one ONNX
+        Runtime call (several when it has more than ``max_batch_size`` rows). A request past
+        its deadline or no longer valid gets an error result, and a failure of one group
+        fails that group only.
+        """
+        if len(received_ms) != len(requests):
+            raise ValueError(f"{len(requests)} requests but {len(received_ms)} receive times")
+        started = time.perf_counter()
+        results: list[InferenceResult | None] = [None] * len(requests)
+        groups: dict[tuple[str, str], tuple[ModelSpec, list[int]]] = {}
+        for i, req in enumerate(requests):
+            if req.deadline_ms is not None and now_ms > req.deadline_ms:
+                message = f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
+                results[i] = _error(req, Status.DEADLINE_EXCEEDED, message, received_ms[i], now_ms)
+                continue
+            try:
+                spec = self.repository.resolve(req.model, req.version)
+            except ModelError as exc:
+                results[i] = _error(req, exc.reason.status(), exc.message, received_ms[i], now_ms)
+                continue
+            problem = input_problem(spec, req.inputs)
+            if problem is not None:
+                results[i] = _error(req, Status.INVALID_INPUT, problem, received_ms[i], now_ms)
+                continue
+            group = groups.get((spec.name, spec.version))
+            if group is None:
+                groups[(spec.name, spec.version)] = (spec, [i])
+            else:
+                group[1].append(i)
+        for spec, indices in groups.values():
+            members = [requests[i] for i in indices]
+            received = [received_ms[i] for i in indices]
+            try:
+                served = self._run_group(spec, members, received, now_ms, started)
+            except ModelError as exc:
+                served = [_error(r, exc.reason.status(), exc.message, t, now_ms) for r, t in zip(members, received)]
+            except Exception as exc:  # noqa: BLE001 - one group's failure must not fail the others
+                message = f"model {spec.name!r} version {spec.version!r} failed: {type(exc).__name__}: {exc}"
+                served = [_error(r, Status.INTERNAL_ERROR, message, t, now_ms) for r, t in zip(members, received)]
+            for i, result in zip(indices, served, strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    def _run_group(
+        self, spec: ModelSpec, members: list[InferenceRequest], received: list[int], now_ms: int, started: float
+    ) -> list[InferenceResult]:
+        session = self.sessions.get(spec)
+        names = [t.name for t in spec.inputs]
+        out_names = [t.name for t in spec.outputs]
+        columns: list[list[np.ndarray]] = [[] for _ in names]
+        for req in members:
+            for column, tensor in zip(columns, _ordered(req.inputs, names), strict=True):
+                column.append(tensor.to_numpy())
+        feeds = {name: col[0] if len(col) == 1 else np.concatenate(col) for name, col in zip(names, columns)}
+        total = next(iter(feeds.values())).shape[0]
+        limit = spec.max_batch_size or self.settings.max_batch_size
+
+        # One call, or chunks of `limit` rows; a chunk may cut through a multi-row request.
+        bounds = [(a, min(a + limit, total)) for a in range(0, total, limit)]
+        pieces: list[list[np.ndarray]] = [[] for _ in out_names]
+        clock: list[tuple[float, float]] = []
+        for a, b in bounds:
+            feed = feeds if len(bounds) == 1 else {k: v[a:b] for k, v in feeds.items()}
+            t0 = time.perf_counter()
+            outs = session.run(out_names, feed)
+            clock.append((t0, time.perf_counter()))
+            for name, piece, out in zip(out_names, pieces, outs, strict=True):
+                if out.ndim == 0 or out.shape[0] != b - a:
+                    raise ModelError(
+                        Reason.INTERNAL_ERROR,
+                        f"{spec.onnx_path}: output {name!r} has shape {list(out.shape)} for a batch of {b - a} rows",
+                    )
+                piece.append(out)
+
+        # Each output becomes one byte string, sliced per request.
+        wire: list[tuple[str, str, tuple[int, ...], int, bytes]] = []
+        for name, piece in zip(out_names, pieces, strict=True):
+            out = piece[0] if len(piece) == 1 else np.concatenate(piece)
+            kind = Tensor.from_numpy(name, out[:0]).dtype
+            array = np.ascontiguousarray(out, dtype=DTYPES[kind])
+            row_bytes = array.dtype.itemsize * math.prod(array.shape[1:])
+            wire.append((name, kind, tuple(int(d) for d in array.shape[1:]), row_bytes, array.tobytes()))
+        done_ms = now_ms + (time.perf_counter() - started) * 1000.0
+
+        results: list[InferenceResult] = []
+        start = 0
+        for req, received_ms in zip(members, received, strict=True):
+            end = start + req.rows
+            first, last = start // limit, (end - 1) // limit
+            chunk_start_ms = now_ms + (clock[first][0] - started) * 1000.0
+            outputs = tuple(
+                Tensor(name, kind, (end - start, *rest), data[start * size : end * size])
+                for name, kind, rest, size, data in wire
+            )
+            timings = Timings(
+                queued_ms=chunk_start_ms - received_ms,
+                batch_size=bounds[first][1] - bounds[first][0],
+                inference_ms=(clock[last][1] - clock[first][0]) * 1000.0,
+                end_to_end_ms=done_ms - req.created_at_ms,
+            )
+            results.append(
+                InferenceResult(req.request_id, req.model, Status.OK, int(done_ms), spec.version, outputs, None, timings)
+            )
+            start = end
+        return results
+
+
+def input_problem(spec: ModelSpec, inputs: Sequence[Tensor]) -> str | None:
+    """What is wrong with ``inputs`` for ``spec``, in words; None when they fit."""
+    if len(inputs) != len(spec.inputs) or any(t.name != s.name for t, s in zip(inputs, spec.inputs)):
+        given = [t.name for t in inputs]
+        wanted = [s.name for s in spec.inputs]
+        if sorted(given) != sorted(wanted):
+            missing = sorted(set(wanted) - set(given))
+            extra = sorted(set(given) - set(wanted))
+            repeated = sorted({n for n in given if given.count(n) > 1})
+            parts = [f"{label} {names}" for label, names in
+                     (("missing", missing), ("unexpected", extra), ("repeated", repeated)) if names]
+            return f"model {spec.name!r} version {spec.version!r} takes inputs {wanted}: {'; '.join(parts)}"
+    rows = None
+    for tensor, want in zip(_ordered(inputs, [s.name for s in spec.inputs]), spec.inputs, strict=True):
+        where = f"input {want.name!r}"
+        if tensor.dtype != want.dtype:
+            return f"{where} must be {want.dtype}, got {tensor.dtype}"
+        shape = tensor.shape
+        if len(shape) != want.rank:
+            return f"{where} must have rank {want.rank} (shape {_show(want.shape)}), got shape {list(shape)}"
+        for axis, (dim, fixed) in enumerate(zip(shape, want.shape)):
+            if fixed is not None and dim != fixed:
+                return f"{where} dimension {axis} must be {fixed} (shape {_show(want.shape)}), got shape {list(shape)}"
+            if dim < 0:
+                return f"{where} has a negative dimension in shape {list(shape)}"
+        if shape[0] < 1:
+            return f"{where} has no rows (shape {list(shape)})"
+        if rows is not None and shape[0] != rows:
+            return f"inputs disagree on the row count: {where} has {shape[0]}, another has {rows}"
+        rows = shape[0]
+        expected = math.prod(shape) * DTYPES[tensor.dtype].itemsize
+        if len(tensor.data) != expected:
+            return f"{where}: shape {list(shape)} of {tensor.dtype} needs {expected} bytes, got {len(tensor.data)}"
+    return None
+
+
+def _ordered(inputs: Sequence[Tensor], names: list[str]) -> Sequence[Tensor]:
+    """``inputs`` in the order of ``names`` (they are the same set, already checked)."""
+    if len(inputs) == 1 or all(t.name == n for t, n in zip(inputs, names)):
+        return inputs
+    by_name = {t.name: t for t in inputs}
+    return [by_name[n] for n in names]
+
+
+def _show(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def _error(req: InferenceRequest, status: Status, message: str, received_ms: int, now_ms: int) -> InferenceResult:
+    timings = Timings(queued_ms=float(now_ms - received_ms), end_to_end_ms=float(now_ms - req.created_at_ms))
+    return InferenceResult(req.request_id, req.model, status, now_ms, error=message, timings=timings)

@@ -1,0 +1,480 @@
+"""The model repository and the ONNX Runtime sessions that serve it.
+
+Layout: ``<root>/<name>/<version>/model.onnx`` plus ``model.json``, the metadata::
+
+    {"name": "digits", "version": "1",
+     "inputs":  [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],
+     "outputs": [{"name": "label", "dtype": "int64", "shape": [null]}, ...],
+     "max_batch_size": 32, "max_delay_ms": 20,
+     "execution_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+     "parent": null, "description": "...", "labels": ["0", ...], "metrics": {...}}
+
+The first dimension of every tensor is the batch (row) dimension and is dynamic (-1 or null).
+Directories whose names start with a dot (work in progress, held-out data) are not models.
+A version is listed once both of its files exist; deploy one by building it in a hidden
+directory next to its final place and renaming it into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import onnxruntime as ort
+
+from aimass.messages import DTYPES, Reason
+from aimass.settings import JobSettings
+
+log = logging.getLogger("aimass")
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+"""What a model name or version may look like (no separators, no leading dot)."""
+METADATA_FILE = "model.json"
+MODEL_FILE = "model.onnx"
+CPU = "CPUExecutionProvider"
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", CPU)
+
+#: ONNX Runtime's type strings for the wire dtypes of :data:`aimass.messages.DTYPES`.
+ONNX_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+class ModelError(Exception):
+    """A model cannot serve: ``reason`` says why in dead-letter terms, ``message`` in words."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """A declared input or output: ``None`` in ``shape`` is a dynamic dimension."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    @property
+    def rank(self) -> int:
+        """Number of dimensions, the batch dimension included."""
+        return len(self.shape)
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> TensorSpec:
+        """Read one ``{"name", "dtype", "shape"}`` entry of ``model.json``."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected an object with name, dtype and shape")
+        name, dtype, shape = raw.get("name"), raw.get("dtype"), raw.get("shape")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: 'name' must be a non-empty string")
+        if dtype not in DTYPES:
+            raise ValueError(f"{where} ({name}): dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        if not isinstance(shape, list) or not shape:
+            raise ValueError(f"{where} ({name}): 'shape' must be a list starting with the batch dimension")
+        dims: list[int | None] = []
+        for dim in shape:
+            if dim is None or dim == -1:
+                dims.append(None)
+            elif isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0:
+                dims.append(dim)
+            else:
+                raise ValueError(f"{where} ({name}): dimension {dim!r} must be a non-negative int, -1 or null")
+        if dims[0] is not None:
+            raise ValueError(f"{where} ({name}): the first (batch) dimension must be -1 or null, got {dims[0]}")
+        return cls(name, dtype, tuple(dims))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model version as described by its ``model.json``."""
+
+    name: str
+    version: str
+    path: Path
+    """The version directory."""
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int | None = None
+    """Most rows per ONNX Runtime call; ``None`` falls back to the job setting."""
+    max_delay_ms: int | None = None
+    """Longest wait for a batch to fill; ``None`` falls back to the job setting."""
+    execution_providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    """Providers in order of preference; the CPU provider is always the last resort."""
+    parent: str | None = None
+    """The model this one was derived from (a compressed variant names its original)."""
+    description: str | None = None
+    labels: tuple[str, ...] | None = None
+    """Class labels, index-aligned with a classifier's outputs."""
+    metrics: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
+    fingerprint: tuple[int, ...] = ()
+    """Size, mtime and inode of both files when loaded: a changed file is a new model."""
+
+    @property
+    def onnx_path(self) -> Path:
+        """The ONNX file."""
+        return self.path / MODEL_FILE
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelSpec:
+        """Parse ``directory/model.json``; the directory's names are the model name and version.
+
+        Raises:
+            ModelError: UNKNOWN_MODEL when a file is missing, INTERNAL_ERROR when the
+                metadata is unreadable or invalid (the message names the file).
+        """
+        directory = Path(directory)
+        meta_path = directory / METADATA_FILE
+        fingerprint = _stamp(directory)
+        if fingerprint is None:
+            raise ModelError(Reason.UNKNOWN_MODEL, f"{directory} lacks {METADATA_FILE} or {MODEL_FILE}")
+        try:
+            raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(Reason.INTERNAL_ERROR, f"{meta_path}: unreadable model metadata: {exc}") from None
+        try:
+            return cls._from_json(raw, directory, fingerprint)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(Reason.INTERNAL_ERROR, f"{meta_path}: {exc}") from None
+
+    @classmethod
+    def _from_json(cls, raw: Any, directory: Path, fingerprint: tuple[int, ...]) -> ModelSpec:
+        if not isinstance(raw, dict):
+            raise ValueError("expected a JSON object")
+        name, version = directory.parent.name, directory.name
+        for key, expected in (("name", name), ("version", version)):
+            if key in raw and str(raw[key]) != expected:
+                raise ValueError(f"says {key} {raw[key]!r} but lies in directory {expected!r}")
+        specs: dict[str, tuple[TensorSpec, ...]] = {}
+        for key in ("inputs", "outputs"):
+            entries = raw.get(key)
+            if not isinstance(entries, list) or not entries:
+                raise ValueError(f"{key!r} must be a non-empty list")
+            specs[key] = tuple(TensorSpec.parse(entry, f"{key}[{i}]") for i, entry in enumerate(entries))
+            names = [spec.name for spec in specs[key]]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{key!r} repeats a name: {names}")
+        providers = raw.get("execution_providers", list(DEFAULT_PROVIDERS))
+        if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
+            raise ValueError("'execution_providers' must be a list of provider names")
+        labels = raw.get("labels")
+        if labels is not None and not isinstance(labels, list):
+            raise ValueError("'labels' must be a list")
+        metrics = raw.get("metrics", {})
+        if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
+            raise ValueError("'metrics' must map names to numbers")
+        return cls(
+            name=name,
+            version=version,
+            path=directory,
+            inputs=specs["inputs"],
+            outputs=specs["outputs"],
+            max_batch_size=_optional_int(raw, "max_batch_size", minimum=1),
+            max_delay_ms=_optional_int(raw, "max_delay_ms", minimum=0),
+            execution_providers=tuple(providers),
+            parent=None if raw.get("parent") is None else str(raw["parent"]),
+            description=None if raw.get("description") is None else str(raw["description"]),
+            labels=None if labels is None else tuple(str(label) for label in labels),
+            metrics=MappingProxyType({str(k): float(v) for k, v in metrics.items()}),
+            fingerprint=fingerprint,
+        )
+
+
+def _optional_int(raw: dict[str, Any], key: str, minimum: int) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{key!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _stamp(directory: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """Size, mtime and inode of both files of a version, or None while one is missing."""
+    stamp: list[int] = []
+    for file in (METADATA_FILE, MODEL_FILE):
+        try:
+            st = os.stat(os.path.join(directory, file))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        stamp += (st.st_size, st.st_mtime_ns, st.st_ino)
+    return tuple(stamp)
+
+
+_CHUNKS = re.compile(r"([0-9]+)")
+
+
+def version_key(version: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """Sort key of versions, oldest first: digit runs compare as numbers (``2 < 10``,
+    ``1.9 < 1.10``), everything else as text."""
+    chunks = tuple((0, int(c), "") if c.isdigit() else (1, 0, c) for c in _CHUNKS.split(version) if c)
+    return chunks, version
+
+
+class ModelRepository:
+    """The models under ``root``, re-scanned at most every ``rescan_interval_s`` seconds.
+
+    A scan lists the directories and stats two files per version, so it is cheap; between
+    scans :meth:`resolve` is a dictionary look-up. :meth:`refresh` scans at once.
+    """
+
+    def __init__(self, root: Path, rescan_interval_s: float = 1.0) -> None:
+        self.root = Path(root)
+        self.rescan_interval_s = rescan_interval_s
+        self._real_root = self.root.resolve()
+        self._lock = threading.Lock()
+        self._scanned_at = float("-inf")
+        self._versions: dict[str, tuple[str, ...]] = {}
+        self._stamps: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._specs: dict[tuple[str, str], ModelSpec | ModelError] = {}
+        self._resolved: dict[tuple[str, str | None], ModelSpec] = {}
+
+    def names(self) -> list[str]:
+        """Models with at least one complete version, sorted."""
+        self._maybe_rescan()
+        return sorted(self._versions)
+
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of ``name``, newest last (empty for an unknown model)."""
+        self._maybe_rescan()
+        return list(self._versions.get(name, ()))
+
+    def refresh(self) -> None:
+        """Re-scan now and forget every parsed metadata file."""
+        with self._lock:
+            self._specs = {}
+            self._scan()
+
+    def resolve(self, name: str, version: str | None = None) -> ModelSpec:
+        """The spec of ``name`` at ``version``, or at its newest version when ``version`` is None.
+
+        Raises:
+            ModelError: INVALID_INPUT for a malformed name or version or one that leads out
+                of the repository; UNKNOWN_MODEL when it does not exist (the message lists
+                what does); INTERNAL_ERROR when its metadata is invalid.
+        """
+        self._maybe_rescan()
+        spec = self._resolved.get((name, version))
+        return spec if spec is not None else self._resolve_slow(name, version)
+
+    def _resolve_slow(self, name: str, version: str | None) -> ModelSpec:
+        for what, value in (("model name", name), ("version", version)):
+            if value is not None and not (isinstance(value, str) and NAME_PATTERN.match(value)):
+                raise ModelError(
+                    Reason.INVALID_INPUT,
+                    f"{what} {value!r} is not valid: use 1-64 of A-Z a-z 0-9 _ . - , not starting with a dot",
+                )
+        relative = Path(name) if version is None else Path(name, version)
+        if not (self.root / relative).resolve().is_relative_to(self._real_root):
+            raise ModelError(Reason.INVALID_INPUT, f"model path {str(relative)!r} leads out of the model repository")
+        versions = self._versions.get(name)
+        if not versions:
+            known = ", ".join(sorted(self._versions)) or "none"
+            raise ModelError(Reason.UNKNOWN_MODEL, f"unknown model {name!r} in {self.root}; models: {known}")
+        chosen = versions[-1] if version is None else version
+        if chosen not in versions:
+            raise ModelError(
+                Reason.UNKNOWN_MODEL, f"model {name!r} has no version {version!r}; versions: {', '.join(versions)}"
+            )
+        spec = self._specs.get((name, chosen))
+        if spec is None:
+            try:
+                spec = ModelSpec.load(self.root / name / chosen)
+            except ModelError as exc:
+                spec = exc
+            self._specs[(name, chosen)] = spec
+        if isinstance(spec, ModelError):
+            raise spec
+        self._resolved[(name, version)] = spec
+        return spec
+
+    def _maybe_rescan(self) -> None:
+        if time.monotonic() - self._scanned_at >= self.rescan_interval_s:
+            with self._lock:
+                self._scan()
+
+    def _scan(self) -> None:
+        versions: dict[str, tuple[str, ...]] = {}
+        stamps: dict[tuple[str, str], tuple[int, ...]] = {}
+        for model in self._subdirs(self.root):
+            found = []
+            for version in self._subdirs(model.path):
+                stamp = _stamp(version.path)
+                if stamp is not None:  # else still being written
+                    found.append(version.name)
+                    stamps[(model.name, version.name)] = stamp
+            if found:
+                versions[model.name] = tuple(sorted(found, key=version_key))
+        if stamps != self._stamps:
+            self._specs = {key: spec for key, spec in self._specs.items() if stamps.get(key) == self._stamps.get(key)}
+            self._resolved = {}
+        self._versions, self._stamps = versions, stamps
+        self._scanned_at = time.monotonic()
+
+    def _subdirs(self, path: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(path) as entries:
+                found = [e for e in entries if NAME_PATTERN.match(e.name) and e.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        # A symlink may lead out of the repository: such an entry is not served.
+        return [e for e in found if not e.is_symlink() or Path(e.path).resolve().is_relative_to(self._real_root)]
+
+
+_LOGGED: set[str] = set()
+_UNUSABLE: set[str] = set()  # providers a session was refused this process (not retried)
+
+
+def _log_once(level: int, message: str) -> None:
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        log.log(level, message)
+
+
+class SessionCache:
+    """One ONNX Runtime session per model version, opened on first use and kept.
+
+    A file that fails to load or disagrees with its metadata is remembered as broken until
+    it changes; other models keep serving.
+    """
+
+    def __init__(self, settings: JobSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, str], tuple[tuple[int, ...], ort.InferenceSession]] = {}
+        self._broken: dict[tuple[str, str], tuple[tuple[int, ...], ModelError]] = {}
+
+    def get(self, spec: ModelSpec) -> ort.InferenceSession:
+        """The session of ``spec``, opened and validated on first use.
+
+        Raises:
+            ModelError: INTERNAL_ERROR when the file cannot be loaded or disagrees with
+                ``model.json`` (the message names the file); raised again, without
+                reloading, until the file changes.
+        """
+        entry = self._sessions.get((spec.name, spec.version))
+        if entry is not None and entry[0] == spec.fingerprint:
+            return entry[1]
+        with self._lock:
+            return self._open(spec)
+
+    def _open(self, spec: ModelSpec) -> ort.InferenceSession:
+        key = (spec.name, spec.version)
+        entry = self._sessions.get(key)
+        if entry is not None and entry[0] == spec.fingerprint:
+            return entry[1]
+        broken = self._broken.get(key)
+        if broken is not None and broken[0] == spec.fingerprint:
+            raise broken[1]
+        try:
+            session = self._create(spec)
+            _validate(spec, session)
+        except ModelError as exc:
+            self._broken[key] = (spec.fingerprint, exc)
+            log.error("%s", exc.message)
+            raise
+        self._broken.pop(key, None)
+        self._sessions[key] = (spec.fingerprint, session)
+        return session
+
+    def _options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Spinning threads burn the cores that other slots and the JVM need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return options
+
+    def _providers(self, spec: ModelSpec) -> list[str]:
+        if not self.settings.use_gpu:
+            _log_once(logging.INFO, "ONNX Runtime: CPU execution provider (use_gpu is off)")
+            return [CPU]
+        available = ort.get_available_providers()
+        chosen = [p for p in spec.execution_providers if p in available and p not in _UNUSABLE and p != CPU]
+        if "CUDAExecutionProvider" not in available:
+            _log_once(logging.INFO, "ONNX Runtime: no CUDA execution provider in this build")
+        return [*chosen, CPU]
+
+    def _create(self, spec: ModelSpec) -> ort.InferenceSession:
+        path = spec.onnx_path
+        providers = self._providers(spec)
+        try:
+            session = ort.InferenceSession(str(path), self._options(), providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises many unrelated types
+            if providers == [CPU]:
+                raise ModelError(Reason.INTERNAL_ERROR, f"{path}: ONNX Runtime cannot load it: {exc}") from None
+            # A GPU provider may have failed rather than the file: retry on CPU alone.
+            try:
+                session = ort.InferenceSession(str(path), self._options(), providers=[CPU])
+            except Exception as cpu_exc:  # noqa: BLE001
+                raise ModelError(Reason.INTERNAL_ERROR, f"{path}: ONNX Runtime cannot load it: {cpu_exc}") from None
+            _log_once(logging.WARNING, f"ONNX Runtime: {providers[0]} failed ({exc}); serving on CPU")
+        got = session.get_providers()
+        for provider in providers:
+            if provider not in got:
+                # Installed but unusable (no device, missing CUDA libraries): do not retry it.
+                _UNUSABLE.add(provider)
+                _log_once(
+                    logging.WARNING,
+                    f"ONNX Runtime: {provider} is installed but a session could not use it; it is not tried again",
+                )
+        _log_once(logging.INFO, f"ONNX Runtime: sessions run on {got[0]} (providers {', '.join(got)})")
+        return session
+
+
+def _validate(spec: ModelSpec, session: ort.InferenceSession) -> None:
+    """Refuse an ONNX file whose inputs or declared outputs disagree with ``model.json``."""
+    path = spec.onnx_path
+    actual_inputs = {arg.name: arg for arg in session.get_inputs()}
+    declared = [t.name for t in spec.inputs]
+    if set(actual_inputs) != set(declared):
+        raise ModelError(
+            Reason.INTERNAL_ERROR,
+            f"{path}: inputs {sorted(actual_inputs)} disagree with {METADATA_FILE} inputs {sorted(declared)}",
+        )
+    actual_outputs = {arg.name: arg for arg in session.get_outputs()}
+    for tensor in spec.outputs:
+        if tensor.name not in actual_outputs:
+            raise ModelError(
+                Reason.INTERNAL_ERROR,
+                f"{path}: has no output {tensor.name!r} declared in {METADATA_FILE}; it has {sorted(actual_outputs)}",
+            )
+    for kind, tensors, actual in (("input", spec.inputs, actual_inputs), ("output", spec.outputs, actual_outputs)):
+        for tensor in tensors:
+            problem = _disagreement(tensor, actual[tensor.name].type, actual[tensor.name].shape)
+            if problem:
+                raise ModelError(Reason.INTERNAL_ERROR, f"{path}: {kind} {tensor.name!r} {problem}")
+
+
+def _disagreement(tensor: TensorSpec, onnx_type: str, onnx_shape: Any) -> str | None:
+    dtype = ONNX_TYPES.get(onnx_type)
+    if dtype != tensor.dtype:
+        return f"is {onnx_type} in the ONNX file but {tensor.dtype} in {METADATA_FILE}"
+    if not isinstance(onnx_shape, list):
+        return None  # rank unknown to ONNX: nothing to compare
+    if len(onnx_shape) != tensor.rank:
+        return f"has rank {len(onnx_shape)} in the ONNX file but {tensor.rank} in {METADATA_FILE}"
+    for axis, (ours, theirs) in enumerate(zip(tensor.shape, onnx_shape, strict=True)):
+        if isinstance(theirs, int) and theirs >= 0 and ours != theirs:
+            # Metadata that leaves a fixed dimension open would let through requests that cannot run.
+            declared = "dynamic" if ours is None else ours
+            return f"dimension {axis} is {theirs} in the ONNX file but {declared} in {METADATA_FILE}"
+    return None

@@ -1,0 +1,74 @@
+"""Submitting, finding and cancelling the inference job on the local session cluster."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aimass.settings import PROJECT_ROOT, Settings
+from aimass.stack.flink import FlinkCluster
+from aimass.stack.procs import StackError
+
+JOB_SCRIPT = PROJECT_ROOT / "flink_jobs" / "inference_job.py"
+
+
+def submit(settings: Settings, overrides: Mapping[str, str] | None = None, timeout_s: float = 180) -> str:
+    """Submit the inference job (detached) and wait until it is RUNNING; returns its job id.
+
+    If a job of the same name is already running, its id is returned and nothing is submitted.
+    """
+    cluster = FlinkCluster(settings)
+    running = cluster.running_job(settings.job.name)
+    if running is not None:
+        return str(running["jid"])
+    args = ["run", "-d", "-py", str(JOB_SCRIPT), "-pyexec", sys.executable, "-pyclientexec", sys.executable]
+    for key, value in (overrides or {}).items():
+        args += ["--set", f"{key}={value}"]
+    done = cluster.flink_cli(*args, timeout=timeout_s)
+    if done.returncode != 0:
+        raise StackError(f"`flink run` failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
+    job_id = None
+    for line in done.stdout.splitlines():
+        if "JobID" in line:
+            job_id = line.rsplit(" ", 1)[-1].strip()
+    if job_id is None:
+        raise StackError(f"`flink run` printed no job id:\n{done.stdout[-2000:]}")
+    wait_running(cluster, job_id, timeout_s)
+    return job_id
+
+
+def wait_running(cluster: FlinkCluster, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Block until every vertex of the job is RUNNING; raise with the job's exception if it fails."""
+    deadline = time.monotonic() + timeout_s
+    state = "unknown"
+    while time.monotonic() < deadline:
+        detail = cluster.rest(f"/jobs/{job_id}")
+        state = detail["state"]
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            exceptions = cluster.rest(f"/jobs/{job_id}/exceptions")
+            root = (exceptions.get("root-exception") or "")[:3000]
+            raise StackError(f"job {job_id} is {state}:\n{root}")
+        vertices = detail.get("vertices", [])
+        if state == "RUNNING" and vertices and all(v["status"] == "RUNNING" for v in vertices):
+            return dict(detail)
+        time.sleep(0.5)
+    raise StackError(
+        f"job {job_id} not running after {timeout_s:.0f}s (state {state}); see `aimass logs taskmanager-0`"
+    )
+
+
+def cancel(settings: Settings) -> list[str]:
+    """Cancel every running job named like the inference job; returns their ids."""
+    cluster = FlinkCluster(settings)
+    cancelled = []
+    for job in cluster.jobs():
+        if job["name"] == settings.job.name and job["state"] not in ("FAILED", "CANCELED", "FINISHED"):
+            cluster.rest(f"/jobs/{job['jid']}", method="PATCH")
+            cancelled.append(str(job["jid"]))
+    for jid in cancelled:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and cluster.rest(f"/jobs/{jid}")["state"] != "CANCELED":
+            time.sleep(0.3)
+    return cancelled

@@ -1,0 +1,122 @@
+"""Producing requests to and reading results from the topics with a plain Kafka client.
+
+Used by the demo, the integration tests and the benchmarks. The full client library (submit
+now, read later, asyncio) builds on the same codec.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from aimass.codec import Codec, DecodeError
+from aimass.messages import InferenceRequest, InferenceResult, Tensor
+
+for _name in ("kafka", "kafka.conn", "kafka.client", "kafka.coordinator", "kafka.consumer"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def make_request(model: str, inputs: dict[str, np.ndarray], version: str | None = None,
+                 request_id: str | None = None, deadline_ms: int | None = None) -> InferenceRequest:
+    """A request for ``model`` on named numpy ``inputs`` (a fresh uuid4 id unless given)."""
+    return InferenceRequest(
+        request_id=request_id or str(uuid.uuid4()),
+        model=model,
+        version=version,
+        inputs=tuple(Tensor.from_numpy(name, array) for name, array in inputs.items()),
+        created_at_ms=now_ms(),
+        deadline_ms=deadline_ms,
+    )
+
+
+def producer(bootstrap: str, **config: Any) -> Any:
+    """A batching kafka-python producer (acks=all)."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024,
+                         max_request_size=8 * 1024 * 1024, **config)
+
+
+def send(prod: Any, topic: str, values: Iterable[bytes], keys: Iterable[bytes | None] | None = None) -> int:
+    """Send raw values (keys optional) and flush; returns how many were sent."""
+    count = 0
+    key_iter = iter(keys) if keys is not None else None
+    for value in values:
+        key = next(key_iter) if key_iter is not None else None
+        prod.send(topic, value=value, key=key)
+        count += 1
+    prod.flush()
+    return count
+
+
+def send_requests(prod: Any, codec: Codec, topic: str, requests: Sequence[InferenceRequest]) -> None:
+    """Encode and send requests, keyed by request id."""
+    send(prod, topic, (codec.encode_request(r) for r in requests), (r.request_id.encode() for r in requests))
+
+
+def consumer(bootstrap: str, topic: str, from_beginning: bool = True, **config: Any) -> Any:
+    """A read_committed consumer of ``topic`` with no group (assigned every partition)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    cons = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                         enable_auto_commit=False, consumer_timeout_ms=500, fetch_max_bytes=64 * 1024 * 1024,
+                         max_partition_fetch_bytes=16 * 1024 * 1024, **config)
+    parts = cons.partitions_for_topic(topic) or set()
+    deadline = time.monotonic() + 10
+    while not parts and time.monotonic() < deadline:
+        time.sleep(0.2)
+        parts = cons.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    cons.assign(tps)
+    if from_beginning:
+        cons.seek_to_beginning(*tps)
+    else:
+        cons.seek_to_end(*tps)
+    return cons
+
+
+def collect(cons: Any, decode: Callable[[bytes], Any], until: Callable[[list[Any]], bool],
+            timeout_s: float, on_record: Callable[[Any], None] | None = None) -> list[Any]:
+    """Poll ``cons`` and decode values until ``until(collected)`` holds or the timeout passes."""
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not until(out):
+        batches = cons.poll(timeout_ms=200, max_records=5000)
+        for records in batches.values():
+            for record in records:
+                item = decode(record.value)
+                out.append(item)
+                if on_record is not None:
+                    on_record(item)
+    return out
+
+
+def collect_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float,
+                    on_result: Callable[[InferenceResult], None] | None = None) -> dict[str, InferenceResult]:
+    """Read results until every id in ``wanted`` has one (first result per id kept)."""
+    found: dict[str, InferenceResult] = {}
+
+    def keep(result: Any) -> None:
+        if result is not None and result.request_id in wanted and result.request_id not in found:
+            found[result.request_id] = result
+            if on_result is not None:
+                on_result(result)
+
+    def decode(value: bytes) -> InferenceResult | None:
+        try:
+            return codec.decode_result(value)
+        except DecodeError:
+            return None
+
+    collect(cons, decode, lambda _: len(found) >= len(wanted), timeout_s, keep)
+    return found

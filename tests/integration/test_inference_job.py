@@ -1,0 +1,138 @@
+"""The inference job on the real stack: results for good requests, errors for bad ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from aimass.codec import Codec
+from aimass.messages import Reason, Status
+from aimass.settings import Settings
+from aimass.stack.flink import FlinkCluster
+from aimass.traffic import (
+    collect,
+    collect_results,
+    consumer,
+    make_request,
+    now_ms,
+    producer,
+    send,
+    send_requests,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def codec(test_settings: Settings) -> Codec:
+    return Codec(test_settings.paths.schemas_dir)
+
+
+def _restarts(settings: Settings, job_id: str) -> int:
+    metrics = FlinkCluster(settings).rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+    return int(float(metrics[0]["value"])) if metrics else 0
+
+
+def test_job_is_running_in_the_web_ui(test_settings: Settings, inference_job: str) -> None:
+    detail = FlinkCluster(test_settings).rest(f"/jobs/{inference_job}")
+    assert detail["state"] == "RUNNING"
+    names = {v["name"] for v in detail["vertices"]}
+    assert any("batch-infer" in name for name in names), names
+
+
+def test_digits_results_equal_a_direct_onnx_runtime_run(
+    test_settings: Settings, inference_job: str, codec: Codec
+) -> None:
+    from aimass.demo import load_holdout
+
+    images, labels = load_holdout(test_settings.paths.models_dir)
+    n = 200
+    # Mix one-row and multi-row requests.
+    requests = [make_request("digits", {"pixels": images[i : i + 1]}) for i in range(n)]
+    requests.append(make_request("digits", {"pixels": images[:5]}))
+    cons = consumer(test_settings.kafka.bootstrap, test_settings.kafka.results_topic, from_beginning=False)
+    prod = producer(test_settings.kafka.bootstrap)
+    send_requests(prod, codec, test_settings.kafka.requests_topic, requests)
+    results = collect_results(cons, codec, {r.request_id for r in requests}, timeout_s=120)
+    cons.close()
+    prod.close()
+
+    assert len(results) == len(requests)
+    session = ort.InferenceSession(str(test_settings.paths.models_dir / "digits" / "1" / "model.onnx"))
+    for request in requests:
+        result = results[request.request_id]
+        assert result.status is Status.OK, result.error
+        assert result.version == "1"
+        pixels = request.inputs[0].to_numpy()
+        expected = session.run(None, {"pixels": pixels})
+        names = [o.name for o in session.get_outputs()]
+        for name, value in zip(names, expected, strict=True):
+            np.testing.assert_allclose(result.output(name), value, rtol=1e-5, atol=1e-6)
+        assert result.timings.batch_size >= 1
+    accuracy = np.mean([int(results[r.request_id].output("label")[0]) == labels[i] for i, r in enumerate(requests[:n])])
+    assert accuracy > 0.9
+
+
+def test_malformed_records_get_error_results_and_dead_letters_without_restart(
+    test_settings: Settings, inference_job: str, codec: Codec
+) -> None:
+    restarts_before = _restarts(test_settings, inference_job)
+    k = test_settings.kafka
+    good = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)})
+    unknown = make_request("no-such-model", {"pixels": np.zeros((1, 64), np.float32)})
+    bad_shape = make_request("digits", {"pixels": np.zeros((1, 63), np.float32)})
+    bad_dtype = make_request("digits", {"pixels": np.zeros((1, 64), np.float64)})
+    expired = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)}, deadline_ms=now_ms() - 1000)
+    garbage = b"\x00\x01not avro at all" + bytes(range(40))
+    truncated = codec.encode_request(good)[:-7]
+    oversized_req = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)})
+    oversized = codec.encode_request(oversized_req) + b"\x00" * (test_settings.job.max_payload_bytes + 1)
+
+    dead_cons = consumer(k.bootstrap, k.dead_letter_topic, from_beginning=False)
+    cons = consumer(k.bootstrap, k.results_topic, from_beginning=False)
+    prod = producer(k.bootstrap)
+    typed = [unknown, bad_shape, bad_dtype, expired]
+    send_requests(prod, codec, k.requests_topic, [good, *typed])
+    send(prod, k.requests_topic, [garbage, truncated, oversized])
+    results = collect_results(cons, codec, {r.request_id for r in [good, *typed]}, timeout_s=90)
+    dead = collect(dead_cons, codec.decode_dead_letter, lambda got: len(got) >= 7, timeout_s=60)
+    prod.close()
+    cons.close()
+    dead_cons.close()
+
+    assert results[good.request_id].status is Status.OK
+    assert results[unknown.request_id].status is Status.UNKNOWN_MODEL
+    assert results[bad_shape.request_id].status is Status.INVALID_INPUT
+    assert results[bad_dtype.request_id].status is Status.INVALID_INPUT
+    assert results[expired.request_id].status is Status.DEADLINE_EXCEEDED
+    assert all(results[r.request_id].error for r in typed)
+
+    reasons = {d.reason for d in dead}
+    assert {Reason.UNKNOWN_MODEL, Reason.INVALID_INPUT, Reason.DEADLINE_EXCEEDED, Reason.UNDECODABLE,
+            Reason.OVERSIZED} <= reasons
+    originals = {d.original for d in dead}
+    assert garbage in originals and truncated in originals
+    assert all(d.topic == k.requests_topic and d.offset >= 0 for d in dead)
+    assert _restarts(test_settings, inference_job) == restarts_before
+
+
+def test_resubmitted_request_id_yields_one_result(
+    test_settings: Settings, inference_job: str, codec: Codec
+) -> None:
+    k = test_settings.kafka
+    request = make_request("digits", {"pixels": np.ones((1, 64), np.float32) * 0.5})
+    marker = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)})
+    cons = consumer(k.bootstrap, k.results_topic, from_beginning=False)
+    prod = producer(k.bootstrap)
+    send_requests(prod, codec, k.requests_topic, [request, request, request])
+    send_requests(prod, codec, k.requests_topic, [marker])
+    seen = collect(cons, codec.decode_result,
+                   lambda got: sum(r.request_id == request.request_id for r in got) >= 1
+                   and any(r.request_id == marker.request_id for r in got), timeout_s=60)
+    # Read a little longer: a duplicate would arrive with the same or the next checkpoint.
+    linger_s = 3 * test_settings.job.checkpoint_interval_ms / 1000
+    seen += collect(cons, codec.decode_result, lambda got: False, timeout_s=linger_s)
+    prod.close()
+    cons.close()
+    assert sum(r.request_id == request.request_id for r in seen) == 1

@@ -1,0 +1,131 @@
+"""BatchInfer: keyed micro-batching in checkpointed state, one ONNX Runtime call per batch.
+
+Per key (model + lane) the function keeps, in Flink state:
+
+* ``pending``: the requests waiting for their batch (original Avro bytes and source
+  position), so a failure or a rescale loses none of them;
+* ``pending_rows`` and ``timer``: the batch's row count and its flush timer;
+* ``seen``: request ids already accepted (with a TTL), so a resubmitted id yields one result;
+* ``served``: a per-key counter of requests answered.
+
+A batch is flushed when it reaches the model's ``max_batch_size`` rows or when the
+processing-time timer set at ``max_delay_ms`` after its first request fires.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pyflink.common import Row
+from pyflink.common.time import Time
+from pyflink.common.typeinfo import Types
+from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import (
+    ListStateDescriptor,
+    MapStateDescriptor,
+    StateTtlConfig,
+    ValueStateDescriptor,
+)
+
+from aimass.codec import Codec, DecodeError
+from aimass.engine import InferenceEngine
+from aimass.messages import Reason, Status
+from aimass.models import ModelRepository, SessionCache
+from aimass.rejects import Source, reject
+from aimass.settings import Settings
+from udfs.decode import DEAD_LETTERS
+
+
+class BatchInfer(KeyedProcessFunction):
+    """Buffer requests per key and run them through ONNX Runtime in batches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        job = self.settings.job
+        self.codec = Codec(self.settings.paths.schemas_dir)
+        repository = ModelRepository(self.settings.paths.models_dir)
+        self.engine = InferenceEngine(repository, SessionCache(job), job)
+        self.pending = runtime_context.get_list_state(
+            ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY())
+        )
+        self.pending_rows = runtime_context.get_state(ValueStateDescriptor("pending_rows", Types.LONG()))
+        self.timer = runtime_context.get_state(ValueStateDescriptor("timer", Types.LONG()))
+        self.served = runtime_context.get_state(ValueStateDescriptor("served", Types.LONG()))
+        seen = MapStateDescriptor("seen", Types.STRING(), Types.LONG())
+        # Thread mode crashes on TTL state unless background cleanup is disabled; expired
+        # entries are then dropped on read and at full snapshots.
+        ttl = (
+            StateTtlConfig.new_builder(Time.seconds(job.dedup_ttl_s))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .cleanup_full_snapshot()
+            .disable_cleanup_in_background()
+            .build()
+        )
+        seen.enable_time_to_live(ttl)
+        self.seen = runtime_context.get_map_state(seen)
+
+    def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        request_id, model, version = value[6], value[7], value[8]  # see DecodeRequests
+        if self.seen.contains(request_id):
+            return  # a resubmission of a request already accepted: its result is on its way
+        self.seen.put(request_id, value[5])
+        self.pending.add(value[1:6])
+        rows = (self.pending_rows.value() or 0) + value[9]
+        max_batch, max_delay = self.engine.batch_limits(model, version)
+        if rows >= max_batch:
+            yield from self._flush(ctx)
+            return
+        self.pending_rows.update(rows)
+        if self.timer.value() is None:
+            at = ctx.timer_service().current_processing_time() + max_delay
+            ctx.timer_service().register_processing_time_timer(at)
+            self.timer.update(at)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        if self.timer.value() == timestamp:
+            self.timer.clear()
+            yield from self._flush(ctx)
+
+    def _flush(self, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        entries = list(self.pending.get() or ())
+        self.pending.clear()
+        self.pending_rows.clear()
+        at = self.timer.value()
+        if at is not None:
+            ctx.timer_service().delete_processing_time_timer(at)
+            self.timer.clear()
+        if not entries:
+            return
+        requests, received, kept = [], [], []
+        now_ms = int(time.time() * 1000)
+        for entry in entries:
+            original, topic, partition, offset, received_ms = entry
+            try:
+                requests.append(self.codec.decode_request(original))
+            except DecodeError as exc:  # cannot happen for bytes DecodeRequests accepted
+                yield from self._dead(original, topic, partition, offset, exc.reason, exc.message, now_ms)
+                continue
+            received.append(received_ms)
+            kept.append(entry)
+        results = self.engine.run(requests, received, int(time.time() * 1000))
+        for entry, request, result in zip(kept, requests, results, strict=True):
+            yield Row(result.request_id, self.codec.encode_result(result))
+            if result.status is not Status.OK:
+                reason = Reason(result.status.value)  # every non-OK status has its reason code
+                original, topic, partition, offset, _ = entry
+                yield from self._dead(
+                    original, topic, partition, offset, reason, result.error or "", now_ms, request.request_id
+                )
+        self.served.update((self.served.value() or 0) + len(results))
+
+    def _dead(
+        self, original: bytes, topic: str, partition: int, offset: int, reason: Reason, message: str,
+        now_ms: int, request_id: str | None = None,
+    ) -> Iterator[Any]:
+        rejection = reject(self.codec, original, Source(topic, partition, offset), reason, message, now_ms, request_id)
+        yield DEAD_LETTERS, Row(rejection.dead_letter)
