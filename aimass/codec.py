@@ -44,6 +44,10 @@ HEADER_SIZE = 10
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 #: Most dimensions a tensor may have (numpy's limit is 64; no model needs more than a few).
 MAX_DIMS = 32
+#: Most input tensors a request may carry.
+MAX_INPUTS = 1024
+#: Requests longer than this are scanned for their object counts before being decoded.
+SCAN_ABOVE_BYTES = 64 * 1024
 
 _INT32 = range(-(2**31), 2**31)
 _NAMED_TYPES = ("record", "error", "enum", "fixed")
@@ -80,9 +84,14 @@ class Codec:
     Args:
         schemas_dir: Folder holding ``tensor.avsc``, ``request.avsc``, ``result.avsc`` and
             ``dead_letter.avsc``; defaults to :attr:`aimass.settings.PathSettings.schemas_dir`.
+        scan_above_bytes: Requests longer than this are first scanned, without building any
+            object, for more than :data:`MAX_INPUTS` inputs or :data:`MAX_DIMS` dimensions: 4 MiB
+            of 4-byte empty tensors would otherwise decode into a million dicts (seconds of CPU
+            and hundreds of MB) before validation could refuse them.
     """
 
-    def __init__(self, schemas_dir: Path | None = None) -> None:
+    def __init__(self, schemas_dir: Path | None = None, *, scan_above_bytes: int = SCAN_ABOVE_BYTES) -> None:
+        self._scan_above = scan_above_bytes
         directory = Path(schemas_dir) if schemas_dir is not None else PathSettings().schemas_dir
         named: dict[str, Any] = {}
         _parse(directory / "tensor.avsc", named)
@@ -133,6 +142,10 @@ class Codec:
                 f"record of {len(data)} bytes exceeds the limit of {max_bytes} bytes",
                 self.peek_request_id(data),
             )
+        if len(data) > self._scan_above:
+            flood = _flood(data)
+            if flood is not None:
+                raise DecodeError(Reason.INVALID_INPUT, flood, self.peek_request_id(data))
         try:
             record = self._read(self._request, data)
         except DecodeError as exc:
@@ -150,18 +163,14 @@ class Codec:
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             return None
-        head = bytes(data[:HEADER_SIZE])
-        if head != self._request.header:
-            return None
-        read = _read_long(data, HEADER_SIZE)
-        if read is None:
-            return None
-        length, start = read
-        if length <= 0 or start + length > len(data):
+        if bytes(data[:HEADER_SIZE]) != self._request.header:
             return None
         try:
+            length, start = _long_at(data, HEADER_SIZE)
+            if length <= 0 or start + length > len(data):
+                return None
             return bytes(data[start : start + length]).decode("utf-8")
-        except UnicodeDecodeError:
+        except (_Malformed, UnicodeDecodeError):
             return None
 
     # -- results -------------------------------------------------------------------------------
@@ -266,8 +275,9 @@ class Codec:
         try:
             record = schemaless_reader(stream, schema.parsed, None)
         except EOFError as exc:
-            detail = f": {exc}" if str(exc) else ""
-            raise DecodeError(Reason.UNDECODABLE, f"truncated {_short(schema.name)} body{detail}") from exc
+            detail = f" ({exc})" if str(exc) else ""
+            message = f"{_short(schema.name)} body ends early: truncated, or a corrupt length prefix{detail}"
+            raise DecodeError(Reason.UNDECODABLE, message) from exc
         except UnicodeDecodeError as exc:
             raise DecodeError(Reason.UNDECODABLE, f"invalid UTF-8 in a string of the {_short(schema.name)}") from exc
         except Exception as exc:  # fastavro raises many types on garbage; all mean "not this schema"
@@ -380,6 +390,8 @@ def _request_from(r: dict[str, Any]) -> InferenceRequest:
         invalid(f"version {_show(version)} must match {NAME_PATTERN.pattern}")
     if not r["inputs"]:
         invalid("request has no inputs")
+    if len(r["inputs"]) > MAX_INPUTS:
+        invalid(f"more than {MAX_INPUTS} inputs")
     inputs = tuple(_tensor_from(t) for t in r["inputs"])
     names: set[str] = set()
     for tensor in inputs:
@@ -406,7 +418,7 @@ def _check_tensor(t: Tensor, invalid: Callable[[str], NoReturn]) -> None:
     if dtype is None:
         invalid(f"input {_show(t.name)}: dtype {_show(t.dtype)} is not one of {', '.join(DTYPES)}")
     if len(t.shape) > MAX_DIMS:
-        invalid(f"input {_show(t.name)}: {len(t.shape)} dimensions, at most {MAX_DIMS} allowed")
+        invalid(f"input {_show(t.name)} has more than {MAX_DIMS} dimensions")
     if any(d < 0 for d in t.shape):
         invalid(f"input {_show(t.name)}: negative dimension in shape {list(t.shape)}")
     needed = math.prod(t.shape) * dtype.itemsize
@@ -429,8 +441,12 @@ def _as_bytes(data: object) -> bytes:
     raise DecodeError(Reason.UNDECODABLE, f"record value is {type(data).__name__}, not bytes")
 
 
-def _read_long(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
-    """Zig-zag varint at ``pos``: (value, next position), or None if absent or malformed."""
+class _Malformed(Exception):
+    """Bytes the pre-decode readers cannot follow (the real decoder then says why)."""
+
+
+def _long_at(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    """Zig-zag varint at ``pos``: (value, next position)."""
     value = shift = 0
     while pos < len(data) and shift < 64:
         byte = data[pos]
@@ -439,7 +455,60 @@ def _read_long(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int
         if not byte & 0x80:
             return (value >> 1) ^ -(value & 1), pos
         shift += 7
-    return None
+    raise _Malformed
+
+
+def _skip(data: bytes, pos: int) -> int:
+    """Position after the string or bytes value at ``pos``."""
+    length, pos = _long_at(data, pos)
+    if length < 0 or pos + length > len(data):
+        raise _Malformed
+    return pos + length
+
+
+def _block(data: bytes, pos: int) -> tuple[int, int]:
+    """Item count of the array block at ``pos`` and the position of its first item."""
+    count, pos = _long_at(data, pos)
+    if count < 0:  # a negative count is followed by the block's size in bytes
+        count = -count
+        _, pos = _long_at(data, pos)
+    return count, pos
+
+
+def _flood(data: bytes) -> str | None:
+    """Why a request would decode into too many objects, else None; builds none itself.
+
+    Follows the body up to the end of ``inputs``, reading only lengths and counts, and stops
+    at the first limit passed, so its cost is bounded by the limits, not by the record.
+    """
+    try:
+        pos = _skip(data, _skip(data, HEADER_SIZE))  # request_id, model
+        branch, pos = _long_at(data, pos)
+        if branch == 1:  # version is a string
+            pos = _skip(data, pos)
+        inputs = 0
+        while True:
+            count, pos = _block(data, pos)
+            if count == 0:
+                return None
+            inputs += count
+            if inputs > MAX_INPUTS:
+                return f"more than {MAX_INPUTS} inputs"
+            for _ in range(count):
+                pos = _skip(data, _skip(data, pos))  # name, dtype
+                dims = 0
+                while True:
+                    count_dims, pos = _block(data, pos)
+                    if count_dims == 0:
+                        break
+                    dims += count_dims
+                    if dims > MAX_DIMS:
+                        return f"an input has more than {MAX_DIMS} dimensions"
+                    for _ in range(count_dims):
+                        _, pos = _long_at(data, pos)
+                pos = _skip(data, pos)  # data
+    except _Malformed:
+        return None
 
 
 def _check_int32(field: str, value: int) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings
-from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache
+from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache, TensorSpec
 from aimass.settings import JobSettings
 
 
@@ -67,7 +67,7 @@ class InferenceEngine:
             raise ValueError(f"{len(requests)} requests but {len(received_ms)} receive times")
         started = time.perf_counter()
         results: list[InferenceResult | None] = [None] * len(requests)
-        groups: dict[tuple[str, str], tuple[ModelSpec, list[int]]] = {}
+        groups: dict[tuple[object, ...], tuple[ModelSpec, list[int]]] = {}
         for i, req in enumerate(requests):
             if req.deadline_ms is not None and now_ms > req.deadline_ms:
                 message = f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
@@ -82,9 +82,12 @@ class InferenceEngine:
             if problem is not None:
                 results[i] = _error(req, Status.INVALID_INPUT, problem, received_ms[i], now_ms)
                 continue
-            group = groups.get((spec.name, spec.version))
+            key: tuple[object, ...] = (spec.name, spec.version)
+            if not spec.fixed_row_shapes:  # rows of different shapes cannot share one call
+                key += tuple(t.shape[1:] for t in _ordered(req.inputs, spec.input_names))
+            group = groups.get(key)
             if group is None:
-                groups[(spec.name, spec.version)] = (spec, [i])
+                groups[key] = (spec, [i])
             else:
                 group[1].append(i)
         for spec, indices in groups.values():
@@ -92,11 +95,13 @@ class InferenceEngine:
             received = [received_ms[i] for i in indices]
             try:
                 served = self._run_group(spec, members, received, now_ms, started)
-            except ModelError as exc:
-                served = [_error(r, exc.reason.status(), exc.message, t, now_ms) for r, t in zip(members, received)]
             except Exception as exc:  # noqa: BLE001 - one group's failure must not fail the others
-                message = f"model {spec.name!r} version {spec.version!r} failed: {type(exc).__name__}: {exc}"
-                served = [_error(r, Status.INTERNAL_ERROR, message, t, now_ms) for r, t in zip(members, received)]
+                if isinstance(exc, ModelError):
+                    status, message = exc.reason.status(), exc.message
+                else:
+                    status = Status.INTERNAL_ERROR
+                    message = f"model {spec.name!r} version {spec.version!r} failed: {type(exc).__name__}: {exc}"
+                served = [_error(r, status, message, t, now_ms) for r, t in zip(members, received, strict=True)]
             for i, result in zip(indices, served, strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]  # every slot is filled above
@@ -105,14 +110,14 @@ class InferenceEngine:
         self, spec: ModelSpec, members: list[InferenceRequest], received: list[int], now_ms: int, started: float
     ) -> list[InferenceResult]:
         session = self.sessions.get(spec)
-        names = [t.name for t in spec.inputs]
-        out_names = [t.name for t in spec.outputs]
-        columns: list[list[np.ndarray]] = [[] for _ in names]
-        for req in members:
-            for column, tensor in zip(columns, _ordered(req.inputs, names), strict=True):
-                column.append(tensor.to_numpy())
-        feeds = {name: col[0] if len(col) == 1 else np.concatenate(col) for name, col in zip(names, columns)}
-        total = next(iter(feeds.values())).shape[0]
+        out_names = list(spec.output_names)
+        total = sum(req.rows for req in members)
+        # Inputs are validated and share their row shape: one byte join per input, no per-row work.
+        feeds: dict[str, np.ndarray] = {}
+        for k, want in enumerate(spec.inputs):
+            tensors = [_ordered(req.inputs, spec.input_names)[k] for req in members]
+            data = tensors[0].data if len(tensors) == 1 else b"".join([t.data for t in tensors])
+            feeds[want.name] = np.frombuffer(data, DTYPES[want.dtype]).reshape((total, *tensors[0].shape[1:]))
         limit = spec.max_batch_size or self.settings.max_batch_size
 
         # One call, or chunks of `limit` rows; a chunk may cut through a multi-row request.
@@ -148,10 +153,10 @@ class InferenceEngine:
             end = start + req.rows
             first, last = start // limit, (end - 1) // limit
             chunk_start_ms = now_ms + (clock[first][0] - started) * 1000.0
-            outputs = tuple(
+            outputs = tuple([
                 Tensor(name, kind, (end - start, *rest), data[start * size : end * size])
                 for name, kind, rest, size, data in wire
-            )
+            ])
             timings = Timings(
                 queued_ms=chunk_start_ms - received_ms,
                 batch_size=bounds[first][1] - bounds[first][0],
@@ -159,7 +164,9 @@ class InferenceEngine:
                 end_to_end_ms=done_ms - req.created_at_ms,
             )
             results.append(
-                InferenceResult(req.request_id, req.model, Status.OK, int(done_ms), spec.version, outputs, None, timings)
+                InferenceResult(
+                    req.request_id, req.model, Status.OK, int(done_ms), spec.version, outputs, None, timings
+                )
             )
             start = end
         return results
@@ -167,43 +174,54 @@ class InferenceEngine:
 
 def input_problem(spec: ModelSpec, inputs: Sequence[Tensor]) -> str | None:
     """What is wrong with ``inputs`` for ``spec``, in words; None when they fit."""
-    if len(inputs) != len(spec.inputs) or any(t.name != s.name for t, s in zip(inputs, spec.inputs)):
+    names = spec.input_names
+    if len(inputs) != len(names) or any(t.name != n for t, n in zip(inputs, names, strict=True)):
         given = [t.name for t in inputs]
-        wanted = [s.name for s in spec.inputs]
-        if sorted(given) != sorted(wanted):
-            missing = sorted(set(wanted) - set(given))
-            extra = sorted(set(given) - set(wanted))
+        if sorted(given) != sorted(names):
+            missing = sorted(set(names) - set(given))
+            extra = sorted(set(given) - set(names))
             repeated = sorted({n for n in given if given.count(n) > 1})
-            parts = [f"{label} {names}" for label, names in
-                     (("missing", missing), ("unexpected", extra), ("repeated", repeated)) if names]
-            return f"model {spec.name!r} version {spec.version!r} takes inputs {wanted}: {'; '.join(parts)}"
-    rows = None
-    for tensor, want in zip(_ordered(inputs, [s.name for s in spec.inputs]), spec.inputs, strict=True):
-        where = f"input {want.name!r}"
-        if tensor.dtype != want.dtype:
-            return f"{where} must be {want.dtype}, got {tensor.dtype}"
+            parts = [f"{label} {found}" for label, found in
+                     (("missing", missing), ("unexpected", extra), ("repeated", repeated)) if found]
+            return f"model {spec.name!r} version {spec.version!r} takes inputs {list(names)}: {'; '.join(parts)}"
+    rows = -1
+    for tensor, want in zip(_ordered(inputs, names), spec.inputs, strict=True):
         shape = tensor.shape
-        if len(shape) != want.rank:
-            return f"{where} must have rank {want.rank} (shape {_show(want.shape)}), got shape {list(shape)}"
-        for axis, (dim, fixed) in enumerate(zip(shape, want.shape)):
-            if fixed is not None and dim != fixed:
-                return f"{where} dimension {axis} must be {fixed} (shape {_show(want.shape)}), got shape {list(shape)}"
-            if dim < 0:
-                return f"{where} has a negative dimension in shape {list(shape)}"
-        if shape[0] < 1:
-            return f"{where} has no rows (shape {list(shape)})"
-        if rows is not None and shape[0] != rows:
-            return f"inputs disagree on the row count: {where} has {shape[0]}, another has {rows}"
-        rows = shape[0]
-        expected = math.prod(shape) * DTYPES[tensor.dtype].itemsize
+        # Fast path: right dtype, fixed row shape matching, rows present.
+        if not (tensor.dtype == want.dtype and shape[1:] == want.shape[1:] and shape and shape[0] >= 1):
+            problem = _shape_problem(tensor, want)
+            if problem is not None:
+                return problem
+        if rows != shape[0]:
+            if rows != -1:
+                return f"inputs disagree on the row count: {want.name!r} has {shape[0]} rows, another has {rows}"
+            rows = shape[0]
+        expected = math.prod(shape) * DTYPES[want.dtype].itemsize
         if len(tensor.data) != expected:
-            return f"{where}: shape {list(shape)} of {tensor.dtype} needs {expected} bytes, got {len(tensor.data)}"
+            return (f"input {want.name!r}: shape {list(shape)} of {want.dtype} needs {expected} bytes, "
+                    f"got {len(tensor.data)}")
     return None
 
 
-def _ordered(inputs: Sequence[Tensor], names: list[str]) -> Sequence[Tensor]:
+def _shape_problem(tensor: Tensor, want: TensorSpec) -> str | None:
+    where, shape = f"input {want.name!r}", tensor.shape
+    if tensor.dtype != want.dtype:
+        return f"{where} must be {want.dtype}, got {tensor.dtype}"
+    if len(shape) != want.rank:
+        return f"{where} must have rank {want.rank} (shape {_show(want.shape)}), got shape {list(shape)}"
+    for axis, (dim, fixed) in enumerate(zip(shape, want.shape, strict=True)):
+        if fixed is not None and dim != fixed:
+            return f"{where} dimension {axis} must be {fixed} (shape {_show(want.shape)}), got shape {list(shape)}"
+        if dim < 0:
+            return f"{where} has a negative dimension in shape {list(shape)}"
+    if shape[0] < 1:
+        return f"{where} has no rows (shape {list(shape)})"
+    return None
+
+
+def _ordered(inputs: Sequence[Tensor], names: tuple[str, ...]) -> Sequence[Tensor]:
     """``inputs`` in the order of ``names`` (they are the same set, already checked)."""
-    if len(inputs) == 1 or all(t.name == n for t, n in zip(inputs, names)):
+    if len(inputs) == 1 or all(t.name == n for t, n in zip(inputs, names, strict=True)):
         return inputs
     by_name = {t.name: t for t in inputs}
     return [by_name[n] for n in names]

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -130,6 +131,21 @@ class ModelSpec:
     def onnx_path(self) -> Path:
         """The ONNX file."""
         return self.path / MODEL_FILE
+
+    @cached_property
+    def input_names(self) -> tuple[str, ...]:
+        """Input names in declared order."""
+        return tuple(t.name for t in self.inputs)
+
+    @cached_property
+    def output_names(self) -> tuple[str, ...]:
+        """Output names in declared order."""
+        return tuple(t.name for t in self.outputs)
+
+    @cached_property
+    def fixed_row_shapes(self) -> bool:
+        """Whether every input fixes all its dimensions but the batch one (rows then always stack)."""
+        return all(d is not None for t in self.inputs for d in t.shape[1:])
 
     @classmethod
     def load(cls, directory: Path) -> ModelSpec:
@@ -275,7 +291,7 @@ class ModelRepository:
 
     def _resolve_slow(self, name: str, version: str | None) -> ModelSpec:
         for what, value in (("model name", name), ("version", version)):
-            if value is not None and not (isinstance(value, str) and NAME_PATTERN.match(value)):
+            if value is not None and not (isinstance(value, str) and NAME_PATTERN.fullmatch(value)):
                 raise ModelError(
                     Reason.INVALID_INPUT,
                     f"{what} {value!r} is not valid: use 1-64 of A-Z a-z 0-9 _ . - , not starting with a dot",
@@ -330,7 +346,7 @@ class ModelRepository:
     def _subdirs(self, path: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(path) as entries:
-                found = [e for e in entries if NAME_PATTERN.match(e.name) and e.is_dir()]
+                found = [e for e in entries if NAME_PATTERN.fullmatch(e.name) and e.is_dir()]
         except (FileNotFoundError, NotADirectoryError):
             return []
         # A symlink may lead out of the repository: such an entry is not served.

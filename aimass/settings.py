@@ -145,8 +145,10 @@ class JobSettings:
     """ONNX Runtime intra-op threads per slot (more oversubscribes small machines)."""
     use_gpu: bool = True
     """Use the CUDA execution provider when one is really usable; CPU otherwise."""
-    python_mode: Literal["thread", "process"] = "thread"
-    """PyFlink ``python.execution-mode``."""
+    python_mode: Literal["thread", "process"] = "process"
+    """PyFlink ``python.execution-mode``. ``process`` by default: in ``thread`` mode (Python
+    inside the TaskManager JVM, via pemja) importing onnxruntime hangs in its extension init
+    (PyFlink 2.2.1, pemja 0.5.7, onnxruntime 1.31), see udfs/core.py."""
 
 
 @dataclass(frozen=True)

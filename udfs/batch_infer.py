@@ -29,12 +29,8 @@ from pyflink.datastream.state import (
     ValueStateDescriptor,
 )
 
-from aimass.codec import Codec, DecodeError
-from aimass.engine import InferenceEngine
-from aimass.messages import Reason, Status
-from aimass.models import ModelRepository, SessionCache
-from aimass.rejects import Source, reject
 from aimass.settings import Settings
+from udfs.core import open_core
 from udfs.decode import DEAD_LETTERS
 
 
@@ -46,9 +42,12 @@ class BatchInfer(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         job = self.settings.job
-        self.codec = Codec(self.settings.paths.schemas_dir)
-        repository = ModelRepository(self.settings.paths.models_dir)
-        self.engine = InferenceEngine(repository, SessionCache(job), job)
+        self.core = open_core(self.settings)
+        self.codec, self.engine = self.core.codec, self.core.engine
+        from aimass.messages import Reason, Status  # loaded by open_core
+        from aimass.rejects import Source
+
+        self.reason_type, self.ok, self.source_type = Reason, Status.OK, Source
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY())
         )
@@ -107,7 +106,7 @@ class BatchInfer(KeyedProcessFunction):
             original, topic, partition, offset, received_ms = entry
             try:
                 requests.append(self.codec.decode_request(original))
-            except DecodeError as exc:  # cannot happen for bytes DecodeRequests accepted
+            except self.core.decode_error as exc:  # cannot happen for bytes DecodeRequests accepted
                 yield from self._dead(original, topic, partition, offset, exc.reason, exc.message, now_ms)
                 continue
             received.append(received_ms)
@@ -115,8 +114,8 @@ class BatchInfer(KeyedProcessFunction):
         results = self.engine.run(requests, received, int(time.time() * 1000))
         for entry, request, result in zip(kept, requests, results, strict=True):
             yield Row(result.request_id, self.codec.encode_result(result))
-            if result.status is not Status.OK:
-                reason = Reason(result.status.value)  # every non-OK status has its reason code
+            if result.status is not self.ok:
+                reason = self.reason_type(result.status.value)  # every non-OK status has its reason code
                 original, topic, partition, offset, _ = entry
                 yield from self._dead(
                     original, topic, partition, offset, reason, result.error or "", now_ms, request.request_id
@@ -124,8 +123,9 @@ class BatchInfer(KeyedProcessFunction):
         self.served.update((self.served.value() or 0) + len(results))
 
     def _dead(
-        self, original: bytes, topic: str, partition: int, offset: int, reason: Reason, message: str,
+        self, original: bytes, topic: str, partition: int, offset: int, reason: Any, message: str,
         now_ms: int, request_id: str | None = None,
     ) -> Iterator[Any]:
-        rejection = reject(self.codec, original, Source(topic, partition, offset), reason, message, now_ms, request_id)
+        source = self.source_type(topic, partition, offset)
+        rejection = self.core.reject(self.codec, original, source, reason, message, now_ms, request_id)
         yield DEAD_LETTERS, Row(rejection.dead_letter)

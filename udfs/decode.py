@@ -1,6 +1,7 @@
 """DecodeRequests: Kafka record -> validated, keyed request, or an error result + dead letter.
 
-The function only delegates: decoding is :class:`aimass.codec.Codec`, validation is
+The function only delegates (the core is loaded in ``open``, see :mod:`udfs.core`):
+decoding is :class:`aimass.codec.Codec`, validation is
 :meth:`aimass.engine.InferenceEngine.check`, error records are :func:`aimass.rejects.reject`.
 Valid requests leave as ``(key, original, topic, partition, offset, received_ms, request_id,
 model, version, rows)`` tuples; the original Avro bytes, not a Python object, are what the keyed
@@ -19,11 +20,8 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import ProcessFunction, RuntimeContext
 
-from aimass.codec import Codec, DecodeError
-from aimass.engine import InferenceEngine
-from aimass.models import ModelRepository, SessionCache
-from aimass.rejects import Source, reject
 from aimass.settings import Settings
+from udfs.core import open_core
 
 #: Row type of records bound for the results topic: Kafka key (request id) and value.
 RESULT_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -53,22 +51,23 @@ class DecodeRequests(ProcessFunction):
         self.lanes = settings.job.parallelism * settings.job.lanes_per_subtask
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.codec = Codec(self.settings.paths.schemas_dir)
-        repository = ModelRepository(self.settings.paths.models_dir)
-        self.engine = InferenceEngine(repository, SessionCache(self.settings.job), self.settings.job)
+        self.core = open_core(self.settings)
+        from aimass.rejects import Source  # loaded by open_core
+
+        self.source_type = Source
         self.max_bytes = self.settings.job.max_payload_bytes
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         original, topic, partition, offset = value[0], value[1], value[2], value[3]
         original = bytes(original) if original is not None else b""
         now_ms = int(time.time() * 1000)
-        source = Source(topic or "", int(partition or 0), int(offset or 0))
+        source = self.source_type(topic or "", int(partition or 0), int(offset or 0))
         try:
-            request = self.codec.decode_request(original, self.max_bytes)
-        except DecodeError as exc:
+            request = self.core.codec.decode_request(original, self.max_bytes)
+        except self.core.decode_error as exc:
             yield from self._reject(original, source, exc.reason, exc.message, now_ms, exc.request_id)
             return
-        problem = self.engine.check(request, now_ms)
+        problem = self.core.engine.check(request, now_ms)
         if problem is not None:
             reason, message = problem
             yield from self._reject(
@@ -81,8 +80,8 @@ class DecodeRequests(ProcessFunction):
             request.request_id, request.model, request.version, request.rows,
         )
 
-    def _reject(self, original: bytes, source: Source, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        rejection = reject(self.codec, original, source, *args, **kwargs)
+    def _reject(self, original: bytes, source: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        rejection = self.core.reject(self.core.codec, original, source, *args, **kwargs)
         if rejection.result is not None:
             yield ERROR_RESULTS, Row(rejection.result_key, rejection.result)
         yield DEAD_LETTERS, Row(rejection.dead_letter)

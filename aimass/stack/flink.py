@@ -116,7 +116,10 @@ class FlinkCluster:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         for name in ("log4j-console.properties", "log4j-cli.properties", "log4j.properties"):
             shutil.copyfile(dist / "conf" / name, self.conf_dir / name)
-        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(self.config(), sort_keys=True))
+        # The wheel's defaults (JVM --add-opens for Java 17, failover strategy), then ours.
+        defaults = _flatten(yaml.safe_load((dist / "conf" / "config.yaml").read_text()) or {})
+        config = {**defaults, **self.config()}
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
         connectors = sorted((self.settings.paths.jars_dir / "flink").glob("flink-sql-connector-kafka-*.jar"))
         if not connectors:
             raise StackError(
@@ -215,3 +218,14 @@ class FlinkCluster:
         return subprocess.run(  # noqa: S603 - argv is built by the project
             argv, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False, cwd=PROJECT_ROOT
         )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -213,7 +213,7 @@ class KafkaBroker:
         admin = self.admin()
         consumer = KafkaConsumer(bootstrap_servers=k.bootstrap, request_timeout_ms=5000)
         try:
-            committed = admin.list_consumer_group_offsets(group)
+            committed = admin.list_group_offsets(group)
             rows = []
             for topic in (k.requests_topic, k.results_topic, k.dead_letter_topic):
                 parts = consumer.partitions_for_topic(topic) or set()

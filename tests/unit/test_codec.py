@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimass.codec import NAME_PATTERN, Codec, DecodeError
+from aimass.codec import MAX_DIMS, MAX_INPUTS, NAME_PATTERN, SCAN_ABOVE_BYTES, Codec, DecodeError
 from aimass.messages import (
     DTYPES,
     DeadLetter,
@@ -29,6 +29,7 @@ from aimass.settings import PathSettings
 
 SCHEMAS = PathSettings().schemas_dir
 CODEC = Codec(SCHEMAS)
+SCANNING = Codec(SCHEMAS, scan_above_bytes=0)  # scans every request before decoding it
 REQUEST_FP = bytes.fromhex("352709eb427659dd")
 RESULT_FP = bytes.fromhex("cf8dc6a3e0c65e40")
 DEAD_LETTER_FP = bytes.fromhex("b8d871434daaae3b")
@@ -202,9 +203,11 @@ def test_request_body_matches_the_reference_avro_implementation() -> None:
 
 
 def test_schema_readme_worked_example_is_the_real_encoding() -> None:
-    readme = (SCHEMAS / "README.md").read_text()
-    assert EXACT[0][1][:47] in readme  # header and start of the body, as printed
-    assert "35 27 09 eb 42 76 59 dd" in readme
+    readme = " ".join((SCHEMAS / "README.md").read_text().split())
+    assert EXACT[0][1] in readme  # the hex dump, whatever its line breaks
+    for full_name, fp in CODEC.fingerprints.items():
+        assert fp.hex(" ") in readme, full_name
+        assert f"0x{int.from_bytes(fp, 'little'):016x}" in readme, full_name
 
 
 # -- round trips -------------------------------------------------------------------------------
@@ -336,7 +339,7 @@ INVALID = {
     "too few bytes": (request(Tensor("x", "float32", (1, 2), b"\0" * 7)), "needs 8 bytes, got 7"),
     "too many bytes": (request(Tensor("x", "float32", (1, 2), b"\0" * 9)), "needs 8 bytes, got 9"),
     "huge shape": (request(Tensor("x", "uint8", (2**40, 2**40), b"")), "needs"),
-    "too many dimensions": (request(Tensor("x", "uint8", (1,) * 33, b"\0")), "dimensions"),
+    "too many dimensions": (request(Tensor("x", "uint8", (1,) * 33, b"\0")), "more than 32 dimensions"),
     "bool byte other than 0 or 1": (request(Tensor("b", "bool", (1, 2), b"\x01\x02")), "bool"),
     "duplicate input names": (request(_X, _X), "duplicate"),
     "no inputs": (InferenceRequest("r-1", "iris", (), 1), "no inputs"),
@@ -359,15 +362,16 @@ def test_model_names_that_are_safe_path_components_are_accepted() -> None:
 
 # -- hostile length prefixes fail fast, without allocating what they claim ---------------------
 
+_HEAD = _str("r-1") + _str("m") + _long(0)  # request_id, model, version null
+_ONE_TENSOR = _HEAD + _long(1) + _str("x") + _str("uint8")  # inputs: a block of 1, name, dtype
+
 HOSTILE = {
     "string of 2^60 bytes": _long(2**60) + b"ab",
-    "2^60 inputs": _str("r-1") + _str("m") + _long(0) + _long(2**60) + b"\0" * 16,
-    "negative block of 2^60 inputs": _str("r-1") + _str("m") + _long(0) + _long(-(2**60)) + _long(2**62),
-    "shape of 2^60 dimensions": _str("r-1") + _str("m") + _long(0) + _long(1) + _str("x") + _str("uint8") + _long(2**60),
-    "data of 2^62 bytes": _str("r-1") + _str("m") + _long(0) + _long(1) + _str("x") + _str("uint8") + _long(0)
-    + _long(2**62),
-    "data of negative length": _str("r-1") + _str("m") + _long(0) + _long(1) + _str("x") + _str("uint8") + _long(0)
-    + _long(-3) + b"\0" * 8,
+    "2^60 inputs": _HEAD + _long(2**60) + b"\0" * 16,
+    "negative block of 2^60 inputs": _HEAD + _long(-(2**60)) + _long(2**62),
+    "shape of 2^60 dimensions": _ONE_TENSOR + _long(2**60),
+    "data of 2^62 bytes": _ONE_TENSOR + _long(0) + _long(2**62),
+    "data of negative length": _ONE_TENSOR + _long(0) + _long(-3) + b"\0" * 8,
 }
 
 
@@ -385,13 +389,61 @@ def test_hostile_length_prefix_fails_fast_without_allocating(body: bytes) -> Non
     assert peak < 1_000_000
 
 
+_EMPTY_TENSOR = _long(1) + b"\0\0\0\0"  # a block of one tensor: no name, dtype, shape or data
+_SHAPED_TENSOR = _long(1) + b"\0\0" + (_long(1) + b"\0") * MAX_DIMS + b"\0\0"  # 32 dims, blocks of 1
+_MIB4 = 4 * 1024 * 1024
+
+FLOODS = {
+    "a million empty tensors in one block": _HEAD + _long(_MIB4 // 4 - 8) + b"\0" * (_MIB4 - 40),
+    "a million empty tensors in blocks of one": _HEAD + _EMPTY_TENSOR * (_MIB4 // 5 - 8),
+    "four million dimensions": _HEAD + _long(1) + b"\0\0" + _long(_MIB4 - 32) + b"\0" * (_MIB4 - 32),
+    "the most work the scan can be made to do": _HEAD + _SHAPED_TENSOR * MAX_INPUTS + _EMPTY_TENSOR * 1000,
+}
+
+
+@pytest.mark.parametrize("body", FLOODS.values(), ids=list(FLOODS))
+def test_object_flood_is_refused_before_decoding(body: bytes) -> None:
+    # Unscanned, the first of these takes seconds and ~350 MB to decode into a million dicts.
+    data = REQUEST_HEADER + body
+    assert len(data) > SCAN_ABOVE_BYTES
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        error = decode_error(data, MAX_BYTES)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (error.reason, error.request_id) == (Reason.INVALID_INPUT, "r-1")
+    assert "more than" in error.message
+    assert time.perf_counter() - started < 2.0
+    assert peak < 1_000_000
+
+
+def test_input_count_limit_is_the_same_for_small_records() -> None:
+    most = [Tensor(f"i{n}", "uint8", (1,), b"\0") for n in range(MAX_INPUTS)]
+    assert len(CODEC.decode_request(CODEC.encode_request(request(*most))).inputs) == MAX_INPUTS
+    for codec in (CODEC, SCANNING):
+        with pytest.raises(DecodeError, match=f"more than {MAX_INPUTS} inputs") as info:
+            codec.decode_request(CODEC.encode_request(request(*most, Tensor("extra", "uint8", (1,), b"\0"))))
+        assert info.value.reason is Reason.INVALID_INPUT
+
+
+def test_dimension_limit_is_the_same_with_and_without_the_scan() -> None:
+    ok = CODEC.encode_request(request(Tensor("x", "uint8", (1,) * MAX_DIMS, b"\0")))
+    too_many = CODEC.encode_request(request(Tensor("x", "uint8", (1,) * (MAX_DIMS + 1), b"\0")))
+    for codec in (CODEC, SCANNING):
+        assert codec.decode_request(ok).inputs[0].shape == (1,) * MAX_DIMS
+        with pytest.raises(DecodeError, match=f"more than {MAX_DIMS} dimensions"):
+            codec.decode_request(too_many)
+
+
 # -- peeking at the request id -----------------------------------------------------------------
 
 
 def test_peek_reads_the_id_of_a_truncated_request() -> None:
     data = CODEC.encode_request(request(request_id="abc-123"))
-    assert CODEC.peek_request_id(data[:16]) == "abc-123"
-    assert CODEC.peek_request_id(data[:15]) is None
+    assert CODEC.peek_request_id(data[:18]) == "abc-123"
+    assert CODEC.peek_request_id(data[:17]) is None
 
 
 @pytest.mark.parametrize(
@@ -486,6 +538,7 @@ dead_letters = st.builds(
 def test_any_valid_request_round_trips(req: InferenceRequest) -> None:
     data = CODEC.encode_request(req)
     assert CODEC.decode_request(data) == req
+    assert SCANNING.decode_request(data) == req
     assert CODEC.peek_request_id(data) == req.request_id
 
 
@@ -501,10 +554,11 @@ def test_any_dead_letter_round_trips(dl: DeadLetter) -> None:
 
 def _decodes_or_refuses(data: bytes) -> None:
     """Each decoder either returns its message or raises DecodeError: nothing else escapes."""
-    try:
-        CODEC.decode_request(data, MAX_BYTES)
-    except DecodeError as exc:
-        assert isinstance(exc.reason, Reason)
+    for codec in (CODEC, SCANNING):
+        try:
+            codec.decode_request(data, MAX_BYTES)
+        except DecodeError as exc:
+            assert isinstance(exc.reason, Reason)
     for decode in (CODEC.decode_result, CODEC.decode_dead_letter):
         try:
             decode(data)
@@ -519,7 +573,8 @@ def test_random_bytes_only_ever_raise_decode_error(data: bytes) -> None:
     _decodes_or_refuses(data)
 
 
-@given(st.sampled_from([REQUEST_HEADER, b"\xc3\x01" + RESULT_FP, b"\xc3\x01" + DEAD_LETTER_FP]), st.binary(max_size=512))
+@given(st.sampled_from([REQUEST_HEADER, b"\xc3\x01" + RESULT_FP, b"\xc3\x01" + DEAD_LETTER_FP]),
+       st.binary(max_size=512))
 def test_random_body_after_a_valid_header_only_ever_raises_decode_error(header: bytes, body: bytes) -> None:
     _decodes_or_refuses(header + body)
 
