@@ -82,6 +82,8 @@ def consumer(bootstrap: str, topic: str, from_beginning: bool = True, **config: 
         cons.seek_to_beginning(*tps)
     else:
         cons.seek_to_end(*tps)
+    for tp in tps:  # seeks are lazy: resolve them now, not at the first poll
+        cons.position(tp)
     return cons
 
 

