@@ -7,7 +7,7 @@ STATE := .state
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-pipeline test-integration up down status logs lint demo-models clean
+.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,9 +41,6 @@ test: setup ## run the whole test suite: unit, pipeline and integration (the REA
 
 test-unit: setup ## unit tests only (no Flink, no Kafka)
 	$(BIN)/pytest -q tests/unit
-
-test-pipeline: setup ## pipeline tests (PyFlink MiniCluster, no Kafka)
-	$(BIN)/pytest -q tests/pipeline
 
 test-integration: setup ## integration tests on the real local stack
 	$(BIN)/pytest -q tests/integration
