@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from aimass.codec import Codec
+    from aimass.codec import Codec, DecodeError
     from aimass.engine import InferenceEngine
     from aimass.settings import Settings
 
@@ -28,8 +28,8 @@ class Core(NamedTuple):
 
     codec: Codec
     engine: InferenceEngine
-    decode_error: type[Exception]
-    """:class:`aimass.codec.DecodeError`."""
+    decode_error: type[DecodeError]
+    """:class:`aimass.codec.DecodeError` (imported late, see above)."""
     reject: Callable[..., Any]
     """:func:`aimass.rejects.reject`."""
 

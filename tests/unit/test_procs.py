@@ -1,0 +1,50 @@
+"""Process tracking and port checks of the local stack (no Kafka, no Flink)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from aimass.settings import Settings
+from aimass.stack.local import LocalStack
+from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_use
+
+
+def _proc(tmp_path: Path) -> ManagedProcess:
+    return ManagedProcess("sleeper", tmp_path / "run", tmp_path / "logs", marker=str(tmp_path))
+
+
+def test_started_process_is_tracked_and_stopped_with_its_group(tmp_path: Path) -> None:
+    proc = _proc(tmp_path)
+    pid = proc.start([sys.executable, "-c", "import time; time.sleep(60)", str(tmp_path)], os.environ)
+    assert proc.pid() == pid
+    assert proc.stop(timeout_s=5) is True
+    assert proc.pid() is None
+    assert not proc.pid_file.exists()
+
+
+def test_stale_pid_file_is_cleared_and_never_signals_a_stranger(tmp_path: Path) -> None:
+    proc = _proc(tmp_path)
+    proc.run_dir.mkdir(parents=True)
+    proc.pid_file.write_text(f"{os.getpid()}\n")  # a live process without our marker
+    assert proc.pid() is None
+    assert proc.clear_stale() is True
+    assert proc.stop() is False  # nothing of ours was running, nothing was signalled
+
+
+def test_taken_port_is_reported_with_its_holder(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+        assert f"pid {os.getpid()}" in port_holder(port)
+        settings = Settings.load(env={"AIMASS_PATHS_STATE_DIR": str(tmp_path), "AIMASS_FLINK_REST_PORT": str(port),
+                                      "AIMASS_PATHS_JARS_DIR": str(Settings.load().paths.jars_dir)})
+        stack = LocalStack(settings, say=lambda _: None)
+        with pytest.raises(StackError, match=rf"port {port} \(Flink REST/web UI\) is already taken by pid"):
+            stack.preflight()

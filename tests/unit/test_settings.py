@@ -1,0 +1,38 @@
+"""Settings: defaults, environment variables, overrides and refused combinations."""
+
+from __future__ import annotations
+
+import pytest
+
+from aimass.settings import Settings, SettingsError
+
+
+def test_environment_variables_override_defaults() -> None:
+    settings = Settings.load(env={"AIMASS_FLINK_REST_PORT": "8082", "AIMASS_JOB_DELIVERY": "at-least-once"})
+    assert settings.flink.rest_port == 8082
+    assert settings.job.delivery == "at-least-once"
+
+
+def test_overrides_win_over_environment() -> None:
+    settings = Settings.load(env={"AIMASS_JOB_PARALLELISM": "2"}, overrides={"job.parallelism": "3"})
+    assert settings.job.parallelism == 3
+
+
+def test_as_env_round_trips() -> None:
+    settings = Settings.load(env={"AIMASS_KAFKA_PORT": "29092", "AIMASS_JOB_USE_GPU": "false"})
+    assert Settings.load(env=settings.as_env()) == settings
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AIMASS_JOB_DELIVERY": "twice"}, "expected one of exactly-once, at-least-once"),
+        ({"AIMASS_KAFKA_PORT": "x"}, "AIMASS_KAFKA_PORT='x' is not a valid int"),
+        ({"AIMASS_JOB_PARALLELISM": "200"}, "must be between 1 and AIMASS_JOB_MAX_PARALLELISM=128"),
+        ({"AIMASS_JOB_TRANSACTION_TIMEOUT_MS": "3600000"}, "exceeds the broker maximum"),
+        ({"AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": ""}, "exactly-once delivery needs"),
+    ],
+)
+def test_unusable_values_are_refused_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(env=env)
