@@ -160,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StackError, SettingsError) as exc:
         print(f"aimass {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # urllib's URLError included: the cluster's REST API is not there
+        print(f"aimass {args.command}: error: {exc}; is the stack running? Start it with `aimass up`.",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"aimass {args.command}: interrupted", file=sys.stderr)
         return 130
