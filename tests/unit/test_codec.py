@@ -187,8 +187,8 @@ def test_these_bytes_decode_to_exactly_the_message(message: object, wire: str) -
 
 
 def test_request_body_matches_the_reference_avro_implementation() -> None:
-    import avro.schema as avro_schema  # installed with apache-flink
     import avro.io as avro_io
+    import avro.schema as avro_schema  # installed with apache-flink
     names = avro_schema.Names()
     avro_schema.make_avsc_object(json.loads((SCHEMAS / "tensor.avsc").read_text()), names)
     schema = avro_schema.make_avsc_object(json.loads((SCHEMAS / "request.avsc").read_text()), names)
