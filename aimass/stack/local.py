@@ -132,14 +132,6 @@ class LocalStack:
             raise
         self.say(f"stack is up: Kafka {self.settings.kafka.bootstrap}, Flink web UI {self.settings.flink.rest_url}")
 
-    def add_taskmanager(self) -> int:
-        """Start one more TaskManager; returns its index."""
-        taken = {int(p.name.split("-")[1]) for p in self.flink.taskmanagers() if p.pid() is not None}
-        index = next(i for i in range(len(taken) + 1) if i not in taken)
-        self.flink.write_files() if not self.flink.conf_dir.exists() else None
-        self.flink.start_taskmanager(index)
-        return index
-
     def down(self, purge: bool = False) -> list[str]:
         """Stop every process this stack started (TaskManagers, JobManager, Kafka); returns names."""
         stopped = []
