@@ -3,6 +3,7 @@ and state folder so that a user's running demo stack is left alone, and stopped 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -10,20 +11,29 @@ import pytest
 
 from aimass.settings import PROJECT_ROOT, Settings
 
+# Several test sessions can share a machine: AIMASS_TEST_PORT_OFFSET moves every port and the
+# state folder of this session's stack (e.g. 100 -> Kafka on 29192, REST on 18181).
+_OFFSET = int(os.environ.get("AIMASS_TEST_PORT_OFFSET", "0"))
+
+
+def _port(base: int) -> str:
+    return str(base + _OFFSET)
+
+
 TEST_ENV = {
-    "AIMASS_PATHS_STATE_DIR": str(PROJECT_ROOT / ".state" / "test"),
+    "AIMASS_PATHS_STATE_DIR": str(PROJECT_ROOT / ".state" / ("test" if not _OFFSET else f"test-{_OFFSET}")),
     "AIMASS_PATHS_JARS_DIR": str(PROJECT_ROOT / ".state" / "jars"),
-    "AIMASS_KAFKA_PORT": "29092",
-    "AIMASS_KAFKA_CONTROLLER_PORT": "29093",
-    "AIMASS_FLINK_REST_PORT": "18081",
-    "AIMASS_FLINK_RPC_PORT": "26123",
-    "AIMASS_FLINK_BLOB_PORT": "26124",
-    "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": "26200-26299",
+    "AIMASS_KAFKA_PORT": _port(29092),
+    "AIMASS_KAFKA_CONTROLLER_PORT": _port(29093),
+    "AIMASS_FLINK_REST_PORT": _port(18081),
+    "AIMASS_FLINK_RPC_PORT": _port(26123),
+    "AIMASS_FLINK_BLOB_PORT": _port(26124),
+    "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": f"{_port(26200)}-{_port(26299)}",
     "AIMASS_FLINK_SLOTS": "2",
     "AIMASS_JOB_PARALLELISM": "2",
     "AIMASS_JOB_NAME": "aimass-inference-test",
-    "AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": "aimass-test",
-    "AIMASS_JOB_CONSUMER_GROUP": "aimass-test",
+    "AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": f"aimass-test{_OFFSET}",
+    "AIMASS_JOB_CONSUMER_GROUP": f"aimass-test{_OFFSET}",
 }
 
 
