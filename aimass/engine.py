@@ -42,6 +42,22 @@ class InferenceEngine:
         problem = input_problem(spec, req.inputs)
         return None if problem is None else (Reason.INVALID_INPUT, problem)
 
+    def warm_up(self) -> list[str]:
+        """Open a session for every model version in the repository; returns the problems.
+
+        Called when an operator opens, so the first request does not pay for session builds
+        and a broken model file is logged at start. A version that fails is reported, not
+        raised: the other models keep serving, and requests for it get a typed error.
+        """
+        problems = []
+        for name in self.repository.names():
+            for version in self.repository.versions(name):
+                try:
+                    self.sessions.get(self.repository.resolve(name, version))
+                except ModelError as exc:
+                    problems.append(exc.message)
+        return problems
+
     def batch_limits(self, model: str, version: str | None) -> tuple[int, int]:
         """``(max_batch_size, max_delay_ms)`` of a model, from its metadata or the job settings."""
         try:

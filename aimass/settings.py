@@ -145,10 +145,11 @@ class JobSettings:
     """ONNX Runtime intra-op threads per slot (more oversubscribes small machines)."""
     use_gpu: bool = True
     """Use the CUDA execution provider when one is really usable; CPU otherwise."""
-    python_mode: Literal["thread", "process"] = "process"
-    """PyFlink ``python.execution-mode``. ``process`` by default: in ``thread`` mode (Python
-    inside the TaskManager JVM, via pemja) importing onnxruntime hangs in its extension init
-    (PyFlink 2.2.1, pemja 0.5.7, onnxruntime 1.31), see udfs/core.py."""
+    python_mode: Literal["thread", "process"] = "thread"
+    """PyFlink ``python.execution-mode``. ``thread`` (Python inside the TaskManager JVM, via
+    pemja) by default: no Python worker process, no gRPC hop per bundle, measured 8x the
+    throughput of ``process`` mode on the digits model. See udfs/core.py for the two traps
+    it has for C extensions and how the operators avoid them."""
 
 
 @dataclass(frozen=True)
