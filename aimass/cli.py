@@ -1,6 +1,6 @@
 """``aimass``: run the local stack and the inference job.
 
-Commands: ``up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``models``, ``demo``.
+Commands: ``up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``models``, ``demo``, ``compress``.
 Every command reads the same settings (``AIMASS_*`` variables, see ``aimass/settings.py``).
 """
 
@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from aimass.compress.cli import register as register_compress
 from aimass.settings import Settings, SettingsError
 from aimass.stack.procs import StackError, tail
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="up + models + submit, then send demo digits and print results")
     demo.add_argument("--count", type=int, default=300, help="demo requests to send (default 300)")
     demo.set_defaults(func=cmd_demo)
+    register_compress(sub)
     return parser
 
 

@@ -7,9 +7,13 @@ Layout: ``<root>/<name>/<version>/model.onnx`` plus ``model.json``, the metadata
      "outputs": [{"name": "label", "dtype": "int64", "shape": [null]}, ...],
      "max_batch_size": 32, "max_delay_ms": 20,
      "execution_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-     "parent": null, "description": "...", "labels": ["0", ...], "metrics": {...}}
+     "parent": null, "description": "...", "labels": ["0", ...], "metrics": {...},
+     "serving": true}
 
 The first dimension of every tensor is the batch (row) dimension and is dynamic (-1 or null).
+``"serving": false`` keeps a version out of "newest": a request that names no version is served
+by the newest version that does not say so, while a request pinning it still gets it (this is
+how ``aimass compress`` parks a variant that lost too much accuracy).
 Directories whose names start with a dot (work in progress, held-out data) are not models.
 A version is listed once both of its files exist; deploy one by building it in a hidden
 directory next to its final place and renaming it into place.
@@ -124,6 +128,8 @@ class ModelSpec:
     labels: tuple[str, ...] | None = None
     """Class labels, index-aligned with a classifier's outputs."""
     metrics: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
+    serving: bool = True
+    """Whether a request that names no version may get this one (``"serving": false`` opts out)."""
     fingerprint: tuple[int, ...] = ()
     """Size, mtime and inode of both files when loaded: a changed file is a new model."""
 
@@ -192,6 +198,9 @@ class ModelSpec:
         labels = raw.get("labels")
         if labels is not None and not isinstance(labels, list):
             raise ValueError("'labels' must be a list")
+        serving = raw.get("serving", True)
+        if not isinstance(serving, bool):
+            raise ValueError(f"'serving' must be true or false, got {serving!r}")
         metrics = raw.get("metrics", {})
         if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
             raise ValueError("'metrics' must map names to numbers")
@@ -208,6 +217,7 @@ class ModelSpec:
             description=None if raw.get("description") is None else str(raw["description"]),
             labels=None if labels is None else tuple(str(label) for label in labels),
             metrics=MappingProxyType({str(k): float(v) for k, v in metrics.items()}),
+            serving=serving,
             fingerprint=fingerprint,
         )
 
@@ -278,7 +288,10 @@ class ModelRepository:
             self._scan()
 
     def resolve(self, name: str, version: str | None = None) -> ModelSpec:
-        """The spec of ``name`` at ``version``, or at its newest version when ``version`` is None.
+        """The spec of ``name`` at ``version``, or at its newest serving version when ``version`` is None.
+
+        The newest serving version is the newest whose ``model.json`` does not say
+        ``"serving": false``; a version with invalid metadata stops the search and is reported.
 
         Raises:
             ModelError: INVALID_INPUT for a malformed name or version or one that leads out
@@ -303,21 +316,35 @@ class ModelRepository:
         if not versions:
             known = ", ".join(sorted(self._versions)) or "none"
             raise ModelError(Reason.UNKNOWN_MODEL, f"unknown model {name!r} in {self.root}; models: {known}")
-        chosen = versions[-1] if version is None else version
-        if chosen not in versions:
+        if version is None:
+            for candidate in reversed(versions):
+                spec = self._load(name, candidate)
+                if isinstance(spec, ModelError) or spec.serving:
+                    break
+            else:
+                raise ModelError(
+                    Reason.UNKNOWN_MODEL,
+                    f"model {name!r} has no serving version: {', '.join(versions)} all say \"serving\": false",
+                )
+        elif version in versions:
+            spec = self._load(name, version)
+        else:
             raise ModelError(
                 Reason.UNKNOWN_MODEL, f"model {name!r} has no version {version!r}; versions: {', '.join(versions)}"
             )
-        spec = self._specs.get((name, chosen))
-        if spec is None:
-            try:
-                spec = ModelSpec.load(self.root / name / chosen)
-            except ModelError as exc:
-                spec = exc
-            self._specs[(name, chosen)] = spec
         if isinstance(spec, ModelError):
             raise spec
         self._resolved[(name, version)] = spec
+        return spec
+
+    def _load(self, name: str, version: str) -> ModelSpec | ModelError:
+        spec = self._specs.get((name, version))
+        if spec is None:
+            try:
+                spec = ModelSpec.load(self.root / name / version)
+            except ModelError as exc:
+                spec = exc
+            self._specs[(name, version)] = spec
         return spec
 
     def _maybe_rescan(self) -> None:

@@ -319,3 +319,28 @@ def test_gpu_asked_for_falls_back_to_cpu_when_no_session_gets_it(repository: Mod
     session = SessionCache(JobSettings(use_gpu=True)).get(repository.resolve("linear"))
     assert "CPUExecutionProvider" in session.get_providers()
     assert session.run(None, {"x": np.ones((2, 4), np.float32)})[0].shape == (2, 3)
+
+
+def test_version_marked_not_serving_is_skipped_by_newest_but_served_when_pinned(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", "1")
+    write_model(tmp_path, "m", "2", meta=linear_meta(serving=False))
+    repository = ModelRepository(tmp_path, rescan_interval_s=0)
+    assert repository.resolve("m").version == "1"
+    pinned = repository.resolve("m", "2")
+    assert (pinned.version, pinned.serving) == ("2", False)
+    assert repository.versions("m") == ["1", "2"]
+    write_model(tmp_path, "m", "3", meta=linear_meta(serving=True))
+    assert repository.resolve("m").version == "3"
+
+
+def test_no_serving_version_is_an_unknown_model(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", "1", meta=linear_meta(serving=False))
+    with pytest.raises(ModelError, match='has no serving version: 1 all say "serving": false') as caught:
+        ModelRepository(tmp_path).resolve("m")
+    assert caught.value.reason is Reason.UNKNOWN_MODEL
+
+
+def test_serving_must_be_a_boolean(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", "1", meta=linear_meta(serving="no"))
+    with pytest.raises(ModelError, match="'serving' must be true or false"):
+        ModelRepository(tmp_path).resolve("m")
