@@ -1,10 +1,14 @@
 """Demo models, built at set-up time from data that ships with scikit-learn (no download).
 
-* ``digits``/1: a small neural-network classifier of scikit-learn's 8x8 handwritten digits
-  (64 float32 pixels in [0, 1] -> ``label`` int64 and ``probabilities`` float32 [N, 10]),
-  with its held-out set saved at ``<models_dir>/.holdout/digits.npz``.
+* ``digits``/1 and ``digits``/2: small neural-network classifiers of scikit-learn's 8x8
+  handwritten digits (64 float32 pixels in [0, 1] -> ``label`` int64 and ``probabilities``
+  float32 [N, 10]), 64 and 128 hidden units, with their held-out set saved at
+  ``<models_dir>/.holdout/digits.npz``. Version 2 is the newest, so it serves requests that
+  pin no version.
 * ``heavy``/1: an MLP 784-2048-2048-10 with fixed-seed random weights, for load tests where
   inference, not plumbing, dominates (``x`` float32 [N, 784] -> ``y`` float32 [N, 10]).
+* ``mixed``/1: a tiny model with one input of each other wire dtype (float64, int64, int32,
+  uint8, bool), so that every dtype of the data contract is exercised end to end.
 
 Each version is written into a hidden directory and renamed into place, so a half-written
 version never appears in the repository. Run as ``python -m aimass.demo [--models-dir D] [--force]``.
@@ -13,6 +17,7 @@ version never appears in the repository. Run as ``python -m aimass.demo [--model
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -32,6 +37,8 @@ HOLDOUT_DIR = ".holdout"
 BATCH_LIMITS = {"max_batch_size": 32, "max_delay_ms": 20}
 PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 HEAVY_LAYERS = (784, 2048, 2048, 10)
+#: Digits versions and their hidden units.
+DIGITS_VERSIONS = {"1": 64, "2": 128}
 
 
 def build_demo_models(models_dir: Path, force: bool = False) -> dict[str, float | str]:
@@ -43,12 +50,17 @@ def build_demo_models(models_dir: Path, force: bool = False) -> dict[str, float 
     """
     models_dir = Path(models_dir)
     report: dict[str, float | str] = {}
-    report["digits"] = _publish(models_dir, "digits", "1", _write_digits, force)
+    for version, hidden in DIGITS_VERSIONS.items():
+        report[f"digits/{version}"] = _publish(
+            models_dir, "digits", version, functools.partial(_write_digits, version=version, hidden=hidden), force
+        )
     if force or not (models_dir / HOLDOUT_DIR / "digits.npz").exists():
         _save_holdout(models_dir, *_digits_split()[1])
-    meta = json.loads((models_dir / "digits" / "1" / METADATA_FILE).read_text(encoding="utf-8"))
-    report["digits.holdout_accuracy"] = float(meta["metrics"]["holdout_accuracy"])
-    report["heavy"] = _publish(models_dir, "heavy", "1", _write_heavy, force)
+    for version in DIGITS_VERSIONS:
+        meta = json.loads((models_dir / "digits" / version / METADATA_FILE).read_text(encoding="utf-8"))
+        report[f"digits/{version}.holdout_accuracy"] = float(meta["metrics"]["holdout_accuracy"])
+    report["heavy/1"] = _publish(models_dir, "heavy", "1", _write_heavy, force)
+    report["mixed/1"] = _publish(models_dir, "mixed", "1", _write_mixed, force)
     return report
 
 
@@ -107,7 +119,7 @@ def _digits_split() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np
     return (x_train, y_train), (x_test, y_test)
 
 
-def _write_digits(directory: Path) -> None:
+def _write_digits(directory: Path, version: str = "1", hidden: int = 64) -> None:
     import onnxruntime as ort
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
@@ -115,7 +127,7 @@ def _write_digits(directory: Path) -> None:
     from sklearn.neural_network import MLPClassifier
 
     (x_train, y_train), (x_test, y_test) = _digits_split()
-    classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=SEED)
+    classifier = MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=300, random_state=SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         classifier.fit(x_train, y_train)
@@ -135,8 +147,8 @@ def _write_digits(directory: Path) -> None:
     accuracy = float(np.mean(label == y_test))
     _write_meta(directory, {
         "name": "digits",
-        "version": "1",
-        "description": "MLP (64 hidden units) on scikit-learn's 8x8 digits; pixels scaled to [0, 1]",
+        "version": version,
+        "description": f"MLP ({hidden} hidden units) on scikit-learn's 8x8 digits; pixels scaled to [0, 1]",
         "inputs": [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],
         "outputs": [
             {"name": "label", "dtype": "int64", "shape": [-1]},
@@ -196,6 +208,45 @@ def _write_heavy(directory: Path) -> None:
         "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, HEAVY_LAYERS[-1]]}],
         **BATCH_LIMITS,
         "execution_providers": PROVIDERS,
+    })
+
+
+def _write_mixed(directory: Path) -> None:
+    """``mixed``/1: ``total`` = sum of every input cast to float64, plus each input echoed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = {"f64": TensorProto.DOUBLE, "i64": TensorProto.INT64, "i32": TensorProto.INT32,
+              "u8": TensorProto.UINT8, "flag": TensorProto.BOOL}
+    nodes, casts = [], []
+    for name in inputs:
+        nodes.append(helper.make_node("Cast", [name], [f"{name}_f"], to=TensorProto.DOUBLE))
+        nodes.append(helper.make_node("ReduceSum", [f"{name}_f", "axis1"], [f"{name}_s"], keepdims=0))
+        nodes.append(helper.make_node("Identity", [name], [f"{name}_echo"]))
+        casts.append(f"{name}_s")
+    nodes.append(helper.make_node("Sum", casts, ["total"]))
+    axis = helper.make_tensor("axis1", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        nodes, "mixed",
+        [helper.make_tensor_value_info(n, t, ["N", 3]) for n, t in inputs.items()],
+        [helper.make_tensor_value_info("total", TensorProto.DOUBLE, ["N"])]
+        + [helper.make_tensor_value_info(f"{n}_echo", t, ["N", 3]) for n, t in inputs.items()],
+        initializer=[axis],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="aimass.demo")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(directory / MODEL_FILE))
+    dtypes = {"f64": "float64", "i64": "int64", "i32": "int32", "u8": "uint8", "flag": "bool"}
+    _write_meta(directory, {
+        "name": "mixed",
+        "version": "1",
+        "description": "sum of inputs of every wire dtype, each cast to float64, plus the inputs echoed",
+        "inputs": [{"name": n, "dtype": d, "shape": [-1, 3]} for n, d in dtypes.items()],
+        "outputs": [{"name": "total", "dtype": "float64", "shape": [-1]}]
+        + [{"name": f"{n}_echo", "dtype": d, "shape": [-1, 3]} for n, d in dtypes.items()],
+        **BATCH_LIMITS,
+        "execution_providers": ["CPUExecutionProvider"],
     })
 
 

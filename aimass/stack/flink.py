@@ -107,6 +107,8 @@ class FlinkCluster:
             "classloader.parent-first-patterns.additional": "pemja.",
             "web.cancel.enable": True,
             "web.submit.enable": False,
+            # A killed TaskManager is noticed after two failed heartbeats (~4 s), not 50 s.
+            "heartbeat.interval": 2000,
             "heartbeat.timeout": 20000,
         }
 

@@ -41,37 +41,64 @@ def test_job_is_running_in_the_web_ui(test_settings: Settings, inference_job: st
     assert any("batch-infer" in name for name in names), names
 
 
-def test_digits_results_equal_a_direct_onnx_runtime_run(
+def _mixed_inputs(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
+    return {
+        "f64": rng.standard_normal((rows, 3)),
+        "i64": rng.integers(-(2**40), 2**40, (rows, 3), dtype=np.int64),
+        "i32": rng.integers(-1000, 1000, (rows, 3), dtype=np.int32),
+        "u8": rng.integers(0, 256, (rows, 3), dtype=np.uint8),
+        "flag": rng.random((rows, 3)) > 0.5,
+    }
+
+
+def test_every_model_and_version_matches_a_direct_onnx_runtime_run(
     test_settings: Settings, inference_job: str, codec: Codec
 ) -> None:
     from aimass.demo import load_holdout
 
-    images, labels = load_holdout(test_settings.paths.models_dir)
-    n = 200
-    # Mix one-row and multi-row requests.
-    requests = [make_request("digits", {"pixels": images[i : i + 1]}) for i in range(n)]
-    requests.append(make_request("digits", {"pixels": images[:5]}))
+    models_dir = test_settings.paths.models_dir
+    images, labels = load_holdout(models_dir)
+    rng = np.random.default_rng(7)
+    n = 150
+    # (request, version expected to serve it): unpinned digits go to the newest version.
+    cases = [(make_request("digits", {"pixels": images[i : i + 1]}), "2") for i in range(n)]
+    cases += [(make_request("digits", {"pixels": images[i : i + 1]}, version="1"), "1") for i in range(n)]
+    cases += [(make_request("digits", {"pixels": images[:5]}, version="2"), "2"),
+              (make_request("digits", {"pixels": images[5:12]}, version="1"), "1")]
+    cases += [(make_request("heavy", {"x": rng.standard_normal((1 + i % 3, 784)).astype(np.float32)}), "1")
+              for i in range(20)]
+    cases += [(make_request("mixed", _mixed_inputs(rng, 1 + i % 2), version="1"), "1") for i in range(20)]
+    requests = [request for request, _ in cases]
     cons = consumer(test_settings.kafka.bootstrap, test_settings.kafka.results_topic, from_beginning=False)
     prod = producer(test_settings.kafka.bootstrap)
+    rng.shuffle(requests)  # interleave models and versions on the topic
     send_requests(prod, codec, test_settings.kafka.requests_topic, requests)
     results = collect_results(cons, codec, {r.request_id for r in requests}, timeout_s=120)
     cons.close()
     prod.close()
 
     assert len(results) == len(requests)
-    session = ort.InferenceSession(str(test_settings.paths.models_dir / "digits" / "1" / "model.onnx"))
-    for request in requests:
+    sessions: dict[tuple[str, str], ort.InferenceSession] = {}
+    for request, version in cases:
         result = results[request.request_id]
         assert result.status is Status.OK, result.error
-        assert result.version == "1"
-        pixels = request.inputs[0].to_numpy()
-        expected = session.run(None, {"pixels": pixels})
-        names = [o.name for o in session.get_outputs()]
-        for name, value in zip(names, expected, strict=True):
-            np.testing.assert_allclose(result.output(name), value, rtol=1e-5, atol=1e-6)
-        assert result.timings.batch_size >= 1
-    accuracy = np.mean([int(results[r.request_id].output("label")[0]) == labels[i] for i, r in enumerate(requests[:n])])
-    assert accuracy > 0.9
+        assert (result.model, result.version) == (request.model, version)
+        session = sessions.get((request.model, version))
+        if session is None:
+            path = models_dir / request.model / version / "model.onnx"
+            session = sessions[(request.model, version)] = ort.InferenceSession(str(path))
+        feeds = {t.name: t.to_numpy() for t in request.inputs}
+        expected = session.run(None, feeds)
+        for output, value in zip(session.get_outputs(), expected, strict=True):
+            got = result.output(output.name)
+            assert got.dtype == value.dtype and got.shape == value.shape
+            np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-6)
+        assert 1 <= result.timings.batch_size <= 32
+        assert result.timings.end_to_end_ms >= result.timings.inference_ms >= 0
+    for version in ("1", "2"):
+        served = [results[r.request_id] for r, v in cases[: 2 * n] if v == version]
+        accuracy = np.mean([int(res.output("label")[0]) == labels[i % n] for i, res in enumerate(served)])
+        assert accuracy > 0.9, (version, accuracy)
 
 
 def test_malformed_records_get_error_results_and_dead_letters_without_restart(

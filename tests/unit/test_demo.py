@@ -32,32 +32,38 @@ def models_dir(built: tuple[Path, dict[str, float | str]]) -> Path:
 
 def test_build_reports_what_it_built(built: tuple[Path, dict[str, float | str]]) -> None:
     models_dir, report = built
-    assert report["digits"] == f"built {models_dir / 'digits' / '1'}"
-    assert report["heavy"] == f"built {models_dir / 'heavy' / '1'}"
-    assert isinstance(report["digits.holdout_accuracy"], float)
+    for name, version in (("digits", "1"), ("digits", "2"), ("heavy", "1"), ("mixed", "1")):
+        assert report[f"{name}/{version}"] == f"built {models_dir / name / version}"
+    assert isinstance(report["digits/1.holdout_accuracy"], float)
+    assert isinstance(report["digits/2.holdout_accuracy"], float)
 
 
-def test_digits_holdout_accuracy_above_0_9(models_dir: Path) -> None:
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_digits_holdout_accuracy_above_0_9(models_dir: Path, version: str) -> None:
     pixels, labels = demo.load_holdout(models_dir)
     assert pixels.dtype == np.float32 and labels.dtype == np.int64 and pixels.shape == (len(labels), 64)
     assert pixels.min() >= 0.0 and pixels.max() <= 1.0 and len(labels) >= 300
-    session = ort.InferenceSession(str(models_dir / "digits" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(models_dir / "digits" / version / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     label, probabilities = session.run(["label", "probabilities"], {"pixels": pixels})
     accuracy = float(np.mean(label == labels))
     assert accuracy > 0.9
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
-    meta = json.loads((models_dir / "digits" / "1" / "model.json").read_text())
+    meta = json.loads((models_dir / "digits" / version / "model.json").read_text())
     assert meta["metrics"]["holdout_accuracy"] == pytest.approx(accuracy, abs=1e-5)
 
 
 def test_demo_models_load_in_the_repository_as_declared(models_dir: Path) -> None:
     repository = ModelRepository(models_dir)
-    assert repository.names() == ["digits", "heavy"]  # the hidden holdout folder is no model
+    assert repository.names() == ["digits", "heavy", "mixed"]  # the hidden holdout folder is no model
+    assert repository.versions("digits") == ["1", "2"]
     sessions = SessionCache(SETTINGS)
-    for name in ("digits", "heavy"):
+    for name, newest in (("digits", "2"), ("heavy", "1"), ("mixed", "1")):
         spec = repository.resolve(name)
-        assert (spec.version, spec.max_batch_size, spec.max_delay_ms) == ("1", 32, 20)
+        assert (spec.version, spec.max_batch_size, spec.max_delay_ms) == (newest, 32, 20)
         sessions.get(spec)  # raises if model.json and the ONNX file disagree
+    sessions.get(repository.resolve("digits", "1"))
     assert [t.name for t in repository.resolve("digits").outputs] == ["label", "probabilities"]
 
 
@@ -76,11 +82,31 @@ def test_engine_serves_digits_and_heavy(models_dir: Path) -> None:
     assert heavy.output("y").shape == (3, 10) and np.isfinite(heavy.output("y")).all()
 
 
+def test_mixed_model_serves_every_wire_dtype(models_dir: Path) -> None:
+    engine = InferenceEngine(ModelRepository(models_dir), SessionCache(SETTINGS), SETTINGS)
+    rng = np.random.default_rng(1)
+    arrays = {
+        "f64": rng.standard_normal((2, 3)),
+        "i64": rng.integers(-(2**40), 2**40, (2, 3), dtype=np.int64),
+        "i32": rng.integers(-1000, 1000, (2, 3), dtype=np.int32),
+        "u8": rng.integers(0, 256, (2, 3), dtype=np.uint8),
+        "flag": rng.random((2, 3)) > 0.5,
+    }
+    request = InferenceRequest("m", "mixed", tuple(Tensor.from_numpy(k, v) for k, v in arrays.items()), 0)
+    (result,) = engine.run([request], [0], 1)
+    assert result.status is Status.OK, result.error
+    expected = sum(v.astype(np.float64).sum(axis=1) for v in arrays.values())
+    np.testing.assert_allclose(result.output("total"), expected)
+    for name, array in arrays.items():
+        echo = result.output(f"{name}_echo")
+        assert echo.dtype == array.dtype and np.array_equal(echo, array)
+
+
 def test_second_build_skips_what_exists(models_dir: Path) -> None:
     onnx_file = models_dir / "digits" / "1" / "model.onnx"
     before = onnx_file.stat().st_mtime_ns
     report = demo.build_demo_models(models_dir)
-    assert report["digits"].startswith("present") and report["heavy"].startswith("present")  # type: ignore[union-attr]
+    assert all(str(report[k]).startswith("present") for k in ("digits/1", "digits/2", "heavy/1", "mixed/1"))
     assert onnx_file.stat().st_mtime_ns == before
 
 
@@ -126,5 +152,5 @@ def test_load_holdout_without_models_says_how_to_build(tmp_path: Path) -> None:
 def test_main_prints_what_was_built(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main(["--models-dir", str(models_dir)]) == 0
     out = capsys.readouterr().out
-    assert f"digits: present {models_dir / 'digits' / '1'}" in out
-    assert "digits.holdout_accuracy: 0.9" in out and "heavy: present" in out
+    assert f"digits/1: present {models_dir / 'digits' / '1'}" in out
+    assert "digits/2.holdout_accuracy: 0.9" in out and "heavy/1: present" in out
