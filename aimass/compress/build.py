@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -42,6 +43,7 @@ from aimass.models import METADATA_FILE, MODEL_FILE, NAME_PATTERN, ModelError, M
 from aimass.settings import JobSettings
 
 HOLDOUT_DIR = ".holdout"
+log = logging.getLogger("aimass")
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ def compress(req: CompressRequest) -> Report:
         raise CompressError(f"{STATIC_INT8} needs --calibration FILE.npy/.npz with representative inputs")
     if req.calibration is not None and STATIC_INT8 not in steps:
         raise CompressError(f"--calibration is used by {STATIC_INT8} only: drop it or add --method {STATIC_INT8}")
-    if req.repeats < 1 or req.warmup < 0:
-        raise CompressError("--repeats must be at least 1 and --warmup at least 0")
+    if req.repeats < 1 or req.warmup < 0 or req.eval_rows < 1:
+        raise CompressError("--repeats and --eval-rows must be at least 1 and --warmup at least 0")
     repo = ModelRepository(req.models_dir, rescan_interval_s=0.0)
     try:
         parent = repo.resolve(req.name, req.from_version or _newest_original(repo, req.name))
@@ -105,6 +107,8 @@ def compress(req: CompressRequest) -> Report:
     if to_version in versions or final.exists():
         raise CompressError(f"{req.name} version {to_version} already exists at {final}: choose another --to-version")
     calibration = None if req.calibration is None else load_calibration(req.calibration, parent)
+    if req.report_dir is not None:
+        req.report_dir.mkdir(parents=True, exist_ok=True)  # fail before building, not after publishing
 
     temporary = req.models_dir / req.name / f".compress-{to_version}-{uuid.uuid4().hex[:8]}"
     try:
@@ -128,7 +132,6 @@ def compress(req: CompressRequest) -> Report:
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     if req.report_dir is not None:
-        req.report_dir.mkdir(parents=True, exist_ok=True)
         _copy_report(final, req.report_dir, f"{req.name}-{to_version}")
     return report
 
@@ -259,10 +262,10 @@ def _measure(
     if req.compare_earlier:
         for version, methods in _earlier_variants(repo, parent):
             try:
-                candidates.append(figures(repo.resolve(parent.name, version), "earlier", methods,
-                                          repo.resolve(parent.name, version).serving))
-            except (ModelError, OSError, RuntimeError) as exc:
-                print(f"[aimass] skipping earlier variant {parent.name} {version}: {exc}", flush=True)
+                earlier = repo.resolve(parent.name, version)
+                candidates.append(figures(earlier, "earlier", methods, earlier.serving))
+            except Exception as exc:  # noqa: BLE001 - an unmeasurable old variant must not stop this run
+                log.warning("compress: earlier variant %s %s not measured: %s", parent.name, version, exc)
     new_methods = "+".join(steps)
     draft = figures(new, "new", new_methods, True)
     within = draft.within(req.max_accuracy_drop)
