@@ -39,10 +39,10 @@ from aimass.compress.methods import (
     to_fp16,
 )
 from aimass.compress.report import Candidate, Report, recommend, save
+from aimass.demo import HOLDOUT_DIR
 from aimass.models import METADATA_FILE, MODEL_FILE, NAME_PATTERN, ModelError, ModelRepository, ModelSpec, SessionCache
 from aimass.settings import JobSettings
 
-HOLDOUT_DIR = ".holdout"
 log = logging.getLogger("aimass")
 
 
