@@ -7,7 +7,7 @@ STATE := .state
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean
+.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ status: ## what runs, where, pids, web UI, topics and lag
 
 logs: ## show the JobManager log (aimass logs COMPONENT for others)
 	$(BIN)/aimass logs jobmanager
+
+proto: $(BIN)/.installed ## regenerate the gateway's gRPC stubs (aimass/gateway/_gen) from proto/
+	$(BIN)/python -m aimass.gateway.protogen
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
 from aimass.settings import Settings, SettingsError
 from aimass.stack.procs import StackError, tail
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=300, help="demo requests to send (default 300)")
     demo.set_defaults(func=cmd_demo)
     register_compress(sub)
+    register_client(sub)
     return parser
 
 

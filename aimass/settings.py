@@ -153,6 +153,35 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """The gRPC gateway (``aimass gateway``) and the defaults of the client library's result store."""
+
+    host: str = "127.0.0.1"
+    """Address the gateway listens on. Off localhost, set a token and TLS."""
+    port: int = 19051
+    """gRPC port."""
+    tls_cert: Path | None = None
+    """PEM server certificate (chain); with ``tls_key`` turns TLS on. Unset: plaintext."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
+    token: str = field(default="", repr=False)
+    """Bearer token clients must send as ``authorization: Bearer <token>``; empty: no check."""
+    store_size: int = 100_000
+    """Most results kept in memory for ``GetResult``; the oldest are dropped first."""
+    ttl_s: float = 3600.0
+    """How long a result stays answerable after it arrived (and how old a result read at start
+    from the compacted topic may be)."""
+    max_payload_bytes: int = 4 * 1024 * 1024
+    """Largest encoded request accepted (also bounds the gRPC message size)."""
+    kafka_timeout_ms: int = 5000
+    """Longest wait for Kafka to take a request; past it ``Submit`` answers UNAVAILABLE."""
+    max_wait_s: float = 300.0
+    """Longest ``GetResult`` wait, whatever the client's deadline."""
+    max_concurrent_rpcs: int = 10_000
+    """Calls in progress (waiting ones included) beyond which new calls get RESOURCE_EXHAUSTED."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, grouped by section."""
 
@@ -160,6 +189,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     flink: FlinkSettings = field(default_factory=FlinkSettings)
     job: JobSettings = field(default_factory=JobSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @classmethod
     def load(
@@ -201,6 +231,11 @@ class Settings:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
         if job.max_batch_size < 1 or job.max_delay_ms < 0 or job.lanes_per_subtask < 1:
             raise SettingsError("max_batch_size and lanes_per_subtask must be >= 1, max_delay_ms >= 0")
+        gateway = self.gateway
+        if (gateway.tls_cert is None) != (gateway.tls_key is None):
+            raise SettingsError("TLS needs both AIMASS_GATEWAY_TLS_CERT and AIMASS_GATEWAY_TLS_KEY (or neither)")
+        if gateway.store_size < 1 or gateway.ttl_s <= 0 or gateway.max_payload_bytes < 1:
+            raise SettingsError("AIMASS_GATEWAY_STORE_SIZE, _TTL_S and _MAX_PAYLOAD_BYTES must be positive")
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``AIMASS_*`` variables (to hand to a child process)."""
@@ -211,6 +246,8 @@ class Settings:
                 value = getattr(group, item.name)
                 if isinstance(value, bool):
                     value = "true" if value else "false"
+                elif value is None:
+                    value = ""
                 out[f"{ENV_PREFIX}{section.name}_{item.name}".upper()] = str(value)
         return out
 
@@ -223,6 +260,8 @@ def _parse(raw: str, hint: Any, var: str) -> Any:
             raise SettingsError(f"{var}={raw!r}: expected one of {', '.join(choices)}")
         return raw
     if origin in (typing.Union, types.UnionType):
+        if raw == "" and type(None) in typing.get_args(hint):
+            return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     try:
         if hint is bool:

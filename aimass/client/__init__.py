@@ -1,0 +1,42 @@
+"""Submit now, read later: the Python client of AI Mass (no Flink import).
+
+Public API:
+
+- :class:`Client`: ``submit`` (non-blocking, batched produce; validated before Kafka),
+  ``submit_many``, ``result(id, timeout)``, ``results()`` as they arrive, ``close``.
+- :class:`AsyncClient`: the same with ``await``; one asyncio future per awaited id.
+- :class:`ResultStore`: bounded, expiring, thread-safe results keyed by request id, with
+  waiters and subscriptions (shared with the gRPC gateway).
+- :class:`ResultFeed`: the background consumer that fills a store from the results topic.
+- :func:`outputs`: a result's outputs as ``{name: numpy array}``.
+- Errors: :class:`ClientError`, :class:`InvalidRequest`, :class:`PayloadTooLarge`,
+  :class:`ResultTimeout`, :class:`Unavailable`, :class:`SubmitFailed`.
+"""
+
+from aimass.client.aio import AsyncClient
+from aimass.client.client import Client, outputs
+from aimass.client.errors import (
+    ClientError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ResultTimeout,
+    SubmitFailed,
+    Unavailable,
+)
+from aimass.client.feed import ResultFeed
+from aimass.client.store import ResultStore, Subscription
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "InvalidRequest",
+    "PayloadTooLarge",
+    "ResultFeed",
+    "ResultStore",
+    "ResultTimeout",
+    "SubmitFailed",
+    "Subscription",
+    "Unavailable",
+    "outputs",
+]
