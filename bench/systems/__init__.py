@@ -1,0 +1,173 @@
+"""The systems under test, behind one small interface.
+
+Every Kafka-fed system reads the run's requests topic and writes results keyed by request
+id to the run's results topic, on the bench stack's broker. ``raw-ort`` has no Kafka: it is
+the limit, measured in one process (:mod:`bench.systems.raw_ort`).
+
+Public API: :data:`SYSTEMS` (name -> description), :func:`expand` (``--systems`` to names),
+:func:`make` (a name to a :class:`System`), :class:`System`, :class:`WorkerSystem`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from aimass.settings import PROJECT_ROOT, Settings
+
+SYSTEMS: dict[str, str] = {
+    "raw-ort": "ONNX Runtime alone, one process, 1 intra-op thread (the limit)",
+    "plain-loop": "confluent-kafka consume -> batch -> ONNX Runtime -> produce, at-least-once",
+    "quix": "Quix Streams, one record per call, exactly-once",
+    "aimass-eo-p1": "AI Mass, exactly-once, parallelism 1",
+    "aimass-eo-p2": "AI Mass, exactly-once, parallelism 2",
+    "aimass-alo-p1": "AI Mass, at-least-once, parallelism 1",
+    "aimass-alo-p2": "AI Mass, at-least-once, parallelism 2",
+}
+GROUPS = {"all": list(SYSTEMS), "aimass": [s for s in SYSTEMS if s.startswith("aimass-")],
+          "peers": ["plain-loop", "quix"]}
+
+
+def expand(spec: str) -> list[str]:
+    """``--systems`` value (names and groups, comma-separated) to system names, in table order."""
+    wanted: set[str] = set()
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if item in GROUPS:
+            wanted.update(GROUPS[item])
+        elif item in SYSTEMS:
+            wanted.add(item)
+        else:
+            raise ValueError(f"unknown system {item!r}: choose from {', '.join([*SYSTEMS, *GROUPS])}")
+    return [name for name in SYSTEMS if name in wanted]
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one system serves in one run: settings with the run's topics, group and model."""
+
+    name: str
+    model: str
+    settings: Settings
+    max_batch_size: int
+    max_delay_ms: int
+    log_dir: Path
+
+
+class System(Protocol):
+    """A Kafka-fed system under test."""
+
+    def start(self, run: Run) -> None:
+        """Start serving ``run`` (returns once started; results may come later)."""
+
+    def pids(self) -> list[int]:
+        """Root pids of the processes whose CPU and memory count for this system."""
+
+    def stop(self) -> None:
+        """Stop serving; leaves nothing running."""
+
+
+class WorkerSystem:
+    """A system that is one Python process running ``python -m <module>`` of this package."""
+
+    def __init__(self, module: str, args: Mapping[str, str] | None = None) -> None:
+        self.module = module
+        self.args = dict(args or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, run: Run) -> None:
+        argv = [sys.executable, "-m", self.module, "--group", f"bench-{run.name}",
+                "--max-batch-size", str(run.max_batch_size), "--max-delay-ms", str(run.max_delay_ms)]
+        for key, value in self.args.items():
+            argv += [f"--{key}", value]
+        env = {**os.environ, **run.settings.as_env(), "PYTHONPATH": str(PROJECT_ROOT)}
+        run.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(run.log_dir / f"{run.name}.log", "ab") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
+                                         stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+
+    def exited(self) -> int | None:
+        """The worker's exit code if it has ended, else None."""
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class AimassSystem:
+    """The AI Mass job on the bench stack's Flink cluster: submitted per run, cancelled after."""
+
+    def __init__(self, delivery: str, parallelism: int) -> None:
+        self.delivery = delivery
+        self.parallelism = parallelism
+        self.settings: Settings | None = None
+
+    def overrides(self, run: Run) -> dict[str, str]:
+        """The ``--set`` overrides of the job for ``run``."""
+        k = run.settings.kafka
+        return {
+            "kafka.requests_topic": k.requests_topic,
+            "kafka.results_topic": k.results_topic,
+            "kafka.dead_letter_topic": k.dead_letter_topic,
+            "job.delivery": self.delivery,
+            "job.parallelism": str(self.parallelism),
+            "job.consumer_group": f"bench-{run.name}",
+            "job.transactional_id_prefix": f"bench-{run.name}",
+            "job.use_gpu": "true" if run.settings.job.use_gpu else "false",
+        }
+
+    def start(self, run: Run) -> None:
+        from dataclasses import replace
+
+        from aimass.stack import jobs
+
+        overrides = self.overrides(run)
+        job = replace(run.settings.job, delivery=self.delivery, parallelism=self.parallelism,  # type: ignore[arg-type]
+                      consumer_group=overrides["job.consumer_group"],
+                      transactional_id_prefix=overrides["job.transactional_id_prefix"])
+        self.settings = replace(run.settings, job=job)
+        jobs.cancel(self.settings)  # a job of the same name left by an interrupted run
+        jobs.submit(self.settings, overrides)
+
+    def pids(self) -> list[int]:
+        if self.settings is None:
+            return []
+        from aimass.stack.flink import FlinkCluster
+
+        found = [tm.pid() for tm in FlinkCluster(self.settings).taskmanagers()]
+        return [pid for pid in found if pid is not None]
+
+    def stop(self) -> None:
+        if self.settings is not None:
+            from aimass.stack import jobs
+
+            jobs.cancel(self.settings)
+
+
+def make(name: str) -> System:
+    """The :class:`System` named ``name`` (not ``raw-ort``, which is not Kafka-fed)."""
+    if name == "plain-loop":
+        return WorkerSystem("bench.systems.plain_loop")
+    if name == "quix":
+        return WorkerSystem("bench.systems.quix_app", {"guarantee": "exactly-once"})
+    if name.startswith("aimass-"):
+        _, delivery, parallelism = name.split("-")
+        return AimassSystem("exactly-once" if delivery == "eo" else "at-least-once", int(parallelism[1:]))
+    raise ValueError(f"no Kafka-fed system {name!r}")
