@@ -7,7 +7,7 @@ STATE := .state
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto
+.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,6 +27,11 @@ $(STATE)/jars/.resolved: pom.xml
 	@mvn -q -B package || { echo "error: Maven could not resolve the jars; is Maven Central reachable (proxy in ~/.m2/settings.xml)?"; exit 1; }
 	@touch $@
 
+# The benchmark's peers and plots (and the bench smoke test's Kafka client): on demand.
+$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	@touch $@
+
 models/.built: $(BIN)/.installed aimass/demo.py
 	$(BIN)/aimass models
 	@touch $@
@@ -36,13 +41,13 @@ setup: $(BIN)/.installed $(STATE)/jars/.resolved models/.built ## install the ve
 run: setup ## run the main job on the local stack with demo traffic (the README's first command)
 	$(BIN)/aimass demo
 
-test: setup ## run the whole test suite: unit, pipeline and integration (the README's second command)
+test: setup $(BIN)/.bench-installed ## run the whole test suite: unit, pipeline and integration (the README's second command)
 	$(BIN)/pytest -q tests
 
 test-unit: setup ## unit tests only (no Flink, no Kafka)
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup ## integration tests on the real local stack
+test-integration: setup $(BIN)/.bench-installed ## integration tests on the real local stack
 	$(BIN)/pytest -q tests/integration
 
 up: setup ## start Kafka and the Flink cluster
@@ -59,6 +64,12 @@ logs: ## show the JobManager log (aimass logs COMPONENT for others)
 
 proto: $(BIN)/.installed ## regenerate the gateway's gRPC stubs (aimass/gateway/_gen) from proto/
 	$(BIN)/python -m aimass.gateway.protogen
+
+bench: setup $(BIN)/.bench-installed ## full benchmark on its own stack -> bench/out/ (about 40 min; BENCH_ARGS=... to narrow)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: setup $(BIN)/.bench-installed ## the benchmark harness end to end in a few minutes (figures not meaningful)
+	$(BIN)/python -m bench --smoke --out bench/out/smoke $(BENCH_ARGS)
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .
