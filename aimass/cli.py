@@ -1,6 +1,7 @@
 """``aimass``: run the local stack and the inference job.
 
-Commands: ``up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``models``, ``demo``, ``compress``.
+Commands: ``up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``rescale``, ``taskmanagers``,
+``models``, ``demo``, ``compress``, and the client's ``request``, ``result``, ``watch``, ``gateway``.
 Every command reads the same settings (``AIMASS_*`` variables, see ``aimass/settings.py``).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from aimass.client.cli import register as register_client
@@ -101,6 +103,38 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_subtasks(title: str, vertices: Sequence[object]) -> None:
+    for v in vertices:
+        name = getattr(v, "name", "")
+        if "batch-infer" in name:
+            counts = getattr(v, "records_in", ())
+            _say(f"{title}: batch-infer parallelism {getattr(v, 'parallelism', '?')}, records in per subtask "
+                 f"{list(counts)}")
+
+
+def cmd_rescale(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import rescale
+    from aimass.stack.flink import FlinkCluster
+
+    cluster = FlinkCluster(settings)
+    job = cluster.running_job(settings.job.name)
+    if job is not None:
+        _print_subtasks("before", rescale.vertices(cluster, str(job["jid"])))
+    result = rescale.rescale(settings, args.parallelism, method=args.via, say=_say)
+    if args.observe > 0:
+        time.sleep(args.observe)
+    _print_subtasks("after", rescale.vertices(cluster, result.job_id))
+    return 0
+
+
+def cmd_taskmanagers(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    done = LocalStack(settings, say=_say).set_taskmanagers(args.count)
+    _say(f"{args.count} TaskManagers running" + (f" ({'; '.join(done)})" if done else " (nothing to change)"))
+    return 0
+
+
 def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
     from aimass.demo import build_demo_models
 
@@ -144,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="job setting override, e.g. --set job.delivery=at-least-once")
     submit.set_defaults(func=cmd_submit)
     sub.add_parser("cancel", help="cancel the running inference job").set_defaults(func=cmd_cancel)
+    rescale = sub.add_parser(
+        "rescale", help="change the running job's parallelism, keeping its state and pending requests",
+        description="Change the running inference job's parallelism. Keyed state (pending batches, "
+        "de-duplication, counters) moves with its keys; the limit is the job's max parallelism "
+        "(AIMASS_JOB_MAX_PARALLELISM, fixed for the life of its state) and the cluster's task slots.",
+    )
+    rescale.add_argument("parallelism", type=int, help="the new parallelism")
+    rescale.add_argument("--via", choices=["adaptive", "savepoint"], default="adaptive",
+                         help="adaptive: the adaptive scheduler's REST endpoint (default); "
+                         "savepoint: stop with a savepoint and resubmit")
+    rescale.add_argument("--observe", type=float, default=0.0, metavar="S",
+                         help="wait S seconds before printing the per-subtask record counts")
+    rescale.set_defaults(func=cmd_rescale)
+    tms = sub.add_parser("taskmanagers", help="start or stop TaskManagers on the local stack")
+    tms.add_argument("count", type=int, help="how many TaskManagers should run")
+    tms.set_defaults(func=cmd_taskmanagers)
     models = sub.add_parser("models", help="build the demo models into the model repository")
     models.add_argument("--force", action="store_true", help="rebuild even if present")
     models.set_defaults(func=cmd_models)

@@ -114,8 +114,10 @@ class JobSettings:
     """Parallelism of the inference operator (and the job)."""
     max_parallelism: int = 128
     """``pipeline.max-parallelism``: fixed, since keyed state is split into this many groups."""
-    lanes_per_subtask: int = 2
-    """Keys per model per subtask: enough to spread a hot model, few enough to fill batches."""
+    lanes: int = 8
+    """Keys per model (see aimass/keys.py). They are spread evenly over the key groups, so every
+    parallelism dividing ``lanes`` gets the same number of lanes per subtask, and a rescale
+    moves whole lanes with their state. Raise it for parallelisms above 8."""
     delivery: Delivery = "exactly-once"
     """``exactly-once`` (transactional sink, results visible at each checkpoint) or
     ``at-least-once`` (lower latency; duplicates are identical and keyed by request id)."""
@@ -229,8 +231,12 @@ class Settings:
             )
         if job.delivery == "exactly-once" and not job.transactional_id_prefix:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
-        if job.max_batch_size < 1 or job.max_delay_ms < 0 or job.lanes_per_subtask < 1:
-            raise SettingsError("max_batch_size and lanes_per_subtask must be >= 1, max_delay_ms >= 0")
+        if job.max_batch_size < 1 or job.max_delay_ms < 0:
+            raise SettingsError("AIMASS_JOB_MAX_BATCH_SIZE must be >= 1 and AIMASS_JOB_MAX_DELAY_MS >= 0")
+        if not 1 <= job.lanes <= job.max_parallelism:
+            raise SettingsError(
+                f"AIMASS_JOB_LANES={job.lanes} must be between 1 and AIMASS_JOB_MAX_PARALLELISM={job.max_parallelism}"
+            )
         gateway = self.gateway
         if (gateway.tls_cert is None) != (gateway.tls_key is None):
             raise SettingsError("TLS needs both AIMASS_GATEWAY_TLS_CERT and AIMASS_GATEWAY_TLS_KEY (or neither)")

@@ -11,7 +11,6 @@ operator keeps in checkpointed state, so state stays readable across code upgrad
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,29 +31,19 @@ ERROR_RESULTS = OutputTag("error-results", RESULT_ROW)
 DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_ROW)
 
 
-def lane_key(model: str, request_id: str, lanes: int) -> str:
-    """Key of a request: its model plus one of ``lanes`` lanes chosen from its id.
-
-    Keying by model alone would put a hot model on one subtask; keying by request id would
-    never fill a batch. A few lanes per subtask spread the load and still batch. The lane is
-    a stable function of the request id, so a resubmitted id lands on the same key and its
-    de-duplication state.
-    """
-    return f"{model}#{zlib.crc32(request_id.encode()) % lanes}"
-
-
 class DecodeRequests(ProcessFunction):
     """Decode and validate requests; route failures to the error side outputs."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.lanes = settings.job.parallelism * settings.job.lanes_per_subtask
+        self.lanes, self.max_parallelism = settings.job.lanes, settings.job.max_parallelism
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.core = open_core(self.settings)
+        from aimass.keys import lane_key
         from aimass.rejects import Source  # loaded by open_core
 
-        self.source_type = Source
+        self.source_type, self.lane_key = Source, lane_key
         self.max_bytes = self.settings.job.max_payload_bytes
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
@@ -74,7 +63,7 @@ class DecodeRequests(ProcessFunction):
                 original, source, reason, message, now_ms, request.request_id, request.model, request.created_at_ms
             )
             return
-        key = lane_key(request.model, request.request_id, self.lanes)
+        key = self.lane_key(request.model, request.request_id, self.lanes, self.max_parallelism)
         yield (
             key, original, source.topic, source.partition, source.offset, now_ms,
             request.request_id, request.model, request.version, request.rows,

@@ -110,6 +110,8 @@ class FlinkCluster:
             # A killed TaskManager is noticed after two failed heartbeats (~4 s), not 50 s.
             "heartbeat.interval": 2000,
             "heartbeat.timeout": 20000,
+            # The web UI, `aimass rescale` and the autoscaler read metrics at most this stale.
+            "metrics.fetcher.update-interval": 2000,
         }
 
     def write_files(self) -> None:

@@ -14,16 +14,21 @@ from aimass.stack.procs import StackError
 JOB_SCRIPT = PROJECT_ROOT / "flink_jobs" / "inference_job.py"
 
 
-def submit(settings: Settings, overrides: Mapping[str, str] | None = None, timeout_s: float = 180) -> str:
+def submit(
+    settings: Settings, overrides: Mapping[str, str] | None = None, timeout_s: float = 180,
+    savepoint: str | None = None,
+) -> str:
     """Submit the inference job (detached) and wait until it is RUNNING; returns its job id.
 
     If a job of the same name is already running, its id is returned and nothing is submitted.
+    With ``savepoint``, the job starts from that savepoint (its keyed state and source offsets).
     """
     cluster = FlinkCluster(settings)
     running = cluster.running_job(settings.job.name)
     if running is not None:
         return str(running["jid"])
-    args = ["run", "-d", "-py", str(JOB_SCRIPT), "-pyexec", sys.executable, "-pyclientexec", sys.executable]
+    args = ["run", "-d", *(["-s", savepoint] if savepoint else []),
+            "-py", str(JOB_SCRIPT), "-pyexec", sys.executable, "-pyclientexec", sys.executable]
     for key, value in (overrides or {}).items():
         args += ["--set", f"{key}={value}"]
     done = cluster.flink_cli(*args, timeout=timeout_s)

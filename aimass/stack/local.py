@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,36 @@ class LocalStack:
                 proc.stop(timeout_s=10)
             raise
         self.say(f"stack is up: Kafka {self.settings.kafka.bootstrap}, Flink web UI {self.settings.flink.rest_url}")
+
+    def set_taskmanagers(self, count: int, timeout_s: float = 90) -> list[str]:
+        """Start or stop TaskManagers until ``count`` run; returns what was done.
+
+        Stopping one that runs tasks makes the job restart on the slots left (the adaptive
+        scheduler lowers its parallelism to fit); starting one offers its slots to the job.
+        """
+        if count < 1:
+            raise StackError("at least one TaskManager is needed: use `aimass down` to stop everything")
+        if self.flink.jobmanager.pid() is None:
+            raise StackError("the Flink JobManager is not running: start the stack with `aimass up`")
+        done = []
+        running = [tm for tm in self.flink.taskmanagers() if tm.pid() is not None]
+        for tm in running[count:][::-1]:
+            self.say(f"stopping {tm.name} ...")
+            tm.stop()
+            done.append(f"stopped {tm.name}")
+        index = 0
+        while len([tm for tm in self.flink.taskmanagers() if tm.pid() is not None]) < count:
+            if self.flink.taskmanager(index).pid() is None:
+                self.say(f"starting Flink TaskManager {index} ...")
+                self.flink.start_taskmanager(index)
+                done.append(f"started taskmanager-{index}")
+            index += 1
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if int(self.flink.rest("/overview")["taskmanagers"]) == count:
+                return done
+            time.sleep(0.5)
+        raise StackError(f"{count} TaskManagers did not register within {timeout_s:.0f}s; see `aimass logs jobmanager`")
 
     def down(self, purge: bool = False) -> list[str]:
         """Stop every process this stack started (TaskManagers, JobManager, Kafka); returns names."""

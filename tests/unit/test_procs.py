@@ -36,6 +36,17 @@ def test_stale_pid_file_is_cleared_and_never_signals_a_stranger(tmp_path: Path) 
     assert proc.stop() is False  # nothing of ours was running, nothing was signalled
 
 
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def test_taken_port_is_reported_with_its_holder(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,8 +54,13 @@ def test_taken_port_is_reported_with_its_holder(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
         assert f"pid {os.getpid()}" in port_holder(port)
+        # Every other port is a free one, so that only the REST port can be the one reported
+        # (a user's stack may be running on the default ports).
+        others = dict(zip(("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "FLINK_RPC_PORT", "FLINK_BLOB_PORT"),
+                          _free_ports(4), strict=True))
         settings = Settings.load(env={"AIMASS_PATHS_STATE_DIR": str(tmp_path), "AIMASS_FLINK_REST_PORT": str(port),
-                                      "AIMASS_PATHS_JARS_DIR": str(Settings.load().paths.jars_dir)})
+                                      "AIMASS_PATHS_JARS_DIR": str(Settings.load().paths.jars_dir),
+                                      **{f"AIMASS_{k}": str(v) for k, v in others.items()}})
         stack = LocalStack(settings, say=lambda _: None)
         with pytest.raises(StackError, match=rf"port {port} \(Flink REST/web UI\) is already taken by pid"):
             stack.preflight()

@@ -83,8 +83,11 @@ def test_lossy_casts_are_left_to_validation() -> None:
     assert fit(np.zeros((1, 64), np.int64), PIXELS).dtype == np.float32
 
 
-@pytest.mark.skipif(importlib.util.find_spec("PIL") is not None, reason="Pillow is installed")
-def test_images_without_pillow_get_a_clear_message(tmp_path: Path) -> None:
+def test_images_without_pillow_get_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "PIL" else real_find_spec(name, *a)
+    )
     (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(InputFileError, match="needs Pillow, which is not installed"):
         load_arrays("pixels", tmp_path / "digit.png", {"pixels": PIXELS})
