@@ -76,8 +76,17 @@ class ManagedProcess:
         return proc.pid
 
     def exited_early(self) -> bool:
-        """True if the pid file exists but the process is gone (it crashed at start)."""
-        return self.pid_file.exists() and self.pid() is None
+        """True if the pid file exists but its process is gone (it crashed at start).
+
+        Liveness only, not the marker: while a start script execs java, its command line and
+        environment can read empty for a moment, and a live process must not count as exited
+        (nor be forgotten, and left running, by the clean-up that follows).
+        """
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return False
+        return not _alive(pid)
 
     def stop(self, timeout_s: float = 20.0) -> bool:
         """SIGTERM the process group, then SIGKILL after ``timeout_s``; True if one was running."""
@@ -126,12 +135,15 @@ def _is_ours(pid: int, marker: str) -> bool:
         return False
     # The marker is in the command line (java) or in the environment we started it with
     # (the Flink scripts, before they exec java).
-    for part in ("cmdline", "environ"):
-        try:
-            if marker.encode() in Path(f"/proc/{pid}/{part}").read_bytes():
-                return True
-        except OSError:
-            continue
+    for attempt in range(3):  # an exec in progress can read empty for a moment
+        for part in ("cmdline", "environ"):
+            try:
+                if marker.encode() in Path(f"/proc/{pid}/{part}").read_bytes():
+                    return True
+            except OSError:
+                continue
+        if attempt < 2:
+            time.sleep(0.05)
     return False
 
 
