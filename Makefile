@@ -7,7 +7,7 @@ STATE := .state
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke
+.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke faults faults-smoke
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ bench: setup $(BIN)/.bench-installed ## full benchmark on its own stack -> bench
 
 bench-smoke: setup $(BIN)/.bench-installed ## the benchmark harness end to end in a few minutes (figures not meaningful)
 	$(BIN)/python -m bench --smoke --out bench/out/smoke $(BENCH_ARGS)
+
+faults: setup ## fault campaign on its own stack: 5 TaskManager kills, a broker restart, ~20k requests -> docs/RELIABILITY.md
+	$(BIN)/python -m aimass.faults $(FAULTS_ARGS)
+
+faults-smoke: setup ## the fault campaign in a few minutes: 2 kills, ~2,000 requests (report under .state/faults-out/smoke)
+	$(BIN)/python -m aimass.faults --smoke $(FAULTS_ARGS)
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

@@ -1,0 +1,23 @@
+"""Fault injection: faults and bad input, proven to lose nothing, double nothing, crash nothing.
+
+No Flink import; the stack is driven through :mod:`aimass.stack` and the Flink REST API.
+
+Public API:
+
+* :mod:`aimass.faults.oracle` (pure): :class:`~aimass.faults.oracle.Expectation`,
+  :func:`~aimass.faults.oracle.judge` -> :class:`~aimass.faults.oracle.Verdict` (missing,
+  duplicates, identical and conflicting duplicates, wrong results, per delivery mode),
+  :func:`~aimass.faults.oracle.recovery_times`, :func:`~aimass.faults.oracle.digest`.
+* :mod:`aimass.faults.malformed` (pure): :class:`~aimass.faults.malformed.BadRecords` makes
+  :class:`~aimass.faults.malformed.BadRecord` of every kind in
+  :data:`~aimass.faults.malformed.KINDS`, each with the answer the job owes it.
+* :mod:`aimass.faults.inject`: :func:`~aimass.faults.inject.kill_taskmanager` (SIGKILL, then
+  start again), :func:`~aimass.faults.inject.restart_broker`,
+  :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.wait_for_checkpoint`.
+* :mod:`aimass.faults.campaign`: :class:`~aimass.faults.campaign.Plan`,
+  :data:`~aimass.faults.campaign.SMOKE`, :class:`~aimass.faults.campaign.Campaign` (bad input
+  alone, then paced traffic under faults, then the verdict and the report's figures).
+* :mod:`aimass.faults.report`: :func:`~aimass.faults.report.render` (``docs/RELIABILITY.md``).
+* :mod:`aimass.faults.run`: ``python -m aimass.faults`` (``make faults``, ``make faults-smoke``)
+  on a stack of its own ports.
+"""

@@ -1,0 +1,443 @@
+"""A fault campaign on a running stack and job: paced traffic, bad records, kills, the verdict.
+
+Phases:
+
+1. **Bad input only**: a few hundred bad records of every kind and no fault; the job's
+   ``numRestarts`` must not move (bad input is data, never a crash).
+2. **Mixed traffic under faults**: paced ``digits`` requests with about 1 % bad records
+   mixed in, while TaskManagers are SIGKILLed at random (seeded) moments, some right when a
+   checkpoint is IN_PROGRESS, and the broker is restarted.
+3. **Settle**: wait for every answer, then linger a few checkpoint intervals so that a late
+   duplicate would be seen.
+
+Results and dead letters are read with ``read_committed`` in exactly-once mode and with
+``read_uncommitted`` in at-least-once mode, from the end of the topics at start, and judged by
+:func:`aimass.faults.oracle.judge`. Used by ``python -m aimass.faults`` and by the
+integration smoke test (on the shared test stack).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aimass.codec import Codec, DecodeError
+from aimass.faults.inject import Fault, kill_taskmanager, num_restarts, restart_broker
+from aimass.faults.malformed import KINDS, BadRecord, BadRecords, digits_request
+from aimass.faults.oracle import Expectation, Verdict, digest, judge, longest_gap, recovery_times
+from aimass.messages import DeadLetter, InferenceResult, Reason, Status
+from aimass.settings import Settings
+from aimass.stack import jobs
+from aimass.stack.local import LocalStack
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a campaign sends and breaks."""
+
+    requests: int = 20_000
+    """Valid ``digits`` requests of the mixed phase."""
+    rate: float = 100.0
+    """Records per second sent (valid and bad together)."""
+    bad_fraction: float = 0.01
+    """Share of bad records mixed into the valid traffic."""
+    bad_only: int = 180
+    """Bad records of the bad-input-only phase (no fault)."""
+    kills: int = 5
+    """TaskManager SIGKILLs during the mixed phase."""
+    broker_restarts: int = 1
+    """Broker stop/start cycles during the mixed phase."""
+    checkpoint_kill_share: float = 0.5
+    """Share of the kills that first wait for an IN_PROGRESS checkpoint."""
+    seed: int = 1
+    """Seed of every random choice (records, moments, which kills aim at a checkpoint)."""
+    settle_s: float = 180.0
+    """Longest wait for all answers once traffic and faults are over."""
+    recover_timeout_s: float = 240.0
+    """Longest wait for results to flow again after a fault before the campaign gives up."""
+    min_fault_spacing_s: float = 6.0
+    """Least time between a fault's recovery and the next fault."""
+    broker_down_s: float = 3.0
+    """How long the broker stays stopped."""
+    max_taskmanager_down_s: float = 2.0
+    """A killed TaskManager is started again after a random pause up to this long."""
+    near_limit_oversized: bool = False
+    """Make every other oversized record as large as the broker takes. Off by default: its dead
+    letter (the record plus an envelope) exceeds the job's producer ``max.request.size``, and
+    the TaskManager dies on it, again at every replay (see docs/RELIABILITY.md, known problems)."""
+
+
+SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=0, settle_s=120.0,
+             min_fault_spacing_s=4.0)
+"""The short version: a couple of kills, no broker restart, ~2,000 requests."""
+
+
+@dataclass
+class _Read:
+    """What the reader thread saw (appended from its thread, read after it stopped)."""
+
+    results: list[InferenceResult] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_keys: set[str] = field(default_factory=set)
+    answered: set[str] = field(default_factory=set)
+    undecodable: int = 0
+
+
+class Campaign:
+    """One campaign against ``job_id`` on ``stack``.
+
+    Args:
+        settings: Settings of the stack and job (topics, delivery mode, payload limit).
+        stack: The stack whose TaskManagers and broker are faulted.
+        job_id: The running inference job.
+        plan: What to send and break.
+        say: Progress lines.
+    """
+
+    def __init__(self, settings: Settings, stack: LocalStack, job_id: str, plan: Plan, say: Say = print) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.job_id = job_id
+        self.plan = plan
+        self.say = say
+        self.mode = settings.job.delivery
+        self.codec = Codec(settings.paths.schemas_dir)
+        self.rng = random.Random(plan.seed)  # noqa: S311 - repeatable campaigns, not secrets
+        self.prefix = f"faults-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]}-"
+        limit = settings.job.max_payload_bytes
+        # About the largest record value the broker takes: message.max.bytes is the payload
+        # limit plus 64 KiB, less the batch and record envelope (~130 bytes with our key).
+        near = limit + 65536 - 160 if plan.near_limit_oversized else None
+        self.bad = BadRecords(self.codec, self.rng, limit, self.prefix, near_limit_bytes=near)
+        self.expected: dict[str, Expectation] = {}
+        self.dead_expected: dict[str, Reason] = {}
+        self.bad_kinds: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.read = _Read()
+        self.restart_samples: list[tuple[float, int]] = []
+        self.producer_errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run the three phases and return the report (see :mod:`aimass.faults.report`)."""
+        from aimass.demo import load_holdout
+        from aimass.traffic import producer
+
+        images, _ = load_holdout(self.settings.paths.models_dir)
+        expected_outputs = self._direct_outputs(images)
+        consumer = self._consumer()
+        reader = threading.Thread(target=self._read_loop, args=(consumer,), name="faults-reader", daemon=True)
+        monitor = threading.Thread(target=self._monitor_restarts, name="faults-restarts", daemon=True)
+        prod = producer(self.settings.kafka.bootstrap)
+        reader.start()
+        monitor.start()
+        started = time.monotonic()
+        try:
+            # Phase 1: bad input only, no fault.
+            restarts_before_bad = num_restarts(self.stack.flink, self.job_id)
+            bad_start = time.monotonic()
+            bad_only = [self.bad.make() for _ in range(self.plan.bad_only)]
+            self.say(f"phase 1: {len(bad_only)} bad records only, no fault")
+            self._send_paced(prod, [(record, None) for record in bad_only], max(self.plan.rate, 50.0))
+            self._wait_answers(self.plan.settle_s)
+            self._linger()
+            restarts_after_bad = num_restarts(self.stack.flink, self.job_id)
+            bad_end = time.monotonic()
+            detail = self.stack.flink.rest(f"/jobs/{self.job_id}")
+            bad_phase = {
+                "records": len(bad_only),
+                "restarts": restarts_after_bad - restarts_before_bad,
+                "job_state_after": detail["state"],
+                "seconds": round(bad_end - bad_start, 1),
+            }
+            self.say(f"phase 1: numRestarts {restarts_before_bad} -> {restarts_after_bad}, job {detail['state']}")
+
+            # Phase 2: mixed traffic under faults.
+            traffic = self._mixed_traffic(images, expected_outputs)
+            duration = len(traffic) / self.plan.rate
+            self.say(f"phase 2: {self.plan.requests} requests + {len(traffic) - self.plan.requests} bad records "
+                     f"at {self.plan.rate:.0f}/s (~{duration:.0f} s) with {self.plan.kills} TaskManager kills and "
+                     f"{self.plan.broker_restarts} broker restarts")
+            restarts_before_mixed = num_restarts(self.stack.flink, self.job_id)
+            mixed_start = time.monotonic()
+            sender = threading.Thread(target=self._send_paced, args=(prod, traffic, self.plan.rate),
+                                      name="faults-sender", daemon=True)
+            sender.start()
+            faults = self._inject(mixed_start, duration)
+            sender.join()
+
+            # Phase 3: settle and linger.
+            self._wait_answers(self.plan.settle_s)
+            jobs.wait_running(self.stack.flink, self.job_id, timeout_s=self.plan.recover_timeout_s)
+            self._linger()
+            end = time.monotonic()
+            restarts_end = num_restarts(self.stack.flink, self.job_id)
+        finally:
+            self._stop.set()
+            prod.close(timeout=10)
+            reader.join(timeout=10)
+            monitor.join(timeout=10)
+            consumer.close()
+        verdict = self._verdict()
+        return self._report(verdict, faults, bad_phase, restarts_before_mixed, restarts_end, mixed_start, end,
+                            started)
+
+    # -- traffic ---------------------------------------------------------------------------
+
+    def _direct_outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs of the newest serving ``digits`` on every hold-out image, by direct ONNX Runtime."""
+        import onnxruntime as ort
+
+        from aimass.models import ModelRepository
+
+        spec = ModelRepository(self.settings.paths.models_dir).resolve("digits")
+        session = ort.InferenceSession(str(spec.onnx_path), providers=["CPUExecutionProvider"])
+        names = list(spec.output_names)
+        arrays = session.run(names, {"pixels": images.astype(np.float32)})
+        return dict(zip(names, arrays, strict=True))
+
+    def _expect_bad(self, record: BadRecord) -> None:
+        with self._lock:
+            self.bad_kinds[record.kind] += 1
+            self.dead_expected[digest(record.value)] = record.reason
+            if record.request_id is not None and record.status is not None:
+                self.expected[record.request_id] = Expectation(record.status)
+
+    def _mixed_traffic(self, images: np.ndarray, outputs: dict[str, np.ndarray]) -> list[tuple[Any, str | None]]:
+        traffic: list[tuple[Any, str | None]] = []
+        for i in range(self.plan.requests):
+            while self.rng.random() < self.plan.bad_fraction:
+                traffic.append((self.bad.make(), None))
+            index = self.rng.randrange(len(images))
+            rid = f"{self.prefix}{i}"
+            request = digits_request(rid, images[index : index + 1])
+            self.expected[rid] = Expectation(Status.OK, {k: v[index : index + 1] for k, v in outputs.items()})
+            traffic.append((self.codec.encode_request(request), rid))
+        return traffic
+
+    def _send_paced(self, prod: Any, items: list[tuple[Any, str | None]], rate: float) -> None:
+        topic = self.settings.kafka.requests_topic
+        start = time.monotonic()
+        for i, (item, rid) in enumerate(items):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if isinstance(item, BadRecord):
+                self._expect_bad(item)
+                value, key = item.value, item.request_id
+            else:
+                value, key = item, rid
+            future = prod.send(topic, value=value, key=key.encode() if key else None)
+            future.add_errback(self._send_failed, key, value)
+        prod.flush(timeout=180)
+
+    def _send_failed(self, key: str | None, value: bytes, exc: BaseException) -> None:
+        # Never sent: not the job's loss. Counted and left out of the oracle.
+        with self._lock:
+            self.producer_errors.append(f"{key}: {type(exc).__name__}: {exc}")
+            self.dead_expected.pop(digest(value), None)
+            if key is not None:
+                self.expected.pop(key, None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _consumer(self) -> Any:
+        from kafka import KafkaConsumer, TopicPartition
+
+        k = self.settings.kafka
+        isolation = "read_committed" if self.mode == "exactly-once" else "read_uncommitted"
+        consumer = KafkaConsumer(
+            bootstrap_servers=k.bootstrap, isolation_level=isolation, enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        partitions = []
+        for topic in (k.results_topic, k.dead_letter_topic):
+            found = consumer.partitions_for_topic(topic) or set()
+            deadline = time.monotonic() + 10
+            while not found and time.monotonic() < deadline:
+                time.sleep(0.2)
+                found = consumer.partitions_for_topic(topic) or set()
+            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(partitions)
+        consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            consumer.position(tp)  # resolve the lazy seek now, before anything is sent
+        return consumer
+
+    def _read_loop(self, consumer: Any) -> None:
+        results_topic = self.settings.kafka.results_topic
+        while not self._stop.is_set():
+            try:
+                batches = consumer.poll(timeout_ms=200, max_records=5000)
+            except Exception as exc:  # noqa: BLE001 - a broker restart surfaces as many errors
+                self.say(f"reader: {type(exc).__name__}: {exc} (retrying)")
+                time.sleep(0.5)
+                continue
+            now = time.monotonic()
+            for tp, records in batches.items():
+                for record in records:
+                    self._take(tp.topic == results_topic, record.value, now)
+
+    def _take(self, is_result: bool, value: bytes, now: float) -> None:
+        read = self.read
+        try:
+            if is_result:
+                result = self.codec.decode_result(value)
+                if result.request_id is not None and result.request_id.startswith(self.prefix):
+                    read.results.append(result)
+                    read.arrivals.append(now)
+                    read.answered.add(result.request_id)
+            else:
+                dead = self.codec.decode_dead_letter(value)
+                read.dead_letters.append(dead)
+                read.dead_keys.add(digest(dead.original))
+        except DecodeError:
+            read.undecodable += 1
+
+    def _monitor_restarts(self) -> None:
+        while not self._stop.is_set():
+            # The REST API may be briefly busy: then the next sample tells.
+            with contextlib.suppress(Exception):
+                self.restart_samples.append((time.monotonic(), num_restarts(self.stack.flink, self.job_id)))
+            self._stop.wait(0.5)
+
+    def _outstanding(self) -> int:
+        with self._lock:
+            missing = len(self.expected.keys() - self.read.answered)
+            return missing + len(self.dead_expected.keys() - self.read.dead_keys)
+
+    def _wait_answers(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._outstanding():
+            time.sleep(0.2)
+
+    def _linger(self) -> None:
+        # A duplicate would become visible with one of the next checkpoints.
+        time.sleep(4 * self.settings.job.checkpoint_interval_ms / 1000)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def _inject(self, start: float, duration: float) -> list[Fault]:
+        plan = self.plan
+        kinds = ["taskmanager-kill"] * plan.kills + ["broker-restart"] * plan.broker_restarts
+        self.rng.shuffle(kinds)
+        moments = sorted(self.rng.uniform(0.1, 0.85) * duration for _ in kinds)
+        aimed = set(self.rng.sample(range(plan.kills), round(plan.kills * plan.checkpoint_kill_share)))
+        faults: list[Fault] = []
+        kill_index = 0
+        for kind, moment in zip(kinds, moments, strict=True):
+            if faults:
+                recovered = self._wait_recovered(faults[-1])
+                self._sleep_until(recovered + plan.min_fault_spacing_s)
+            self._sleep_until(start + moment)
+            if kind == "taskmanager-kill":
+                down = self.rng.uniform(0, plan.max_taskmanager_down_s)
+                fault = kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=kill_index in aimed,
+                                         down_s=down)
+                kill_index += 1
+            else:
+                fault = restart_broker(self.stack, plan.broker_down_s)
+            faults.append(fault)
+            where = " during a checkpoint" if fault.during_checkpoint else ""
+            self.say(f"  {fault.kind}{where} at +{fault.at - start:.1f} s")
+        if faults:
+            self._wait_recovered(faults[-1])
+        return faults
+
+    def _wait_recovered(self, fault: Fault) -> float:
+        """Block until a result arrives after ``fault``; returns its arrival time."""
+        deadline = time.monotonic() + self.plan.recover_timeout_s
+        while time.monotonic() < deadline:
+            later = [t for t in self.read.arrivals[-5000:] if t > fault.at + fault.down_s]
+            if later:
+                return later[0]
+            if not self._outstanding():
+                return time.monotonic()  # nothing left to answer: nothing to wait for
+            time.sleep(0.2)
+        raise TimeoutError(f"no result within {self.plan.recover_timeout_s:.0f} s after the {fault.kind}")
+
+    @staticmethod
+    def _sleep_until(moment: float) -> None:
+        delay = moment - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    # -- verdict and report ----------------------------------------------------------------
+
+    def _verdict(self) -> Verdict:
+        return judge(self.mode, self.expected, self.read.results, self.dead_expected, self.read.dead_letters)
+
+    def _report(self, verdict: Verdict, faults: list[Fault], bad_phase: dict[str, Any], restarts_before: int,
+                restarts_end: int, mixed_start: float, end: float, started: float) -> dict[str, Any]:
+        recoveries = recovery_times(self.read.arrivals, [f.at for f in faults], end)
+        fault_rows = []
+        attributed = 0
+        bounds = [f.at for f in faults] + [end]
+        for i, (fault, recovery) in enumerate(zip(faults, recoveries, strict=True)):
+            restarts = self._restarts_between(bounds[i], bounds[i + 1])
+            attributed += restarts
+            fault_rows.append({**asdict(fault), "at_s": round(fault.at - mixed_start, 2),
+                               "recovery_s": round(recovery, 2), "restarts": restarts})
+            del fault_rows[-1]["at"]
+        first_fault = faults[0].at if faults else end
+        before_faults = self._restarts_between(mixed_start, first_fault)
+        kill_recoveries = [r for f, r in zip(faults, recoveries, strict=True) if f.kind == "taskmanager-kill"]
+        return {
+            "mode": self.mode,
+            "plan": asdict(self.plan),
+            "job": {
+                "parallelism": self.settings.job.parallelism,
+                "checkpoint_interval_ms": self.settings.job.checkpoint_interval_ms,
+                "restart_delay_ms": self.settings.job.restart_delay_ms,
+                "max_payload_bytes": self.settings.job.max_payload_bytes,
+                "taskmanagers": self.settings.flink.taskmanagers,
+                "slots": self.settings.flink.slots,
+            },
+            "sent": {
+                "valid_requests": self.plan.requests,
+                "bad_records": sum(self.bad_kinds.values()),
+                "bad_by_kind": dict(self.bad_kinds),
+                "producer_errors": len(self.producer_errors),
+            },
+            "bad_input_phase": bad_phase,
+            "faults": fault_rows,
+            "recovery_s": _stats(recoveries),
+            "kill_recovery_s": _stats(kill_recoveries),
+            "baseline_gap_s": round(longest_gap(self.read.arrivals, mixed_start + 2, first_fault), 2),
+            "restarts": {
+                "mixed_phase_total": restarts_end - restarts_before,
+                "attributed_to_faults": attributed,
+                "before_first_fault": before_faults,
+                "from_bad_input": bad_phase["restarts"] + before_faults,
+            },
+            "oracle": verdict.summary(),
+            "undecodable_records_read": self.read.undecodable,
+            "duration_s": round(end - started, 1),
+        }
+
+    def _restarts_between(self, start: float, stop: float) -> int:
+        before = [v for t, v in self.restart_samples if t <= start]
+        upto = [v for t, v in self.restart_samples if t <= stop]
+        if not upto:
+            return 0
+        return upto[-1] - (before[-1] if before else upto[0])
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "median": None, "max": None}
+    return {"count": len(values), "median": round(statistics.median(values), 2), "max": round(max(values), 2)}

@@ -1,0 +1,156 @@
+"""``python -m aimass.faults``: a fault campaign on a stack of its own, then the report.
+
+Starts Kafka, Flink and the inference job on ports and a state folder of their own (Kafka
+49092/49093, REST 48081, RPC 46123, blob 46124, TaskManagers 46200-46299, state
+``.state/faults``), so that neither a demo stack nor a test session is touched; runs a
+:class:`~aimass.faults.campaign.Campaign`; writes the JSON report and ``docs/RELIABILITY.md``;
+and stops the stack at the end, on Ctrl-C and on SIGTERM too.
+
+    python -m aimass.faults                 # long: 5 kills, a broker restart, ~20k requests
+    python -m aimass.faults --smoke         # a couple of kills over ~2,000 requests
+    python -m aimass.faults --mode at-least-once --requests 5000 --kills 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from aimass.faults.campaign import SMOKE, Campaign, Plan
+from aimass.faults.report import render
+from aimass.settings import PROJECT_ROOT, Settings
+
+#: Settings of the campaign's own stack (see the module docstring for why these ports).
+FAULTS_ENV = {
+    "AIMASS_PATHS_STATE_DIR": str(PROJECT_ROOT / ".state" / "faults"),
+    "AIMASS_PATHS_JARS_DIR": str(PROJECT_ROOT / ".state" / "jars"),
+    "AIMASS_KAFKA_PORT": "49092",
+    "AIMASS_KAFKA_CONTROLLER_PORT": "49093",
+    "AIMASS_FLINK_REST_PORT": "48081",
+    "AIMASS_FLINK_RPC_PORT": "46123",
+    "AIMASS_FLINK_BLOB_PORT": "46124",
+    "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": "46200-46299",
+    "AIMASS_FLINK_SLOTS": "2",
+    "AIMASS_JOB_PARALLELISM": "2",
+    "AIMASS_JOB_NAME": "aimass-inference-faults",
+    "AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": "aimass-faults",
+    "AIMASS_JOB_CONSUMER_GROUP": "aimass-faults",
+    # Oversized records of a few hundred KiB, not 4 MiB: the same code path, less to move.
+    "AIMASS_JOB_MAX_PAYLOAD_BYTES": str(256 * 1024),
+}
+DEFAULT_OUT = PROJECT_ROOT / ".state" / "faults-out"
+DEFAULT_DOC = PROJECT_ROOT / "docs" / "RELIABILITY.md"
+
+
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so that the stack is stopped on the way out."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (each overrides the long or ``--smoke`` plan)."""
+    parser = argparse.ArgumentParser(prog="python -m aimass.faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="the short version (~2,000 requests, 2 kills)")
+    parser.add_argument("--mode", choices=["exactly-once", "at-least-once"], default="exactly-once")
+    for name, kind in (("requests", int), ("rate", float), ("bad-fraction", float), ("bad-only", int),
+                       ("kills", int), ("broker-restarts", int), ("seed", int)):
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON report folder (default {DEFAULT_OUT}/<name>)")
+    parser.add_argument("--doc", type=Path, default=None,
+                        help=f"Markdown report (default {DEFAULT_DOC} for the long run, next to the JSON for --smoke)")
+    parser.add_argument("--probe-broker-limit", action="store_true",
+                        help="also send oversized records as large as the broker takes (a known crash loop)")
+    parser.add_argument("--keep", action="store_true", help="leave the stack running at the end (to look at it)")
+    return parser.parse_args(argv)
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """The plan: ``SMOKE`` or the long default, with the options given on the command line."""
+    plan = SMOKE if args.smoke else Plan()
+    changes = {field: getattr(args, field) for field in
+               ("requests", "rate", "bad_fraction", "bad_only", "kills", "broker_restarts", "seed")
+               if getattr(args, field) is not None}
+    if args.probe_broker_limit:
+        changes["near_limit_oversized"] = True
+    return dataclasses.replace(plan, **changes)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    memory = None
+    try:
+        with open("/proc/meminfo") as f:
+            memory = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": memory,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a campaign on a stack of its own; 0 when the oracle finds nothing wrong."""
+    args = parse_args(argv)
+    plan = plan_from(args)
+    settings = Settings.load(env={**FAULTS_ENV, "AIMASS_JOB_DELIVERY": args.mode})
+    name = ("smoke" if args.smoke else "long") + ("" if args.mode == "exactly-once" else "-alo")
+    out = args.out or DEFAULT_OUT / name
+    doc = args.doc or (out / "RELIABILITY.md" if args.smoke else DEFAULT_DOC)
+    command = "python -m aimass.faults " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+    from aimass.demo import build_demo_models
+    from aimass.stack import jobs
+    from aimass.stack.local import LocalStack
+
+    def say(message: str) -> None:
+        print(f"[faults {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    build_demo_models(settings.paths.models_dir)
+    stack = LocalStack(settings, say=lambda m: say(f"stack: {m}"))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        stack.down(purge=True)  # a fresh broker and cluster: no state of an earlier campaign
+        stack.up()
+        job_id = jobs.submit(settings)
+        say(f"job {job_id} running ({args.mode}); plan: {plan}")
+        report = Campaign(settings, stack, job_id, plan, say).run()
+    except (KeyboardInterrupt, _Terminated):
+        say("interrupted: stopping the stack")
+        return 130
+    finally:
+        if not args.keep:
+            stopped = stack.down()
+            say(f"stopped {', '.join(stopped) or 'nothing'}")
+        signal.signal(signal.SIGTERM, previous)
+    report["command"] = command
+    report["machine"] = machine()
+    report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faults.json").write_text(json.dumps(report, indent=2) + "\n")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(render(report))
+    oracle = report["oracle"]
+    say(f"oracle: {'OK' if oracle['ok'] else 'FAILED'}; lost {oracle['lost']}, duplicates "
+        f"{oracle['duplicated_requests']}, wrong {oracle['mismatched']}; restarts from bad input "
+        f"{report['restarts']['from_bad_input']}; recovery {report['recovery_s']}")
+    for problem in oracle["problems"]:
+        say(f"  {problem}")
+    say(f"wrote {out / 'faults.json'} and {doc}")
+    return 0 if oracle["ok"] and report["restarts"]["from_bad_input"] == 0 else 1
