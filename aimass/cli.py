@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from aimass.autoscale.cli import register as register_autoscale
 from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
 from aimass.settings import Settings, SettingsError
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="up + models + submit, then send demo digits and print results")
     demo.add_argument("--count", type=int, default=300, help="demo requests to send (default 300)")
     demo.set_defaults(func=cmd_demo)
+    register_autoscale(sub)
     register_compress(sub)
     register_client(sub)
     return parser

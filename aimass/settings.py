@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 Delivery = Literal["exactly-once", "at-least-once"]
 StateBackend = Literal["hashmap", "rocksdb"]
+ScaleStep = Literal["one", "double"]
 
 
 class SettingsError(ValueError):
@@ -184,6 +185,46 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class AutoscaleSettings:
+    """The opt-in autoscaler (``aimass autoscale``); policy in aimass/autoscale/policy.py."""
+
+    min_parallelism: int = 1
+    """Lowest parallelism the autoscaler scales the job down to."""
+    max_parallelism: int = 2
+    """Highest parallelism the autoscaler scales the job up to (at most ``job.max_parallelism``)."""
+    interval_s: float = 5.0
+    """Seconds between two metric samples (Flink's REST metrics are refreshed every 2 s)."""
+    cooldown_s: float = 60.0
+    """No decision for this long after a rescale (or a refused one): the job restarts, catches up,
+    and its metrics settle at the new parallelism first."""
+    sustain_samples: int = 3
+    """A condition must hold in this many consecutive samples at the current parallelism."""
+    step: ScaleStep = "one"
+    """``one``: add or remove one subtask; ``double``: double or halve (1, 2, 4, 8 all divide
+    the 8 lanes of ``job.lanes``, so every step keeps the lanes even)."""
+    scale_up_lag: int = 2000
+    """Scale up when the consumer group's lag on the requests topic is at least this (records)."""
+    scale_up_busy: float = 0.8
+    """Scale up when the busiest batch-infer subtask is busy at least this share of the time
+    (``busyTimeMsPerSecond`` / 1000)."""
+    scale_up_latency_ms: float = 5000.0
+    """Scale up when the 90th percentile end-to-end latency of fresh results is at least this
+    (milliseconds); 0 ignores latency."""
+    scale_down_lag: int = 100
+    """Scale down only while the lag is at most this (and not growing) ..."""
+    scale_down_busy: float = 0.3
+    """... and the busiest subtask is busy at most this share, and would stay below
+    ``scale_up_busy`` at the lower parallelism."""
+    latency_records: int = 50
+    """Newest results per partition read for the latency figure at each sample; 0 skips it."""
+    add_taskmanagers: bool = False
+    """Start local TaskManagers when scaling up beyond the cluster's slots (local stack only;
+    they are not stopped on scale-down)."""
+    rescale_timeout_s: float = 180.0
+    """Longest wait for the job to run at the new parallelism."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, grouped by section."""
 
@@ -192,6 +233,7 @@ class Settings:
     flink: FlinkSettings = field(default_factory=FlinkSettings)
     job: JobSettings = field(default_factory=JobSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
 
     @classmethod
     def load(
@@ -242,6 +284,29 @@ class Settings:
             raise SettingsError("TLS needs both AIMASS_GATEWAY_TLS_CERT and AIMASS_GATEWAY_TLS_KEY (or neither)")
         if gateway.store_size < 1 or gateway.ttl_s <= 0 or gateway.max_payload_bytes < 1:
             raise SettingsError("AIMASS_GATEWAY_STORE_SIZE, _TTL_S and _MAX_PAYLOAD_BYTES must be positive")
+        scale = self.autoscale
+        if not 1 <= scale.min_parallelism <= scale.max_parallelism <= job.max_parallelism:
+            raise SettingsError(
+                f"need 1 <= AIMASS_AUTOSCALE_MIN_PARALLELISM={scale.min_parallelism} <= "
+                f"AIMASS_AUTOSCALE_MAX_PARALLELISM={scale.max_parallelism} <= "
+                f"AIMASS_JOB_MAX_PARALLELISM={job.max_parallelism}"
+            )
+        if scale.interval_s <= 0 or scale.cooldown_s < 0 or scale.sustain_samples < 1:
+            raise SettingsError(
+                "AIMASS_AUTOSCALE_INTERVAL_S must be > 0, _COOLDOWN_S >= 0 and _SUSTAIN_SAMPLES >= 1"
+            )
+        if not 0 <= scale.scale_down_busy < scale.scale_up_busy:
+            raise SettingsError(
+                f"AIMASS_AUTOSCALE_SCALE_DOWN_BUSY={scale.scale_down_busy} must be >= 0 and below "
+                f"AIMASS_AUTOSCALE_SCALE_UP_BUSY={scale.scale_up_busy} (the gap is the hysteresis)"
+            )
+        if not 0 <= scale.scale_down_lag < scale.scale_up_lag:
+            raise SettingsError(
+                f"AIMASS_AUTOSCALE_SCALE_DOWN_LAG={scale.scale_down_lag} must be >= 0 and below "
+                f"AIMASS_AUTOSCALE_SCALE_UP_LAG={scale.scale_up_lag} (the gap is the hysteresis)"
+            )
+        if scale.scale_up_latency_ms < 0 or scale.latency_records < 0:
+            raise SettingsError("AIMASS_AUTOSCALE_SCALE_UP_LATENCY_MS and _LATENCY_RECORDS must be >= 0")
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``AIMASS_*`` variables (to hand to a child process)."""
