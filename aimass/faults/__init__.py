@@ -13,7 +13,8 @@ Public API:
   :data:`~aimass.faults.malformed.KINDS`, each with the answer the job owes it.
 * :mod:`aimass.faults.inject`: :func:`~aimass.faults.inject.kill_taskmanager` (SIGKILL, then
   start again), :func:`~aimass.faults.inject.restart_broker`,
-  :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.wait_for_checkpoint`.
+  :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.failure_times`,
+  :func:`~aimass.faults.inject.aim_at_checkpoint`, :func:`~aimass.faults.inject.checkpoint_spanning`.
 * :mod:`aimass.faults.campaign`: :class:`~aimass.faults.campaign.Plan`,
   :data:`~aimass.faults.campaign.SMOKE`, :class:`~aimass.faults.campaign.Campaign` (bad input
   alone, then paced traffic under faults, then the verdict and the report's figures).

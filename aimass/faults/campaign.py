@@ -19,6 +19,7 @@ integration smoke test (on the shared test stack).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import statistics
 import threading
@@ -31,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from aimass.codec import Codec, DecodeError
-from aimass.faults.inject import Fault, kill_taskmanager, num_restarts, restart_broker
+from aimass.faults.inject import (
+    Fault,
+    checkpoint_spanning,
+    failure_times,
+    kill_taskmanager,
+    num_restarts,
+    restart_broker,
+)
 from aimass.faults.malformed import KINDS, BadRecord, BadRecords, digits_request
 from aimass.faults.oracle import Expectation, Verdict, digest, judge, longest_gap, recovery_times
 from aimass.messages import DeadLetter, InferenceResult, Reason, Status
@@ -149,22 +157,26 @@ class Campaign:
         try:
             # Phase 1: bad input only, no fault.
             restarts_before_bad = num_restarts(self.stack.flink, self.job_id)
-            bad_start = time.monotonic()
+            bad_start, bad_start_ms = time.monotonic(), int(time.time() * 1000)
             bad_only = [self.bad.make() for _ in range(self.plan.bad_only)]
             self.say(f"phase 1: {len(bad_only)} bad records only, no fault")
             self._send_paced(prod, [(record, None) for record in bad_only], max(self.plan.rate, 50.0))
             self._wait_answers(self.plan.settle_s)
-            self._linger()
+            # The REST API refreshes job metrics every 10 s (metrics.fetcher.update-interval).
+            time.sleep(max(12.0, 4 * self.settings.job.checkpoint_interval_ms / 1000))
             restarts_after_bad = num_restarts(self.stack.flink, self.job_id)
             bad_end = time.monotonic()
+            failures = [t for t in failure_times(self.stack.flink, self.job_id) if t >= bad_start_ms]
             detail = self.stack.flink.rest(f"/jobs/{self.job_id}")
             bad_phase = {
                 "records": len(bad_only),
                 "restarts": restarts_after_bad - restarts_before_bad,
+                "failures": len(failures),
                 "job_state_after": detail["state"],
                 "seconds": round(bad_end - bad_start, 1),
             }
-            self.say(f"phase 1: numRestarts {restarts_before_bad} -> {restarts_after_bad}, job {detail['state']}")
+            self.say(f"phase 1: numRestarts {restarts_before_bad} -> {restarts_after_bad}, {len(failures)} "
+                     f"failures recorded, job {detail['state']}")
 
             # Phase 2: mixed traffic under faults.
             traffic = self._mixed_traffic(images, expected_outputs)
@@ -173,7 +185,7 @@ class Campaign:
                      f"at {self.plan.rate:.0f}/s (~{duration:.0f} s) with {self.plan.kills} TaskManager kills and "
                      f"{self.plan.broker_restarts} broker restarts")
             restarts_before_mixed = num_restarts(self.stack.flink, self.job_id)
-            mixed_start = time.monotonic()
+            mixed_start, mixed_start_ms = time.monotonic(), int(time.time() * 1000)
             sender = threading.Thread(target=self._send_paced, args=(prod, traffic, self.plan.rate),
                                       name="faults-sender", daemon=True)
             sender.start()
@@ -184,8 +196,10 @@ class Campaign:
             self._wait_answers(self.plan.settle_s)
             jobs.wait_running(self.stack.flink, self.job_id, timeout_s=self.plan.recover_timeout_s)
             self._linger()
-            end = time.monotonic()
+            time.sleep(10.0)  # metrics refresh (see phase 1)
+            end, end_ms = time.monotonic(), int(time.time() * 1000)
             restarts_end = num_restarts(self.stack.flink, self.job_id)
+            failures = [t for t in failure_times(self.stack.flink, self.job_id) if t >= mixed_start_ms]
         finally:
             self._stop.set()
             prod.close(timeout=10)
@@ -193,8 +207,8 @@ class Campaign:
             monitor.join(timeout=10)
             consumer.close()
         verdict = self._verdict()
-        return self._report(verdict, faults, bad_phase, restarts_before_mixed, restarts_end, mixed_start, end,
-                            started)
+        return self._report(verdict, faults, bad_phase, restarts_before_mixed, restarts_end, failures,
+                            (mixed_start, mixed_start_ms), (end, end_ms), started)
 
     # -- traffic ---------------------------------------------------------------------------
 
@@ -347,8 +361,14 @@ class Campaign:
             if kind == "taskmanager-kill":
                 down = self.rng.uniform(0, plan.max_taskmanager_down_s)
                 fault = kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=kill_index in aimed,
-                                         down_s=down)
+                                         down_s=down, interval_ms=self.settings.job.checkpoint_interval_ms)
                 kill_index += 1
+                # Checkpoint statistics lag a few seconds behind; by then the TaskManager is
+                # still starting, so no newer checkpoint has pushed this one out of the history.
+                self._sleep_until(fault.at + 4.0)
+                with contextlib.suppress(Exception):
+                    landed = checkpoint_spanning(self.stack.flink, self.job_id, fault.at_ms)
+                    fault = dataclasses.replace(fault, during_checkpoint=landed)
             else:
                 fault = restart_broker(self.stack, plan.broker_down_s)
             faults.append(fault)
@@ -382,19 +402,27 @@ class Campaign:
         return judge(self.mode, self.expected, self.read.results, self.dead_expected, self.read.dead_letters)
 
     def _report(self, verdict: Verdict, faults: list[Fault], bad_phase: dict[str, Any], restarts_before: int,
-                restarts_end: int, mixed_start: float, end: float, started: float) -> dict[str, Any]:
+                restarts_end: int, failures: list[int], mixed: tuple[float, int], finish: tuple[float, int],
+                started: float) -> dict[str, Any]:
+        (mixed_start, mixed_start_ms), (end, end_ms) = mixed, finish
         recoveries = recovery_times(self.read.arrivals, [f.at for f in faults], end)
         fault_rows = []
-        attributed = 0
+        attributed = attributed_failures = 0
         bounds = [f.at for f in faults] + [end]
+        bounds_ms = [f.at_ms for f in faults] + [end_ms]
         for i, (fault, recovery) in enumerate(zip(faults, recoveries, strict=True)):
             restarts = self._restarts_between(bounds[i], bounds[i + 1])
+            failed = sum(1 for t in failures if bounds_ms[i] <= t < bounds_ms[i + 1])
             attributed += restarts
-            fault_rows.append({**asdict(fault), "at_s": round(fault.at - mixed_start, 2),
-                               "recovery_s": round(recovery, 2), "restarts": restarts})
-            del fault_rows[-1]["at"]
+            attributed_failures += failed
+            row = {**asdict(fault), "at_s": round(fault.at - mixed_start, 2), "recovery_s": round(recovery, 2),
+                   "restarts": restarts, "failures": failed}
+            del row["at"], row["at_ms"]
+            fault_rows.append(row)
         first_fault = faults[0].at if faults else end
+        first_fault_ms = faults[0].at_ms if faults else end_ms
         before_faults = self._restarts_between(mixed_start, first_fault)
+        failures_before = sum(1 for t in failures if mixed_start_ms <= t < first_fault_ms)
         kill_recoveries = [r for f, r in zip(faults, recoveries, strict=True) if f.kind == "taskmanager-kill"]
         return {
             "mode": self.mode,
@@ -422,7 +450,11 @@ class Campaign:
                 "mixed_phase_total": restarts_end - restarts_before,
                 "attributed_to_faults": attributed,
                 "before_first_fault": before_faults,
-                "from_bad_input": bad_phase["restarts"] + before_faults,
+                "failures_recorded": len(failures),
+                "failures_in_fault_windows": attributed_failures,
+                "failures_before_first_fault": failures_before,
+                "from_bad_input": max(bad_phase["restarts"], bad_phase["failures"])
+                + max(before_faults, failures_before),
             },
             "oracle": verdict.summary(),
             "undecodable_records_read": self.read.undecodable,

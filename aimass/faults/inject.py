@@ -23,8 +23,10 @@ class Fault:
     """``taskmanager-kill`` or ``broker-restart``."""
     at: float
     """``time.monotonic()`` when it struck."""
+    at_ms: int = 0
+    """Wall-clock epoch milliseconds when it struck (to compare with Flink's timestamps)."""
     during_checkpoint: bool = False
-    """A checkpoint was IN_PROGRESS (per the REST API) right before the kill."""
+    """The kill landed while a checkpoint was in flight (per the job's checkpoint history)."""
     down_s: float = 0.0
     """How long the process stayed down before it was started again."""
 
@@ -38,61 +40,80 @@ def num_restarts(cluster: FlinkCluster, job_id: str) -> int:
     raise RuntimeError(f"job {job_id} reports no numRestarts metric: {answer!r}")
 
 
-def checkpoints_in_progress(cluster: FlinkCluster, job_id: str) -> int:
-    """How many checkpoints of the job are IN_PROGRESS right now."""
-    stats: dict[str, Any] = cluster.rest(f"/jobs/{job_id}/checkpoints", timeout=2)
-    return int(stats.get("counts", {}).get("in_progress", 0))
+def aim_at_checkpoint(cluster: FlinkCluster, job_id: str, interval_ms: int) -> None:
+    """Sleep until shortly after the job's next checkpoint trigger.
 
-
-def completed_checkpoints(cluster: FlinkCluster, job_id: str) -> int:
-    """How many checkpoints of the job have completed so far."""
-    stats: dict[str, Any] = cluster.rest(f"/jobs/{job_id}/checkpoints", timeout=2)
-    return int(stats.get("counts", {}).get("completed", 0))
-
-
-def wait_for_checkpoint(cluster: FlinkCluster, job_id: str, timeout_s: float = 5.0) -> bool:
-    """Poll until a checkpoint is IN_PROGRESS; False if none was seen within ``timeout_s``.
-
-    Small checkpoints complete in tens of milliseconds, so polling can miss them: the caller
-    then kills anyway, aimed right after a trigger (see :func:`kill_taskmanager`).
+    Polling for an IN_PROGRESS checkpoint does not work: the REST API caches checkpoint
+    statistics for seconds, longer than a small checkpoint lasts. The trigger times do not
+    drift much from the latest completed one plus whole intervals, and a checkpoint of this
+    job takes tens to hundreds of milliseconds, so a kill a few tens of milliseconds after the
+    predicted trigger usually lands inside it. :func:`checkpoint_spanning` says afterwards
+    whether it did.
     """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if checkpoints_in_progress(cluster, job_id):
-                return True
-        except OSError:
-            pass
-        time.sleep(0.01)
+    stats: dict[str, Any] = cluster.rest(f"/jobs/{job_id}/checkpoints", timeout=2)
+    latest = (stats.get("latest") or {}).get("completed") or {}
+    trigger = latest.get("trigger_timestamp")
+    if not trigger:
+        return
+    duration = int(latest.get("end_to_end_duration") or 0)
+    now_ms = time.time() * 1000
+    nxt = trigger + interval_ms * (int((now_ms - trigger) // interval_ms) + 1)
+    time.sleep(max(0.0, (nxt + min(max(duration // 3, 10), 50) - now_ms) / 1000))
+
+
+def checkpoint_spanning(cluster: FlinkCluster, job_id: str, at_ms: int) -> bool:
+    """Whether a checkpoint of the job was in flight at ``at_ms`` (epoch ms), per its history.
+
+    Call it a few seconds after the moment (the REST API's statistics lag) and before ten more
+    checkpoints have been taken (the history keeps the last ten by default).
+    """
+    stats: dict[str, Any] = cluster.rest(f"/jobs/{job_id}/checkpoints", timeout=5)
+    for entry in stats.get("history", []):
+        trigger = int(entry.get("trigger_timestamp") or 0)
+        if not trigger or trigger > at_ms:
+            continue
+        done = entry.get("latest_ack_timestamp") if entry.get("status") == "COMPLETED" else None
+        if entry.get("status") == "FAILED":
+            done = entry.get("failure_timestamp")
+        if entry.get("status") == "IN_PROGRESS" or (done is not None and int(done) >= at_ms):
+            return True
     return False
 
 
+def failure_times(cluster: FlinkCluster, job_id: str) -> list[int]:
+    """Epoch milliseconds of the job's recorded failures (REST exception history, newest 16)."""
+    answer: dict[str, Any] = cluster.rest(f"/jobs/{job_id}/exceptions", timeout=5)
+    entries = (answer.get("exceptionHistory") or {}).get("entries") or []
+    return sorted(int(e["timestamp"]) for e in entries if e.get("timestamp"))
+
+
 def kill_taskmanager(stack: LocalStack, index: int = 0, job_id: str | None = None, during_checkpoint: bool = False,
-                     down_s: float = 0.0) -> Fault:
+                     down_s: float = 0.0, interval_ms: int = 1000) -> Fault:
     """SIGKILL TaskManager ``index`` and start it again after ``down_s`` (as a supervisor would).
 
     Args:
         stack: The stack whose TaskManager dies.
         index: Which TaskManager.
         job_id: The job whose checkpoints are watched when ``during_checkpoint`` is set.
-        during_checkpoint: Wait (up to 5 s) for an IN_PROGRESS checkpoint before the kill.
+        during_checkpoint: Aim the kill at the next checkpoint (see :func:`aim_at_checkpoint`);
+            whether it landed inside one is for :func:`checkpoint_spanning` to say later.
         down_s: Pause between the kill and the restart.
+        interval_ms: The job's checkpoint interval.
     """
-    in_checkpoint = False
     if during_checkpoint and job_id is not None:
-        in_checkpoint = wait_for_checkpoint(stack.flink, job_id)
-    at = time.monotonic()
+        aim_at_checkpoint(stack.flink, job_id, interval_ms)
+    at, at_ms = time.monotonic(), int(time.time() * 1000)
     stack.flink.taskmanager(index).kill()  # SIGKILL: no shutdown hook, open transactions left behind
     if down_s > 0:
         time.sleep(down_s)
     stack.up()
-    return Fault("taskmanager-kill", at, in_checkpoint, down_s)
+    return Fault("taskmanager-kill", at, at_ms, False, down_s)
 
 
 def restart_broker(stack: LocalStack, down_s: float = 3.0) -> Fault:
     """Stop the Kafka broker (SIGTERM, clean shutdown), keep it down ``down_s``, start it again."""
-    at = time.monotonic()
+    at, at_ms = time.monotonic(), int(time.time() * 1000)
     stack.kafka.process.stop(timeout_s=30)
     time.sleep(down_s)
     stack.up()
-    return Fault("broker-restart", at, False, down_s)
+    return Fault("broker-restart", at, at_ms, False, down_s)

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     name = ("smoke" if args.smoke else "long") + ("" if args.mode == "exactly-once" else "-alo")
     out = args.out or DEFAULT_OUT / name
     doc = args.doc or (out / "RELIABILITY.md" if args.smoke else DEFAULT_DOC)
-    command = "python -m aimass.faults " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = ("python -m aimass.faults " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
 
     from aimass.demo import build_demo_models
     from aimass.stack import jobs

@@ -178,11 +178,12 @@ def test_report_renders_every_section() -> None:
                "recovery_s": 9.5, "restarts": 1}]
     report = {
         "mode": "exactly-once", "duration_s": 60.0, "command": "python -m aimass.faults --smoke",
-        "plan": {"rate": 50.0, "bad_fraction": 0.01, "max_taskmanager_down_s": 2.0, "broker_down_s": 3.0, "seed": 1},
+        "plan": {"checkpoint_kill_share": 0.5, "rate": 50.0, "bad_fraction": 0.01, "max_taskmanager_down_s": 2.0,
+                 "broker_down_s": 3.0, "seed": 1},
         "job": {"parallelism": 2, "taskmanagers": 1, "slots": 2, "checkpoint_interval_ms": 1000,
                 "restart_delay_ms": 2000, "max_payload_bytes": 262144},
         "sent": {"valid_requests": 100, "bad_records": 12, "bad_by_kind": {"garbage": 12}, "producer_errors": 0},
-        "bad_input_phase": {"records": 10, "restarts": 0},
+        "bad_input_phase": {"records": 10, "restarts": 0, "failures": 0},
         "faults": faults, "recovery_s": {"median": 9.5, "max": 9.5}, "kill_recovery_s": {"median": 9.5, "max": 9.5},
         "baseline_gap_s": 1.1,
         "restarts": {"from_bad_input": 0, "before_first_fault": 0, "mixed_phase_total": 1, "attributed_to_faults": 1},
