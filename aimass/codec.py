@@ -173,6 +173,28 @@ class Codec:
         except (_Malformed, UnicodeDecodeError):
             return None
 
+    def peek_route(self, data: bytes) -> tuple[str, str] | None:
+        """``(request_id, model)`` read from a request's first two fields, without decoding it.
+
+        For routing only (the keyed operator decodes and validates in full): a fraction of a
+        full decode. Returns None unless the record carries the request header and both
+        fields are complete, non-empty UTF-8 strings; never raises.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview) or bytes(data[:HEADER_SIZE]) != self._request.header:
+            return None
+        try:
+            fields = []
+            pos = HEADER_SIZE
+            for _ in range(2):
+                length, start = _long_at(data, pos)
+                if length <= 0 or start + length > len(data):
+                    return None
+                fields.append(bytes(data[start : start + length]).decode("utf-8"))
+                pos = start + length
+            return fields[0], fields[1]
+        except (_Malformed, UnicodeDecodeError):
+            return None
+
     # -- results -------------------------------------------------------------------------------
 
     def encode_result(self, res: InferenceResult) -> bytes:

@@ -115,10 +115,13 @@ class JobSettings:
     """Parallelism of the inference operator (and the job)."""
     max_parallelism: int = 128
     """``pipeline.max-parallelism``: fixed, since keyed state is split into this many groups."""
-    lanes: int = 8
+    lanes: int = 4
     """Keys per model (see aimass/keys.py). They are spread evenly over the key groups, so every
     parallelism dividing ``lanes`` gets the same number of lanes per subtask, and a rescale
-    moves whole lanes with their state. Raise it for parallelisms above 8."""
+    moves whole lanes with their state. More lanes than the parallelism you will scale to
+    leave subtasks idle; many more make batches fill more slowly (each lane gets less traffic).
+    Set it before the job's first start: a lane count change re-keys requests, so ids seen
+    before it are not de-duplicated against ids after it."""
     delivery: Delivery = "exactly-once"
     """``exactly-once`` (transactional sink, results visible at each checkpoint) or
     ``at-least-once`` (lower latency; duplicates are identical and keyed by request id)."""

@@ -2,10 +2,11 @@
 
 ::
 
-    requests ─ decode & validate ─┬─ key_by(model, lane) ─ BatchInfer ─┬─ results topic
-                                  ├─ error results ────────────────────┘
-                                  └─ dead letters ─────────────────────┬─ dead-letter topic
-                                            BatchInfer dead letters ───┘
+    requests ─ route (peek id, model) ─┬─ key_by(model, lane) ─ BatchInfer ─┬─ results topic
+                                       │   (decode, validate, batch, infer) │
+                                       ├─ error results ────────────────────┘
+                                       └─ dead letters ─────────────────────┬─ dead-letter topic
+                                                 BatchInfer dead letters ───┘
 
 :func:`build_pipeline` is a function of its source and returns its two output streams, so a
 pipeline test can wire an in-memory collection; :func:`main` wires the Kafka tables.
@@ -35,7 +36,7 @@ SOURCE_ROW = Types.ROW_NAMED(
 
 
 def build_pipeline(source: DataStream, settings: Settings) -> tuple[DataStream, DataStream]:
-    """Wire decode -> key_by -> BatchInfer; returns (results, dead letters) as Row streams."""
+    """Wire route -> key_by -> BatchInfer; returns (results, dead letters) as Row streams."""
     job = settings.job
     decoded = (
         source.process(DecodeRequests(settings), output_type=Types.PICKLED_BYTE_ARRAY())

@@ -1,12 +1,17 @@
 """BatchInfer: keyed micro-batching in checkpointed state, one ONNX Runtime call per batch.
 
-Per key (model + lane) the function keeps, in Flink state:
+Per key (model + lane, see :mod:`aimass.keys`) the function keeps, in Flink state:
 
 * ``pending``: the requests waiting for their batch (original Avro bytes and source
   position), so a failure or a rescale loses none of them;
 * ``pending_rows`` and ``timer``: the batch's row count and its flush timer;
 * ``seen``: request ids already accepted (with a TTL), so a resubmitted id yields one result;
 * ``served``: a per-key counter of requests answered.
+
+Each record is decoded and validated once, here (the router upstream only peeks at its id and
+model). A valid request is buffered; its decoded form is also kept in operator memory until
+its batch runs, so a batch is not decoded twice. Memory is a cache, state is the truth: after
+a restore or a rescale, the batch is decoded again from the bytes in state.
 
 A batch is flushed when it reaches the model's ``max_batch_size`` rows or when the
 processing-time timer set at ``max_delay_ms`` after its first request fires.
@@ -35,7 +40,7 @@ from udfs.decode import DEAD_LETTERS
 
 
 class BatchInfer(KeyedProcessFunction):
-    """Buffer requests per key and run them through ONNX Runtime in batches."""
+    """Validate requests, buffer them per key and run them through ONNX Runtime in batches."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -48,6 +53,9 @@ class BatchInfer(KeyedProcessFunction):
         from aimass.rejects import Source
 
         self.reason_type, self.ok, self.source_type = Reason, Status.OK, Source
+        self.max_bytes = job.max_payload_bytes
+        self.decoded: dict[tuple[str, int, int, str], Any] = {}
+        """Decoded requests of pending batches by (topic, partition, offset, request id)."""
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY())
         )
@@ -69,13 +77,27 @@ class BatchInfer(KeyedProcessFunction):
         self.seen = runtime_context.get_map_state(seen)
 
     def process_element(self, value: tuple[Any, ...], ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        request_id, model, version = value[6], value[7], value[8]  # see DecodeRequests
-        if self.seen.contains(request_id):
+        original, topic, partition, offset, received_ms = value[1:6]  # see DecodeRequests
+        try:
+            request = self.codec.decode_request(original, self.max_bytes)
+        except self.core.decode_error as exc:
+            yield from self._reject(original, topic, partition, offset, exc.reason, exc.message, exc.request_id)
+            return
+        problem = self.engine.check(request, int(time.time() * 1000))
+        if problem is not None:
+            reason, message = problem
+            yield from self._reject(
+                original, topic, partition, offset, reason, message, request.request_id, request.model,
+                request.created_at_ms,
+            )
+            return
+        if self.seen.contains(request.request_id):
             return  # a resubmission of a request already accepted: its result is on its way
-        self.seen.put(request_id, value[5])
+        self.seen.put(request.request_id, received_ms)
         self.pending.add(value[1:6])
-        rows = (self.pending_rows.value() or 0) + value[9]
-        max_batch, max_delay = self.engine.batch_limits(model, version)
+        self.decoded[(topic, partition, offset, request.request_id)] = request
+        rows = (self.pending_rows.value() or 0) + request.rows
+        max_batch, max_delay = self.engine.batch_limits(request.model, request.version)
         if rows >= max_batch:
             yield from self._flush(ctx)
             return
@@ -101,14 +123,17 @@ class BatchInfer(KeyedProcessFunction):
         if not entries:
             return
         requests, received, kept = [], [], []
-        now_ms = int(time.time() * 1000)
         for entry in entries:
             original, topic, partition, offset, received_ms = entry
-            try:
-                requests.append(self.codec.decode_request(original))
-            except self.core.decode_error as exc:  # cannot happen for bytes DecodeRequests accepted
-                yield from self._dead(original, topic, partition, offset, exc.reason, exc.message, now_ms)
-                continue
+            request_id = self.codec.peek_request_id(original) or ""
+            request = self.decoded.pop((topic, partition, offset, request_id), None)
+            if request is None:  # restored from a checkpoint: decode the bytes in state
+                try:
+                    request = self.codec.decode_request(original)
+                except self.core.decode_error as exc:  # cannot happen for bytes accepted above
+                    yield from self._reject(original, topic, partition, offset, exc.reason, exc.message)
+                    continue
+            requests.append(request)
             received.append(received_ms)
             kept.append(entry)
         results = self.engine.run(requests, received, int(time.time() * 1000))
@@ -117,15 +142,29 @@ class BatchInfer(KeyedProcessFunction):
             if result.status is not self.ok:
                 reason = self.reason_type(result.status.value)  # every non-OK status has its reason code
                 original, topic, partition, offset, _ = entry
-                yield from self._dead(
-                    original, topic, partition, offset, reason, result.error or "", now_ms, request.request_id
-                )
+                message = result.error or ""
+                yield from self._dead(original, topic, partition, offset, reason, message, request.request_id)
         self.served.update((self.served.value() or 0) + len(results))
+
+    def _reject(
+        self, original: bytes, topic: str, partition: int, offset: int, reason: Any, message: str,
+        request_id: str | None = None, model: str = "", created_at_ms: int | None = None,
+    ) -> Iterator[Any]:
+        """Error result (when the id is known) on the main output, dead letter on the side."""
+        source = self.source_type(topic, partition, offset)
+        rejection = self.core.reject(
+            self.codec, original, source, reason, message, int(time.time() * 1000), request_id, model, created_at_ms
+        )
+        if rejection.result is not None:
+            yield Row(rejection.result_key, rejection.result)
+        yield DEAD_LETTERS, Row(rejection.dead_letter)
 
     def _dead(
         self, original: bytes, topic: str, partition: int, offset: int, reason: Any, message: str,
-        now_ms: int, request_id: str | None = None,
+        request_id: str | None = None,
     ) -> Iterator[Any]:
         source = self.source_type(topic, partition, offset)
-        rejection = self.core.reject(self.codec, original, source, reason, message, now_ms, request_id)
+        rejection = self.core.reject(
+            self.codec, original, source, reason, message, int(time.time() * 1000), request_id
+        )
         yield DEAD_LETTERS, Row(rejection.dead_letter)

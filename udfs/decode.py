@@ -1,11 +1,16 @@
-"""DecodeRequests: Kafka record -> validated, keyed request, or an error result + dead letter.
+"""DecodeRequests: Kafka record -> routed request, or an error result + dead letter.
 
-The function only delegates (the core is loaded in ``open``, see :mod:`udfs.core`):
-decoding is :class:`aimass.codec.Codec`, validation is
-:meth:`aimass.engine.InferenceEngine.check`, error records are :func:`aimass.rejects.reject`.
-Valid requests leave as ``(key, original, topic, partition, offset, received_ms, request_id,
-model, version, rows)`` tuples; the original Avro bytes, not a Python object, are what the keyed
-operator keeps in checkpointed state, so state stays readable across code upgrades.
+The function only routes: it reads the request id and model from the front of the record
+(:meth:`aimass.codec.Codec.peek_route`, a fraction of a full decode) and picks the request's
+key (:mod:`aimass.keys`). Full decoding and validation happen once, in the keyed operator
+(:class:`udfs.batch_infer.BatchInfer`), which keeps the decoded request for its batch. A
+record that cannot be routed (not a request, truncated before its model, over the size
+limit) is decoded here in full only to name the error precisely, and is rejected: error
+result when its request id can be read, dead letter always.
+
+Routed requests leave as ``(key, original, topic, partition, offset, received_ms)`` tuples; the
+original Avro bytes, not a Python object, are what the keyed operator keeps in checkpointed
+state, so state stays readable across code upgrades.
 """
 
 from __future__ import annotations
@@ -32,11 +37,10 @@ DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_ROW)
 
 
 class DecodeRequests(ProcessFunction):
-    """Decode and validate requests; route failures to the error side outputs."""
+    """Route requests to their lane; reject what cannot be routed to the error side outputs."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.lanes, self.max_parallelism = settings.job.lanes, settings.job.max_parallelism
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.core = open_core(self.settings)
@@ -45,28 +49,29 @@ class DecodeRequests(ProcessFunction):
 
         self.source_type, self.lane_key = Source, lane_key
         self.max_bytes = self.settings.job.max_payload_bytes
+        self.lanes, self.max_parallelism = self.settings.job.lanes, self.settings.job.max_parallelism
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         original, topic, partition, offset = value[0], value[1], value[2], value[3]
         original = bytes(original) if original is not None else b""
         now_ms = int(time.time() * 1000)
+        route = self.core.codec.peek_route(original) if len(original) <= self.max_bytes else None
+        if route is not None:
+            request_id, model = route
+            key = self.lane_key(model, request_id, self.lanes, self.max_parallelism)
+            yield key, original, topic or "", int(partition or 0), int(offset or 0), now_ms
+            return
         source = self.source_type(topic or "", int(partition or 0), int(offset or 0))
         try:
             request = self.core.codec.decode_request(original, self.max_bytes)
         except self.core.decode_error as exc:
             yield from self._reject(original, source, exc.reason, exc.message, now_ms, exc.request_id)
             return
-        problem = self.core.engine.check(request, now_ms)
-        if problem is not None:
-            reason, message = problem
-            yield from self._reject(
-                original, source, reason, message, now_ms, request.request_id, request.model, request.created_at_ms
-            )
-            return
-        key = self.lane_key(request.model, request.request_id, self.lanes, self.max_parallelism)
+        # It decodes although peek_route found no id or model (an empty string): route it, and
+        # the keyed operator's validation gives it its typed error.
         yield (
-            key, original, source.topic, source.partition, source.offset, now_ms,
-            request.request_id, request.model, request.version, request.rows,
+            self.lane_key(request.model, request.request_id, self.lanes, self.max_parallelism),
+            original, source.topic, source.partition, source.offset, now_ms,
         )
 
     def _reject(self, original: bytes, source: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:

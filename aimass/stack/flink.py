@@ -10,6 +10,7 @@ project on ``PYTHONPATH``, which thread mode (Python inside the TaskManager JVM)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -164,8 +165,29 @@ class FlinkCluster:
         return self.jobmanager.start([self.script("jobmanager.sh"), "start-foreground"], self.env())
 
     def start_taskmanager(self, index: int) -> int:
-        """Start TaskManager ``index``."""
-        return self.taskmanager(index).start([self.script("taskmanager.sh"), "start-foreground"], self.env())
+        """Start TaskManager ``index`` (and note which project code it will load)."""
+        pid = self.taskmanager(index).start([self.script("taskmanager.sh"), "start-foreground"], self.env())
+        self._code_file(index).write_text(code_fingerprint())
+        return pid
+
+    def _code_file(self, index: int) -> Path:
+        return self.settings.paths.state_dir / "run" / f"taskmanager-{index}.code"
+
+    def stale_taskmanagers(self) -> list[int]:
+        """Running TaskManagers started before the project's Python code last changed.
+
+        In thread mode a TaskManager's interpreter keeps every module it imported for its
+        whole life, across jobs: a job submitted after a code change would unpickle its
+        functions against the old modules (and fail, or silently run old code).
+        """
+        current = code_fingerprint()
+        stale = []
+        for tm in self.taskmanagers():
+            index = int(tm.name.split("-")[1])
+            code = self._code_file(index)
+            if tm.pid() is not None and code.exists() and code.read_text() != current:
+                stale.append(index)
+        return stale
 
     def rest(self, path: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
         """Call the REST API; returns the decoded JSON body."""
@@ -222,6 +244,16 @@ class FlinkCluster:
         return subprocess.run(  # noqa: S603 - argv is built by the project
             argv, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False, cwd=PROJECT_ROOT
         )
+
+
+def code_fingerprint() -> str:
+    """A digest of the project's Python sources (path, size, modification time of each)."""
+    digest = hashlib.sha256()
+    for folder in ("aimass", "udfs", "flink_jobs"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -27,6 +27,8 @@ def submit(
     running = cluster.running_job(settings.job.name)
     if running is not None:
         return str(running["jid"])
+    if settings.job.python_mode == "thread":
+        _restart_stale_taskmanagers(settings, cluster)
     args = ["run", "-d", *(["-s", savepoint] if savepoint else []),
             "-py", str(JOB_SCRIPT), "-pyexec", sys.executable, "-pyclientexec", sys.executable]
     for key, value in (overrides or {}).items():
@@ -42,6 +44,21 @@ def submit(
         raise StackError(f"`flink run` printed no job id:\n{done.stdout[-2000:]}")
     wait_running(cluster, job_id, timeout_s)
     return job_id
+
+
+def _restart_stale_taskmanagers(settings: Settings, cluster: FlinkCluster) -> None:
+    """Restart our TaskManagers whose interpreter holds older project code (thread mode)."""
+    stale = cluster.stale_taskmanagers()
+    if not stale:
+        return
+    print(f"[aimass] project code changed since TaskManager(s) {stale} started; restarting them "
+          "(thread mode keeps imported modules for the TaskManager's life)", flush=True)
+    running = [tm for tm in cluster.taskmanagers() if tm.pid() is not None]
+    for index in stale:
+        cluster.taskmanager(index).stop()
+    for index in stale:
+        cluster.start_taskmanager(index)
+    cluster.wait_ready(len(running))
 
 
 def wait_running(cluster: FlinkCluster, job_id: str, timeout_s: float = 120) -> dict[str, Any]:

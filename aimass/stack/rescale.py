@@ -134,6 +134,9 @@ def rescale(
     job_id = _job_id(cluster, settings)
     before = job_parallelism(cluster, job_id)
     check(cluster, job_id, parallelism)
+    if parallelism > settings.job.lanes:
+        say(f"warning: parallelism {parallelism} is above AIMASS_JOB_LANES={settings.job.lanes}: each model "
+            f"has {settings.job.lanes} keys, so {parallelism - settings.job.lanes} subtask(s) per model stay idle")
     started = time.monotonic()
     if parallelism == before:
         say(f"job {job_id} already runs at parallelism {parallelism}")

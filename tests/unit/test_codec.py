@@ -613,3 +613,13 @@ def test_float_bits_survive_including_nan_infinity_and_negative_zero() -> None:
     raw = struct.pack("<3d", float("nan"), -0.0, float("inf"))
     req = request(Tensor("x", "float64", (1, 3), raw))
     assert CODEC.decode_request(CODEC.encode_request(req)).inputs[0].data == raw
+
+
+def test_peek_route_reads_id_and_model_without_decoding() -> None:
+    codec = CODEC
+    request = InferenceRequest("req-1", "digits", (Tensor.from_numpy("x", np.zeros((1, 2), np.float32)),), 0)
+    data = codec.encode_request(request)
+    assert codec.peek_route(data) == ("req-1", "digits")
+    assert codec.peek_route(data[: len(REQUEST_HEADER) + 3]) is None  # cut inside the id
+    assert codec.peek_route(b"not avro") is None
+    assert codec.peek_route(codec.encode_result(InferenceResult("req-1", "digits", Status.OK, 0))) is None
