@@ -102,6 +102,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
+        # Other stacks on the same cores stretch recovery times: say how busy the machine was.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
