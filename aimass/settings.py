@@ -208,8 +208,8 @@ class AutoscaleSettings:
     scale_up_lag: int = 2000
     """Scale up when the consumer group's lag on the requests topic is at least this (records)."""
     scale_up_busy: float = 0.8
-    """Scale up when the busiest batch-infer subtask is busy at least this share of the time
-    (``busyTimeMsPerSecond`` / 1000)."""
+    """Scale up when the busiest batch-infer subtask was busy at least this share of the last
+    interval (from Flink's ``accumulateBusyTimeMs``; see aimass/autoscale/metrics.py)."""
     scale_up_latency_ms: float = 5000.0
     """Scale up when the 90th percentile end-to-end latency of fresh results is at least this
     (milliseconds); 0 ignores latency."""

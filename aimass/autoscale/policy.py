@@ -120,7 +120,7 @@ def decide(
     if not (quiet_lag and quiet_busy):
         return Decision("hold", current, f"within the band (lag {lags}; busy {busies})")
     if current <= s.min_parallelism:
-        return Decision("hold", current, f"idle at the minimum {s.min_parallelism} (lag {lags}; busy {busies})")
+        return Decision("hold", current, f"quiet at the minimum {s.min_parallelism} (lag {lags}; busy {busies})")
     if _lag_growing(window):
         return Decision("hold", current, f"quiet but the lag grows ({lags}), not scaling down")
     target = _next_down(current, s)

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 
 from aimass.autoscale.loop import run
-from aimass.autoscale.metrics import NoJobError, Sample, growth, percentile
+from aimass.autoscale.metrics import MetricsCollector, NoJobError, Sample, growth, percentile
 from aimass.settings import AutoscaleSettings, Settings
 from aimass.stack.rescale import RescaleError
 
@@ -89,3 +89,30 @@ def test_growth_and_percentile() -> None:
     assert percentile([], 0.9) is None
     assert percentile([float(v) for v in range(1, 11)], 0.9) == 9.0
     assert percentile([5.0], 0.9) == 5.0
+
+
+class FakeRest:
+    """Answers the per-subtask time counters from a script: one (busy, idle, backpressured) per subtask."""
+
+    def __init__(self) -> None:
+        self.counters: list[tuple[float, float, float]] = []
+
+    def rest(self, path: str) -> list[dict[str, str]]:
+        index = int(path.split("/subtasks/")[1].split("/")[0])
+        names = ("accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
+        return [{"id": n, "value": str(v)} for n, v in zip(names, self.counters[index], strict=True)]
+
+
+def test_busy_is_the_busiest_subtasks_share_of_the_interval_from_flinks_counters() -> None:
+    collector = MetricsCollector(Settings())
+    fake = FakeRest()
+    collector.cluster = fake  # type: ignore[assignment]
+    fake.counters = [(1000, 9000, 0), (500, 9500, 0)]
+    assert collector.busy("job", "v", 2) is None  # no baseline yet
+    fake.counters = [(1500, 13500, 0), (3500, 10500, 1000)]  # 5 s later: 10% and 60% busy
+    assert collector.busy("job", "v", 2) == 0.6
+    assert collector.busy("job", "v", 2) == 0.6  # the fetcher has not refreshed: same figure
+    fake.counters = [(10, 90, 0), (20, 80, 0)]  # the job restarted (a rescale): counters from zero
+    assert collector.busy("job", "v", 2) is None
+    fake.counters = [(510, 590, 0), (20, 1080, 0)]
+    assert collector.busy("job", "v", 2) == 0.5

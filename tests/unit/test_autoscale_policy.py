@@ -184,7 +184,7 @@ def test_never_beyond_min_or_max() -> None:
     assert decide(hot, 4, None, hot[-1].at, POLICY).action == "hold"
     idle = recorded(DRAINED_BACKLOG[-4:], 1)
     assert decide(idle, 1, None, idle[-1].at, POLICY) == Decision(
-        "hold", 1, "idle at the minimum 1 (lag 0 0 0; busy 0.15 0.15 0.14)"
+        "hold", 1, "quiet at the minimum 1 (lag 0 0 0; busy 0.15 0.15 0.14)"
     )
     doubling = replace(POLICY, step="double", max_parallelism=3)
     hot2 = recorded(LOAD_RAMP, 2)

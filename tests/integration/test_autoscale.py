@@ -1,0 +1,90 @@
+"""The autoscaler on the real stack: under traffic it scales the job 1 -> 2 and says why."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from aimass.autoscale.loop import Step, run
+from aimass.codec import Codec
+from aimass.settings import Settings
+from aimass.stack import rescale
+from aimass.stack.flink import FlinkCluster
+from aimass.traffic import make_request, producer
+
+pytestmark = pytest.mark.integration
+
+
+def _batch_infer_parallelism(settings: Settings, job_id: str) -> int:
+    (vertex,) = [v for v in rescale.vertices(FlinkCluster(settings), job_id) if "batch-infer" in v.name]
+    return vertex.parallelism
+
+
+def test_autoscaler_scales_up_under_traffic_and_logs_the_reason(test_settings: Settings, inference_job: str) -> None:
+    from aimass.demo import load_holdout
+
+    # Thresholds set low so that a modest stream of requests on 2 cores counts as overload.
+    policy = replace(
+        test_settings.autoscale, min_parallelism=1, max_parallelism=2, interval_s=2, cooldown_s=30,
+        sustain_samples=2, scale_up_busy=0.02, scale_down_busy=0.01, scale_up_lag=300, scale_down_lag=10,
+    )
+    settings = replace(test_settings, autoscale=policy)
+    settings.validate()
+    codec = Codec(settings.paths.schemas_dir)
+    images, _ = load_holdout(settings.paths.models_dir)
+    log_file = settings.paths.state_dir / "logs" / "autoscale-test.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(f"[autoscale] {line}", flush=True)
+
+    stop_traffic, stop_loop = threading.Event(), threading.Event()
+
+    def send() -> None:
+        prod = producer(settings.kafka.bootstrap)
+        i = 0
+        while not stop_traffic.is_set():
+            request = make_request("digits", {"pixels": images[i % len(images) : i % len(images) + 1]})
+            prod.send(settings.kafka.requests_topic, value=codec.encode_request(request))
+            i += 1
+            time.sleep(1 / 300)
+        prod.flush()
+        prod.close()
+
+    steps: list[Step] = []
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        rescale.rescale(settings, 1, say=print)
+        sender.start()
+        time.sleep(3)  # traffic at parallelism 1 before the first sample
+        loop = threading.Thread(target=lambda: steps.extend(run(settings, say, stop_loop)), daemon=True)
+        started = time.monotonic()
+        loop.start()
+        deadline = started + 90
+        while time.monotonic() < deadline and not any(line.startswith("  rescaled") for line in lines):
+            time.sleep(0.5)
+        time.sleep(2 * policy.interval_s)  # a decision or two in the cool-down, for the log
+        stop_loop.set()
+        loop.join(timeout=30)
+        parallelism = _batch_infer_parallelism(settings, inference_job)
+    finally:
+        stop_loop.set()
+        stop_traffic.set()
+        if sender.is_alive():
+            sender.join(timeout=10)
+        log_file.write_text("".join(f"{line}\n" for line in lines))
+        rescale.rescale(test_settings, test_settings.job.parallelism, say=print)  # as the other tests expect
+
+    assert [(s.decision.action, s.sample.parallelism, s.decision.target, s.taken) for s in steps] == [
+        ("up", 1, 2, True)
+    ], lines
+    assert parallelism == 2
+    up = steps[0]
+    assert up.sample.busy is not None and up.sample.lag is not None, lines  # both metrics are really read
+    assert any("cool-down after the last change" in line for line in lines), lines
+    assert _batch_infer_parallelism(test_settings, inference_job) == test_settings.job.parallelism
