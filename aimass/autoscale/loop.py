@@ -86,7 +86,7 @@ def run(
         say: Where the one-line decision log goes.
         stop_event: Set it to stop the loop (it is checked between samples).
         once: Stop after ``sustain_samples`` samples (one interval apart) and the decision on the
-            last of them, having acted on it.
+            last of them, having acted on it; or at the first sample that cannot be taken.
         dry_run: Log decisions but never rescale.
         collector: The metrics source (a fresh :class:`MetricsCollector` by default).
         rescaler: ``(settings, parallelism)`` -> anything; raises StackError when it cannot.
@@ -109,11 +109,15 @@ def run(
                 sample = source.sample()
             except NoJobError as exc:
                 say(f"{time.strftime('%H:%M:%S')} wait | {exc}")
+                if once:
+                    break
                 stop_event.wait(policy.interval_s)
                 continue
             except Exception as exc:  # noqa: BLE001 - a REST or broker hiccup (kafka-python's errors share
                 # no base with OSError): the loop outlives it and samples again at the next interval
                 say(f"{time.strftime('%H:%M:%S')} wait | metrics not readable: {type(exc).__name__}: {exc}")
+                if once:
+                    break
                 stop_event.wait(policy.interval_s)
                 continue
             history.append(sample)
