@@ -203,8 +203,8 @@ class AutoscaleSettings:
     sustain_samples: int = 3
     """A condition must hold in this many consecutive samples at the current parallelism."""
     step: ScaleStep = "one"
-    """``one``: add or remove one subtask; ``double``: double or halve (1, 2, 4, 8 all divide
-    the 8 lanes of ``job.lanes``, so every step keeps the lanes even)."""
+    """``one``: add or remove one subtask; ``double``: double or halve (with a power-of-two
+    ``job.lanes`` every step is a parallelism that divides it, so the lanes stay even)."""
     scale_up_lag: int = 2000
     """Scale up when the consumer group's lag on the requests topic is at least this (records)."""
     scale_up_busy: float = 0.8
