@@ -341,7 +341,15 @@ class ModelRepository:
         spec = self._specs.get((name, version))
         if spec is None:
             try:
-                spec = ModelSpec.load(self.root / name / version)
+                directory = self.root / name / version
+                for file in (METADATA_FILE, MODEL_FILE):
+                    # A file symlinked out of the repository is refused like a directory is.
+                    if not (directory / file).resolve().is_relative_to(self._real_root):
+                        raise ModelError(
+                            Reason.INTERNAL_ERROR,
+                            f"{directory / file} leads out of the model repository {self.root}: refused",
+                        )
+                spec = ModelSpec.load(directory)
             except ModelError as exc:
                 spec = exc
             self._specs[(name, version)] = spec

@@ -118,8 +118,8 @@ class JobSettings:
     lanes: int = 4
     """Keys per model (see aimass/keys.py). They are spread evenly over the key groups, so every
     parallelism dividing ``lanes`` gets the same number of lanes per subtask, and a rescale
-    moves whole lanes with their state. More lanes than the parallelism you will scale to
-    leave subtasks idle; many more make batches fill more slowly (each lane gets less traffic).
+    moves whole lanes with their state. Fewer lanes than the parallelism you scale to leave
+    subtasks idle; many more make batches fill more slowly (each lane gets less traffic).
     Set it before the job's first start: a lane count change re-keys requests, so ids seen
     before it are not de-duplicated against ids after it."""
     delivery: Delivery = "exactly-once"
@@ -147,6 +147,18 @@ class JobSettings:
     """How long a seen request id is remembered for de-duplication."""
     max_payload_bytes: int = 4 * 1024 * 1024
     """Requests larger than this are refused (OVERSIZED)."""
+
+    @property
+    def request_record_limit(self) -> int:
+        """``max.message.bytes`` of the requests topic: the payload limit plus headroom for the
+        record envelope, so the broker itself refuses anything much larger at produce time."""
+        return self.max_payload_bytes + 1024
+
+    @property
+    def output_record_limit(self) -> int:
+        """Broker ``message.max.bytes`` and the sinks' ``max.request.size``: room for a dead
+        letter carrying the largest request the requests topic accepts, plus its envelope."""
+        return self.max_payload_bytes + 128 * 1024
     intra_op_threads: int = 1
     """ONNX Runtime intra-op threads per slot (more oversubscribes small machines)."""
     use_gpu: bool = True

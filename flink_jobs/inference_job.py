@@ -114,12 +114,12 @@ def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
         WITH ({common}, 'topic' = '{k.results_topic}',
             'key.format' = 'raw', 'key.fields' = 'k',
             'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
-            'properties.max.request.size' = '{job.max_payload_bytes + 65536}',
+            'properties.max.request.size' = '{job.output_record_limit}',
             {guarantee})""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE dead_letters (`v` BYTES)
         WITH ({common}, 'topic' = '{k.dead_letter_topic}', 'value.format' = 'raw',
-            'properties.max.request.size' = '{job.max_payload_bytes + 65536}',
+            'properties.max.request.size' = '{job.output_record_limit}',
             {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-dlq')})""")
 
 

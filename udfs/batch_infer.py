@@ -129,7 +129,7 @@ class BatchInfer(KeyedProcessFunction):
             request = self.decoded.pop((topic, partition, offset, request_id), None)
             if request is None:  # restored from a checkpoint: decode the bytes in state
                 try:
-                    request = self.codec.decode_request(original)
+                    request = self.codec.decode_request(original, self.max_bytes)
                 except self.core.decode_error as exc:  # cannot happen for bytes accepted above
                     yield from self._reject(original, topic, partition, offset, exc.reason, exc.message)
                     continue

@@ -125,9 +125,9 @@ class Campaign:
         self.rng = random.Random(plan.seed)  # noqa: S311 - repeatable campaigns, not secrets
         self.prefix = f"faults-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]}-"
         limit = settings.job.max_payload_bytes
-        # About the largest record value the broker takes: message.max.bytes is the payload
-        # limit plus 64 KiB, less the batch and record envelope (~130 bytes with our key).
-        near = limit + 65536 - 160 if plan.near_limit_oversized else None
+        # About the largest record value the requests topic takes: its max.message.bytes
+        # (request_record_limit) less the batch and record envelope (~130 bytes with our key).
+        near = settings.job.request_record_limit - 160 if plan.near_limit_oversized else None
         self.bad = BadRecords(self.codec, self.rng, limit, self.prefix, near_limit_bytes=near)
         self.expected: dict[str, Expectation] = {}
         self.dead_expected: dict[str, Reason] = {}

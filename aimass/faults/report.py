@@ -18,15 +18,12 @@ _KIND_TEXT = {
 
 KNOWN_PROBLEMS = """## Known problems found by these campaigns
 
-- **A record just under the broker's size limit kills the TaskManager, at every replay.** The
-  broker takes records up to `max_payload_bytes` + 64 KiB (`message.max.bytes`), and the job's
-  sinks may send that much (`max.request.size`). Such a record is refused as `OVERSIZED`, but
-  its dead letter carries the original bytes plus an envelope, so it is a few hundred bytes over
-  `max.request.size`: the dead-letter sink fails with `RecordTooLargeException`, the TaskManager
-  exits with a fatal error in the task's exception handler, and after the restore the same
-  record comes back: a crash loop. Reproduce with `python -m aimass.faults --smoke
-  --probe-broker-limit`; pinned by a strict xfail in `tests/unit/test_config_faults.py`. The
-  campaigns above send only oversized records just over `max_payload_bytes` (which are fine).
+- **Fixed since the first campaign: a record just under the broker's size limit killed the
+  TaskManager at every replay** (its dead letter, original bytes plus envelope, exceeded the
+  sinks' `max.request.size`). The requests topic now refuses records above
+  `request_record_limit` (payload limit + 1 KiB) and the output limit has room for the dead
+  letter of any accepted record; `python -m aimass.faults --smoke --probe-broker-limit` sends
+  such records, and `tests/unit/test_config_faults.py` checks the sizes.
 - **`numRestarts` under-counts** with the adaptive scheduler: it rose once for five recorded
   job failures in the run above. The job's exception history is the better count.
 - **Recovery times depend on machine load.** Two campaigns with the same seed measured a

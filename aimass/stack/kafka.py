@@ -81,7 +81,7 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "transaction.max.timeout.ms": str(k.transaction_max_timeout_ms),
             "log.segment.bytes": str(64 * 1024 * 1024),
-            "message.max.bytes": str(self.settings.job.max_payload_bytes + 64 * 1024),
+            "message.max.bytes": str(self.settings.job.output_record_limit),
         }
         path = self.home / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
@@ -193,6 +193,10 @@ class KafkaBroker:
                 if name in existing:
                     continue
                 configs = {}
+                if name == k.requests_topic:
+                    # Refuse far-too-big requests at the broker; the job dead-letters the rest
+                    # (a dead letter of any accepted request fits the output topics).
+                    configs = {"max.message.bytes": str(self.settings.job.request_record_limit)}
                 if name == k.results_topic:
                     # Keyed by request id: compaction turns the topic into a lookup table;
                     # delete still bounds it in time.
@@ -214,6 +218,8 @@ class KafkaBroker:
         consumer = KafkaConsumer(bootstrap_servers=k.bootstrap, request_timeout_ms=5000)
         try:
             committed = admin.list_group_offsets(group)
+            if group in committed:  # kafka-python 3 answers {group: {partition: offset}}
+                committed = committed[group]
             rows = []
             for topic in (k.requests_topic, k.results_topic, k.dead_letter_topic):
                 parts = consumer.partitions_for_topic(topic) or set()

@@ -81,16 +81,15 @@ def test_model_that_does_not_load_is_reported_by_file_while_the_others_serve(tmp
     assert session.run(None, {"x": np.ones((2, 4), np.float32)})[0].shape == (2, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="the dead letter of a record the broker still accepts exceeds the job's "
-                   "max.request.size: the TaskManager then dies on it at every replay (flink_jobs/inference_job.py "
-                   "sizes the sinks like aimass/stack/kafka.py's message.max.bytes, payload limit + 64 KiB)")
 def test_dead_letter_of_the_largest_accepted_record_fits_the_sink() -> None:
+    """The requests topic refuses records above ``request_record_limit``; the dead letter of the
+    largest record it accepts must fit the sinks' ``max.request.size`` (``output_record_limit``),
+    or the sink would fail the job on it at every replay."""
     job = JobSettings()
-    limit = job.max_payload_bytes + 65536  # broker message.max.bytes = sinks' max.request.size
-    largest_value = limit - 160  # record batch and record envelope with a 40-byte key
+    largest_value = job.request_record_limit - 60  # a record batch with one record, no key
     message = f"record of {largest_value} bytes exceeds the limit of {job.max_payload_bytes} bytes"
     dead = Codec().encode_dead_letter(
         DeadLetter(bytes(largest_value), "aimass.requests", 3, 123_456_789, Reason.OVERSIZED, message,
                    1_700_000_000_000, "0b8e7d2c-7f7e-4a55-9a58-1d1c7b9b0a11")
     )
-    assert len(dead) + 100 <= limit  # + the producer's record overhead
+    assert len(dead) + 200 <= job.output_record_limit  # + the producer's record overhead

@@ -86,15 +86,13 @@ def test_symlink_inside_the_repository_is_served(repository: ModelRepository) ->
     assert repository.resolve("alias", "1").version == "1"
 
 
-@pytest.mark.xfail(strict=True, reason="model.onnx/model.json symlinked out of the repository are followed "
-                   "(only directory symlinks are checked in aimass/models.py ModelRepository._subdirs)")
 def test_model_file_symlinked_out_of_the_repository_is_refused(tmp_path: Path, repository: ModelRepository) -> None:
     outside = write_model(tmp_path / "elsewhere", "linear", "1")
     version = repository.root / "filelink" / "1"
     version.mkdir(parents=True)
     (version / "model.json").write_text(json.dumps(linear_meta()))
     (version / "model.onnx").symlink_to(outside / "model.onnx")
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match="leads out of the model repository"):
         repository.resolve("filelink")
 
 
