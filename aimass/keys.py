@@ -5,15 +5,18 @@ batch. So each model has ``lanes`` keys, and a request joins the lane chosen by 
 id: a resubmitted id lands on the same key (and its de-duplication state) at any parallelism.
 
 Flink sends a key to key group ``murmur(key.hashCode()) % max_parallelism`` and key group
-``g`` to subtask ``g * parallelism // max_parallelism``. Keys named naively (``digits#0``,
+``g`` to subtask ``g * parallelism // max_parallelism``. PyFlink's ``key_by`` keys the Java
+stream by a one-field ``Row`` holding our string, whose ``hashCode`` is the string's plus 62
+(``RowUtils.deepHashCodeRow`` of an INSERT row). Keys named naively (``digits#0``,
 ``digits#1``) land on arbitrary key groups, so two of them often share a subtask while another
 subtask idles. :func:`lane_keys` instead picks, for lane ``k``, a key whose key group lies in
 the ``k``-th of ``lanes`` equal slices of the key-group range (its first group). Every parallelism that divides
 ``lanes`` then gets exactly ``lanes / parallelism`` lanes per subtask, before and after a
 rescale, with the lanes and their state unchanged (others get lanes within one of even).
 
-The hash functions mirror ``String.hashCode`` and Flink's ``MathUtils.murmurHash``; the unit
-tests hold vectors printed by Flink's own ``KeyGroupRangeAssignment``.
+The hash functions mirror ``String.hashCode``, ``Row.hashCode`` and Flink's
+``MathUtils.murmurHash``; the unit tests hold vectors printed by Flink's own
+``KeyGroupRangeAssignment``, and the integration tests read per-subtask record counts.
 """
 
 from __future__ import annotations
@@ -62,9 +65,14 @@ def murmur_hash(code: int) -> int:
     return -signed if signed != -(1 << 31) else 0
 
 
+def row_key_hash(key: str) -> int:
+    """``Row.of(key).hashCode()``: how the Java side of PyFlink's ``key_by`` hashes our key."""
+    return _int32(java_string_hash(key) + 62)
+
+
 def key_group(key: str, max_parallelism: int) -> int:
-    """Flink's key group of a string key."""
-    return murmur_hash(java_string_hash(key)) % max_parallelism
+    """Flink's key group of a key given to PyFlink's ``key_by`` as a string."""
+    return murmur_hash(row_key_hash(key)) % max_parallelism
 
 
 def subtask_of(key: str, max_parallelism: int, parallelism: int) -> int:

@@ -6,23 +6,25 @@ from collections import Counter
 
 import pytest
 
-from aimass.keys import java_string_hash, key_group, lane_key, lane_keys, subtask_of
+from aimass.keys import java_string_hash, key_group, lane_key, lane_keys, row_key_hash, subtask_of
 
-# Printed by Flink 2.2.1's KeyGroupRangeAssignment.assignToKeyGroup (a throwaway Java program
-# against the PyFlink wheel's jars): key, String.hashCode, key group at 128 and at 32768.
+# Printed by a throwaway Java program against the PyFlink 2.2.1 wheel's jars: key,
+# String.hashCode, Row.of(key).hashCode, and KeyGroupRangeAssignment.assignToKeyGroup of the
+# Row (what PyFlink's key_by hashes) at max parallelism 128 and 32768.
 FLINK_VECTORS = [
-    ("digits#0", -64679981, 2, 29698),
-    ("digits#1", -64679980, 29, 25629),
-    ("heavy#7", 795860859, 25, 7193),
-    ("", 0, 94, 31198),
-    ("é✓ünï", 513425587, 80, 14416),
-    ("model-with-a-long-name#12345", -1359125347, 78, 30286),
+    ("digits#0", -64679981, -64679919, 2, 18434),
+    ("digits#1", -64679980, -64679918, 54, 7350),
+    ("heavy#7", 795860859, 795860921, 36, 22948),
+    ("", 0, 62, 33, 19617),
+    ("é✓ünï", 513425587, 513425649, 89, 6361),
+    ("model-with-a-long-name#12345", -1359125347, -1359125285, 32, 14368),
 ]
 
 
-@pytest.mark.parametrize(("key", "hash_code", "group_128", "group_32768"), FLINK_VECTORS)
-def test_hashing_matches_flink(key: str, hash_code: int, group_128: int, group_32768: int) -> None:
-    assert java_string_hash(key) == hash_code
+@pytest.mark.parametrize(("key", "string_hash", "row_hash", "group_128", "group_32768"), FLINK_VECTORS)
+def test_hashing_matches_flink(key: str, string_hash: int, row_hash: int, group_128: int, group_32768: int) -> None:
+    assert java_string_hash(key) == string_hash
+    assert row_key_hash(key) == row_hash
     assert key_group(key, 128) == group_128
     assert key_group(key, 32768) == group_32768
 
