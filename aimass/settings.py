@@ -25,6 +25,13 @@ StateBackend = Literal["hashmap", "rocksdb"]
 ScaleStep = Literal["one", "double"]
 
 
+#: Kafka client properties the job derives from other settings.
+_JOB_OWNED_KAFKA_PROPERTIES = frozenset({
+    "bootstrap.servers", "group.id", "isolation.level", "transaction.timeout.ms", "max.request.size",
+    "transactional.id", "enable.idempotence", "key.serializer", "value.serializer",
+})
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable to fix."""
 
@@ -67,11 +74,37 @@ class KafkaSettings:
     """Broker ``transaction.max.timeout.ms``; the job's transaction timeout must not exceed it."""
     start_timeout_s: float = 60.0
     """How long ``up`` waits for the broker to answer a metadata request."""
+    client_properties: str = field(default="", repr=False)
+    """Extra Kafka client properties of the job's source and sinks, ``key=value`` pairs
+    separated by ``;``, passed through as the connector's ``properties.<key>``: the way to
+    reach a broker with TLS or SASL, e.g. ``security.protocol=SASL_SSL;sasl.mechanism=PLAIN;
+    sasl.jaas.config=...;ssl.truststore.location=/path/truststore.jks``. Hidden from printed
+    settings (it may hold credentials)."""
 
     @property
     def bootstrap(self) -> str:
         """``host:port`` for clients."""
         return f"{self.host}:{self.port}"
+
+    def client_property_pairs(self) -> list[tuple[str, str]]:
+        """``client_properties`` parsed (order kept).
+
+        Raises:
+            SettingsError: an entry is not ``key=value``, or a key is one the job sets itself.
+        """
+        pairs = []
+        for entry in filter(None, (e.strip() for e in self.client_properties.split(";"))):
+            key, sep, value = entry.partition("=")
+            key = key.strip()
+            if not sep or not key or "'" in entry:
+                raise SettingsError(
+                    f"AIMASS_KAFKA_CLIENT_PROPERTIES: {entry.split('=')[0]!r}... is not key=value "
+                    "(entries are separated by ';', no quotes)"
+                )
+            if key in _JOB_OWNED_KAFKA_PROPERTIES:
+                raise SettingsError(f"AIMASS_KAFKA_CLIENT_PROPERTIES may not set {key!r}: the job sets it itself")
+            pairs.append((key, value.strip()))
+        return pairs
 
 
 @dataclass(frozen=True)
@@ -286,6 +319,7 @@ class Settings:
                 f"broker maximum AIMASS_KAFKA_TRANSACTION_MAX_TIMEOUT_MS="
                 f"{self.kafka.transaction_max_timeout_ms}: lower the first or raise the second"
             )
+        self.kafka.client_property_pairs()  # raises on a malformed entry
         if job.delivery == "exactly-once" and not job.transactional_id_prefix:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
         if job.max_batch_size < 1 or job.max_delay_ms < 0:

@@ -88,7 +88,9 @@ def job_configuration(settings: Settings) -> Configuration:
 def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
     """Declare the requests source and the results and dead-letter sinks as Kafka tables."""
     k, job = settings.kafka, settings.job
-    common = f"'connector' = 'kafka', 'properties.bootstrap.servers' = '{k.bootstrap}'"
+    common = f"'connector' = 'kafka', 'properties.bootstrap.servers' = '{k.bootstrap}'" + "".join(
+        f", 'properties.{key}' = '{value}'" for key, value in k.client_property_pairs()
+    )
     if job.delivery == "exactly-once":
         guarantee = (
             "'sink.delivery-guarantee' = 'exactly-once', "

@@ -55,10 +55,12 @@ What exists, each with a test in `tests/unit/test_security.py`:
 
 What does not exist yet:
 
-- **No SASL or TLS to Kafka.** The job, the client library, the gateway and the local broker
-  speak PLAINTEXT; there is no setting to pass `security.protocol`, `sasl.*` or `ssl.*`
-  properties through to the Kafka clients and connectors. Until there is, run Kafka on a
-  trusted network only.
+- **SASL / TLS to Kafka: the job only, untested.** `AIMASS_KAFKA_CLIENT_PROPERTIES`
+  (`key=value;...`, e.g. `security.protocol=SASL_SSL;sasl.mechanism=PLAIN;sasl.jaas.config=...`)
+  is passed through to the job's Kafka source and sinks as `properties.<key>` (checked in
+  `tests/unit/test_config_faults.py`), but no run against a TLS or SASL broker was made; the
+  local broker, the client library and the gateway speak PLAINTEXT. Until tested, run Kafka
+  on a trusted network only.
 - No authorization per model (any producer to the requests topic may call any model), no
   rate limit per producer, no signature or checksum on model files beyond their metadata
   being validated against the ONNX graph.

@@ -93,3 +93,19 @@ def test_dead_letter_of_the_largest_accepted_record_fits_the_sink() -> None:
                    1_700_000_000_000, "0b8e7d2c-7f7e-4a55-9a58-1d1c7b9b0a11")
     )
     assert len(dead) + 200 <= job.output_record_limit  # + the producer's record overhead
+
+
+def test_kafka_client_properties_pass_through_and_bad_entries_are_named() -> None:
+    raw = "security.protocol=SSL; ssl.truststore.location=/t.jks;"
+    settings = Settings.load(env={"AIMASS_KAFKA_CLIENT_PROPERTIES": raw})
+    assert settings.kafka.client_property_pairs() == [
+        ("security.protocol", "SSL"),
+        ("ssl.truststore.location", "/t.jks"),
+    ]
+    assert "SSL" not in repr(settings.kafka)  # may hold credentials
+    with pytest.raises(SettingsError, match="is not key=value"):
+        Settings.load(env={"AIMASS_KAFKA_CLIENT_PROPERTIES": "security.protocol"})
+    with pytest.raises(SettingsError, match="may not set 'group.id'"):
+        Settings.load(env={"AIMASS_KAFKA_CLIENT_PROPERTIES": "group.id=other"})
+    with pytest.raises(SettingsError, match="is not key=value"):
+        Settings.load(env={"AIMASS_KAFKA_CLIENT_PROPERTIES": "sasl.jaas.config=x 'quoted'"})

@@ -1,0 +1,77 @@
+"""A compressed version next to its parent, served by the running job when a request pins it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from aimass.cli import main as aimass_main
+from aimass.codec import Codec
+from aimass.messages import Status
+from aimass.settings import Settings
+from aimass.traffic import collect_results, consumer, make_request, producer, send_requests
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def model_copy(test_settings: Settings) -> Iterator[str]:
+    """digits/1 copied under a fresh model name (the shared repository's digits stay as they are)."""
+    name = f"digits-int8-{uuid.uuid4().hex[:8]}"
+    models_dir = test_settings.paths.models_dir
+    shutil.copytree(models_dir / "digits" / "1", models_dir / name / "1")
+    meta_path = models_dir / name / "1" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["name"] = name
+    meta_path.write_text(json.dumps(meta))
+    try:
+        yield name
+    finally:
+        shutil.rmtree(models_dir / name, ignore_errors=True)
+
+
+def test_int8_version_is_served_when_pinned_and_parent_too(
+    test_settings: Settings, inference_job: str, model_copy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aimass.demo import load_holdout
+
+    models_dir = test_settings.paths.models_dir
+    holdout = models_dir / ".holdout" / "digits.npz"
+    code = aimass_main(["compress", model_copy, "--method", "dynamic-int8", "--models-dir", str(models_dir),
+                        "--holdout", str(holdout), "--repeats", "5", "--warmup", "1"])
+    assert code == 0, capsys.readouterr()
+    int8 = models_dir / model_copy / "2" / "model.onnx"
+    assert int8.stat().st_size * 2 <= (models_dir / model_copy / "1" / "model.onnx").stat().st_size
+
+    codec = Codec(test_settings.paths.schemas_dir)
+    images, labels = load_holdout(models_dir)
+    n = 60
+    pinned = {v: [make_request(model_copy, {"pixels": images[i : i + 1]}, version=v) for i in range(n)]
+              for v in ("1", "2")}
+    requests = pinned["1"] + pinned["2"]
+    cons = consumer(test_settings.kafka.bootstrap, test_settings.kafka.results_topic, from_beginning=False)
+    prod = producer(test_settings.kafka.bootstrap)
+    send_requests(prod, codec, test_settings.kafka.requests_topic, requests)
+    results = collect_results(cons, codec, {r.request_id for r in requests}, timeout_s=120)
+    prod.close()
+    cons.close()
+
+    for version, batch in pinned.items():
+        session = ort.InferenceSession(str(Path(models_dir / model_copy / version / "model.onnx")))
+        expected_labels, expected_probabilities = session.run(
+            ["label", "probabilities"], {"pixels": images[:n]}
+        )
+        served = [results[r.request_id] for r in batch]
+        assert all(r.status is Status.OK and r.version == version for r in served), served[0].error
+        np.testing.assert_array_equal(np.concatenate([r.output("label") for r in served]), expected_labels)
+        np.testing.assert_allclose(
+            np.concatenate([r.output("probabilities") for r in served]), expected_probabilities, rtol=1e-5, atol=1e-6
+        )
+        assert np.mean(expected_labels == labels[:n]) > 0.9
