@@ -70,8 +70,14 @@ def test_int8_version_is_served_when_pinned_and_parent_too(
         )
         served = [results[r.request_id] for r in batch]
         assert all(r.status is Status.OK and r.version == version for r in served), served[0].error
-        np.testing.assert_array_equal(np.concatenate([r.output("label") for r in served]), expected_labels)
-        np.testing.assert_allclose(
-            np.concatenate([r.output("probabilities") for r in served]), expected_probabilities, rtol=1e-5, atol=1e-6
-        )
-        assert np.mean(expected_labels == labels[:n]) > 0.9
+        got_labels = np.concatenate([r.output("label") for r in served])
+        got_probabilities = np.concatenate([r.output("probabilities") for r in served])
+        if version == "1":
+            np.testing.assert_array_equal(got_labels, expected_labels)
+            np.testing.assert_allclose(got_probabilities, expected_probabilities, rtol=1e-5, atol=1e-6)
+        else:
+            # Dynamic int8 quantizes activations with a scale computed per batch, so outputs
+            # depend on which requests shared a batch: equal to a direct run up to that.
+            assert np.mean(got_labels == expected_labels) >= 0.95
+            np.testing.assert_allclose(got_probabilities, expected_probabilities, atol=0.05)
+        assert np.mean(got_labels == labels[:n]) > 0.9

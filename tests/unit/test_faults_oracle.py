@@ -191,5 +191,5 @@ def test_report_renders_every_section() -> None:
     }
     page = render(report)
     for words in ("# Reliability", "| **lost**", "during a checkpoint", "9.5 s", "## Security",
-                  "No SASL or TLS to Kafka", "nothing lost, nothing doubled"):
+                  "SASL / TLS to Kafka: the job only, untested", "nothing lost, nothing doubled"):
         assert words in page
