@@ -124,7 +124,6 @@ def test_watch_row_is_readable() -> None:
     assert ".123" in row and "12.5" in row
 
 
-@pytest.mark.skipif(importlib.util.find_spec("PIL") is None, reason="Pillow is not installed")
 def test_an_image_becomes_one_scaled_row_of_the_declared_shape(tmp_path: Path) -> None:
     from PIL import Image
 

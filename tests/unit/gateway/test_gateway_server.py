@@ -3,7 +3,6 @@ UNAVAILABLE, UNAUTHENTICATED; health; TLS with a self-signed certificate; stored
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -149,7 +148,6 @@ def test_bearer_token_is_required_except_for_health(gateway_factory: Factory) ->
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5) is not None
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_tls_with_a_self_signed_certificate(gateway_factory: Factory, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
