@@ -17,6 +17,7 @@ from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
 from aimass.settings import Settings, SettingsError
 from aimass.stack.procs import StackError, tail
+from aimass.stack.rescale import Vertex
 
 
 def _say(message: str) -> None:
@@ -104,13 +105,10 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_subtasks(title: str, vertices: Sequence[object]) -> None:
+def _print_subtasks(title: str, vertices: Sequence[Vertex]) -> None:
     for v in vertices:
-        name = getattr(v, "name", "")
-        if "batch-infer" in name:
-            counts = getattr(v, "records_in", ())
-            _say(f"{title}: batch-infer parallelism {getattr(v, 'parallelism', '?')}, records in per subtask "
-                 f"{list(counts)}")
+        if "batch-infer" in v.name:
+            _say(f"{title}: batch-infer parallelism {v.parallelism}, records in per subtask {list(v.records_in)}")
 
 
 def cmd_rescale(settings: Settings, args: argparse.Namespace) -> int:

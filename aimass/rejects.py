@@ -42,8 +42,13 @@ def reject(
     request_id: str | None = None,
     model: str = "",
     created_at_ms: int | None = None,
+    error_result: bool = True,
 ) -> Rejection:
-    """Build the error result (if the request id is known) and the dead-letter record."""
+    """Build the error result (if the request id is known) and the dead-letter record.
+
+    ``error_result=False``: the dead letter only, for a request whose (error) result was
+    already produced by the engine.
+    """
     dead = codec.encode_dead_letter(
         DeadLetter(
             original=original,
@@ -56,7 +61,7 @@ def reject(
             request_id=request_id,
         )
     )
-    if request_id is None:
+    if request_id is None or not error_result:
         return Rejection(None, None, dead)
     result = codec.encode_result(
         InferenceResult(

@@ -7,6 +7,7 @@ now, read later, asyncio) builds on the same codec.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +63,33 @@ def send(prod: Any, topic: str, values: Iterable[bytes], keys: Iterable[bytes | 
 def send_requests(prod: Any, codec: Codec, topic: str, requests: Sequence[InferenceRequest]) -> None:
     """Encode and send requests, keyed by request id."""
     send(prod, topic, (codec.encode_request(r) for r in requests), (r.request_id.encode() for r in requests))
+
+
+def send_paced(bootstrap: str, codec: Codec, topic: str, requests: Iterable[InferenceRequest], rate: float,
+               stop: threading.Event | None = None, sent: list[str] | None = None) -> int:
+    """Produce ``requests`` at ``rate`` per second until they run out or ``stop`` is set.
+
+    The id of each request is appended to ``sent`` as it goes (so another thread can follow);
+    returns how many were sent. Meant to run on its own thread.
+    """
+    prod = producer(bootstrap)
+    start = time.monotonic()
+    count = 0
+    try:
+        for request in requests:
+            if stop is not None and stop.is_set():
+                break
+            delay = start + count / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            prod.send(topic, value=codec.encode_request(request))
+            if sent is not None:
+                sent.append(request.request_id)
+            count += 1
+        prod.flush()
+    finally:
+        prod.close()
+    return count
 
 
 def consumer(bootstrap: str, topic: str, from_beginning: bool = True, **config: Any) -> Any:

@@ -54,8 +54,8 @@ class BatchInfer(KeyedProcessFunction):
 
         self.reason_type, self.ok, self.source_type = Reason, Status.OK, Source
         self.max_bytes = job.max_payload_bytes
-        self.decoded: dict[tuple[str, int, int, str], Any] = {}
-        """Decoded requests of pending batches by (topic, partition, offset, request id)."""
+        self.decoded: dict[tuple[str, int, int], Any] = {}
+        """Decoded requests of pending batches by source position (topic, partition, offset)."""
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY())
         )
@@ -95,7 +95,7 @@ class BatchInfer(KeyedProcessFunction):
             return  # a resubmission of a request already accepted: its result is on its way
         self.seen.put(request.request_id, received_ms)
         self.pending.add(value[1:6])
-        self.decoded[(topic, partition, offset, request.request_id)] = request
+        self.decoded[(topic, partition, offset)] = request
         rows = (self.pending_rows.value() or 0) + request.rows
         max_batch, max_delay = self.engine.batch_limits(request.model, request.version)
         if rows >= max_batch:
@@ -125,8 +125,7 @@ class BatchInfer(KeyedProcessFunction):
         requests, received, kept = [], [], []
         for entry in entries:
             original, topic, partition, offset, received_ms = entry
-            request_id = self.codec.peek_request_id(original) or ""
-            request = self.decoded.pop((topic, partition, offset, request_id), None)
+            request = self.decoded.pop((topic, partition, offset), None)
             if request is None:  # restored from a checkpoint: decode the bytes in state
                 try:
                     request = self.codec.decode_request(original, self.max_bytes)
@@ -142,29 +141,23 @@ class BatchInfer(KeyedProcessFunction):
             if result.status is not self.ok:
                 reason = self.reason_type(result.status.value)  # every non-OK status has its reason code
                 original, topic, partition, offset, _ = entry
-                message = result.error or ""
-                yield from self._dead(original, topic, partition, offset, reason, message, request.request_id)
+                yield from self._reject(
+                    original, topic, partition, offset, reason, result.error or "", request.request_id,
+                    error_result=False,
+                )
         self.served.update((self.served.value() or 0) + len(results))
 
     def _reject(
         self, original: bytes, topic: str, partition: int, offset: int, reason: Any, message: str,
-        request_id: str | None = None, model: str = "", created_at_ms: int | None = None,
+        request_id: str | None = None, model: str = "", created_at_ms: int | None = None, error_result: bool = True,
     ) -> Iterator[Any]:
-        """Error result (when the id is known) on the main output, dead letter on the side."""
+        """Dead letter on the side output; error result (when the id is known) on the main one,
+        unless the request's result was already emitted (``error_result=False``)."""
         source = self.source_type(topic, partition, offset)
         rejection = self.core.reject(
-            self.codec, original, source, reason, message, int(time.time() * 1000), request_id, model, created_at_ms
+            self.codec, original, source, reason, message, int(time.time() * 1000), request_id, model,
+            created_at_ms, error_result,
         )
         if rejection.result is not None:
             yield Row(rejection.result_key, rejection.result)
-        yield DEAD_LETTERS, Row(rejection.dead_letter)
-
-    def _dead(
-        self, original: bytes, topic: str, partition: int, offset: int, reason: Any, message: str,
-        request_id: str | None = None,
-    ) -> Iterator[Any]:
-        source = self.source_type(topic, partition, offset)
-        rejection = self.core.reject(
-            self.codec, original, source, reason, message, int(time.time() * 1000), request_id
-        )
         yield DEAD_LETTERS, Row(rejection.dead_letter)

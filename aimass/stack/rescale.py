@@ -79,14 +79,9 @@ def vertices(cluster: FlinkCluster, job_id: str) -> list[Vertex]:
     return out
 
 
-def job_parallelism(cluster: FlinkCluster, job_id: str) -> int:
-    """The highest parallelism of the job's vertices (the inference operator's)."""
-    return max(v.parallelism for v in vertices(cluster, job_id))
-
-
-def check(cluster: FlinkCluster, job_id: str, parallelism: int) -> None:
+def check(cluster: FlinkCluster, job_vertices: list[Vertex], parallelism: int) -> None:
     """Refuse a parallelism above max parallelism or above the cluster's task slots."""
-    limit = min(v.max_parallelism for v in vertices(cluster, job_id))
+    limit = min(v.max_parallelism for v in job_vertices)
     if parallelism < 1:
         raise RescaleError(f"parallelism {parallelism} must be at least 1")
     if parallelism > limit:
@@ -132,8 +127,9 @@ def rescale(
     """Change the running job's parallelism; returns when it runs at the new one."""
     cluster = FlinkCluster(settings)
     job_id = _job_id(cluster, settings)
-    before = job_parallelism(cluster, job_id)
-    check(cluster, job_id, parallelism)
+    current = vertices(cluster, job_id)
+    before = max(v.parallelism for v in current)
+    check(cluster, current, parallelism)
     if parallelism > settings.job.lanes:
         say(f"warning: parallelism {parallelism} is above AIMASS_JOB_LANES={settings.job.lanes}: each model "
             f"has {settings.job.lanes} keys, so {parallelism - settings.job.lanes} subtask(s) per model stay idle")
@@ -143,7 +139,7 @@ def rescale(
         return RescaleResult(job_id, before, before, method, 0.0)
     if method == "adaptive":
         body: dict[str, Any] = {
-            v.id: {"parallelism": {"lowerBound": 1, "upperBound": parallelism}} for v in vertices(cluster, job_id)
+            v.id: {"parallelism": {"lowerBound": 1, "upperBound": parallelism}} for v in current
         }
         say(f"asking the adaptive scheduler for parallelism {before} -> {parallelism} ...")
         cluster.rest(f"/jobs/{job_id}/resource-requirements", method="PUT", body=body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import replace
@@ -13,7 +14,7 @@ from aimass.codec import Codec
 from aimass.settings import Settings
 from aimass.stack import rescale
 from aimass.stack.flink import FlinkCluster
-from aimass.traffic import make_request, producer
+from aimass.traffic import make_request, send_paced
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +47,9 @@ def test_autoscaler_scales_up_under_traffic_and_logs_the_reason(test_settings: S
     stop_traffic, stop_loop = threading.Event(), threading.Event()
 
     def send() -> None:
-        prod = producer(settings.kafka.bootstrap)
-        i = 0
-        while not stop_traffic.is_set():
-            request = make_request("digits", {"pixels": images[i % len(images) : i % len(images) + 1]})
-            prod.send(settings.kafka.requests_topic, value=codec.encode_request(request))
-            i += 1
-            time.sleep(1 / 300)
-        prod.flush()
-        prod.close()
+        endless = (make_request("digits", {"pixels": images[i % len(images) : i % len(images) + 1]})
+                   for i in itertools.count())
+        send_paced(settings.kafka.bootstrap, codec, settings.kafka.requests_topic, endless, 300, stop_traffic)
 
     steps: list[Step] = []
     sender = threading.Thread(target=send, daemon=True)

@@ -15,22 +15,9 @@ from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.local import LocalStack
-from aimass.traffic import consumer, make_request, producer
+from aimass.traffic import consumer, make_request, send_paced
 
 pytestmark = pytest.mark.integration
-
-
-def _paced_send(settings: Settings, codec: Codec, requests: list, rate: float, done: threading.Event) -> None:
-    prod = producer(settings.kafka.bootstrap)
-    start = time.monotonic()
-    for i, request in enumerate(requests):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        prod.send(settings.kafka.requests_topic, value=codec.encode_request(request))
-    prod.flush()
-    prod.close()
-    done.set()
 
 
 def test_taskmanager_sigkill_mid_stream_loses_and_doubles_nothing(
@@ -45,7 +32,12 @@ def test_taskmanager_sigkill_mid_stream_loses_and_doubles_nothing(
     by_id = {r.request_id: r for r in requests}
     cons = consumer(test_settings.kafka.bootstrap, test_settings.kafka.results_topic, from_beginning=False)
     sent = threading.Event()
-    sender = threading.Thread(target=_paced_send, args=(test_settings, codec, requests, rate, sent), daemon=True)
+
+    def send() -> None:
+        send_paced(test_settings.kafka.bootstrap, codec, test_settings.kafka.requests_topic, requests, rate)
+        sent.set()
+
+    sender = threading.Thread(target=send, daemon=True)
     sender.start()
 
     counts: Counter[str] = Counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -13,7 +14,7 @@ from aimass.settings import Settings
 from aimass.stack import rescale
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.procs import StackError
-from aimass.traffic import consumer, make_request, producer
+from aimass.traffic import consumer, make_request, producer, send_paced
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +45,9 @@ def test_rescale_1_2_1_under_traffic_keeps_every_request_and_the_state(
     stop = threading.Event()
 
     def send() -> None:
-        prod = producer(settings.kafka.bootstrap)
-        i = 0
-        while not stop.is_set():
-            request = make_request("digits", {"pixels": images[i % len(images) : i % len(images) + 1]})
-            prod.send(settings.kafka.requests_topic, value=codec.encode_request(request))
-            sent.append(request.request_id)
-            i += 1
-            time.sleep(1 / 150)
-        prod.flush()
-        prod.close()
+        endless = (make_request("digits", {"pixels": images[i % len(images) : i % len(images) + 1]})
+                   for i in itertools.count())
+        send_paced(settings.kafka.bootstrap, codec, settings.kafka.requests_topic, endless, 150, stop, sent)
 
     counts: Counter[str] = Counter()
     arrivals: list[float] = []
