@@ -36,8 +36,10 @@ from aimass.faults.inject import (
     Fault,
     checkpoint_spanning,
     failure_times,
+    kill_python_worker,
     kill_taskmanager,
     num_restarts,
+    python_workers,
     restart_broker,
 )
 from aimass.faults.malformed import KINDS, BadRecord, BadRecords, digits_request
@@ -80,15 +82,21 @@ class Plan:
     """How long the broker stays stopped."""
     max_taskmanager_down_s: float = 2.0
     """A killed TaskManager is started again after a random pause up to this long."""
-    near_limit_oversized: bool = False
-    """Make every other oversized record as large as the broker takes. Off by default: its dead
-    letter (the record plus an envelope) exceeds the job's producer ``max.request.size``, and
-    the TaskManager dies on it, again at every replay (see docs/RELIABILITY.md, known problems)."""
+    python_worker_kills: int = 0
+    """SIGKILLs of the TaskManager's Python worker processes (process mode only: in thread mode
+    Python runs inside the TaskManager's JVM, and a TaskManager kill is the worker's death)."""
+    back_to_back_kills: int = 1
+    """Extra TaskManager kills that strike 1-8 s after another fault, while the job is still
+    failing over or restoring (not after it recovered)."""
+    near_limit_oversized: bool = True
+    """Make every other oversized record as large as the requests topic takes: its dead letter
+    (the record plus an envelope) must still fit the output topics (a crash loop found by the
+    first campaign, since fixed)."""
 
 
-SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=0, settle_s=120.0,
-             min_fault_spacing_s=4.0)
-"""The short version: a couple of kills, no broker restart, ~2,000 requests."""
+SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=1, back_to_back_kills=0,
+             settle_s=120.0, min_fault_spacing_s=4.0)
+"""The short version: a couple of kills and a broker restart over ~2,000 requests."""
 
 
 @dataclass
@@ -347,36 +355,60 @@ class Campaign:
 
     def _inject(self, start: float, duration: float) -> list[Fault]:
         plan = self.plan
-        kinds = ["taskmanager-kill"] * plan.kills + ["broker-restart"] * plan.broker_restarts
+        kinds = (["taskmanager-kill"] * plan.kills + ["python-worker-kill"] * plan.python_worker_kills
+                 + ["broker-restart"] * plan.broker_restarts)
         self.rng.shuffle(kinds)
         moments = sorted(self.rng.uniform(0.1, 0.85) * duration for _ in kinds)
         aimed = set(self.rng.sample(range(plan.kills), round(plan.kills * plan.checkpoint_kill_share)))
+        # Which faults are followed, while the job is still recovering, by one more kill.
+        followed = set(self.rng.sample(range(len(kinds)), min(plan.back_to_back_kills, len(kinds))))
         faults: list[Fault] = []
         kill_index = 0
-        for kind, moment in zip(kinds, moments, strict=True):
+        for i, (kind, moment) in enumerate(zip(kinds, moments, strict=True)):
             if faults:
                 recovered = self._wait_recovered(faults[-1])
                 self._sleep_until(recovered + plan.min_fault_spacing_s)
             self._sleep_until(start + moment)
             if kind == "taskmanager-kill":
-                down = self.rng.uniform(0, plan.max_taskmanager_down_s)
-                fault = kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=kill_index in aimed,
-                                         down_s=down, interval_ms=self.settings.job.checkpoint_interval_ms)
+                fault = self._kill_taskmanager(kill_index in aimed)
                 kill_index += 1
-                # Checkpoint statistics lag a few seconds behind; by then the TaskManager is
-                # still starting, so no newer checkpoint has pushed this one out of the history.
-                self._sleep_until(fault.at + 4.0)
-                with contextlib.suppress(Exception):
-                    landed = checkpoint_spanning(self.stack.flink, self.job_id, fault.at_ms)
-                    fault = dataclasses.replace(fault, during_checkpoint=landed)
+            elif kind == "python-worker-kill":
+                fault = self._kill_python_worker()
             else:
                 fault = restart_broker(self.stack, plan.broker_down_s)
-            faults.append(fault)
-            where = " during a checkpoint" if fault.during_checkpoint else ""
-            self.say(f"  {fault.kind}{where} at +{fault.at - start:.1f} s")
+            self._record(faults, fault, start)
+            if i in followed:
+                self._sleep_until(fault.at + fault.down_s + self.rng.uniform(1.0, 8.0))
+                follow = self._kill_taskmanager(False)
+                self._record(faults, dataclasses.replace(follow, kind="taskmanager-kill", back_to_back=True), start)
         if faults:
             self._wait_recovered(faults[-1])
         return faults
+
+    def _record(self, faults: list[Fault], fault: Fault, start: float) -> None:
+        faults.append(fault)
+        where = " during a checkpoint" if fault.during_checkpoint else ""
+        where += " while still recovering" if fault.back_to_back else ""
+        self.say(f"  {fault.kind}{where} at +{fault.at - start:.1f} s")
+
+    def _kill_taskmanager(self, aim: bool) -> Fault:
+        down = self.rng.uniform(0, self.plan.max_taskmanager_down_s)
+        fault = kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=aim, down_s=down,
+                                 interval_ms=self.settings.job.checkpoint_interval_ms)
+        # Checkpoint statistics lag a few seconds behind; by then the TaskManager is still
+        # starting, so no newer checkpoint has pushed this one out of the history.
+        self._sleep_until(fault.at + 4.0)
+        with contextlib.suppress(Exception):
+            landed = checkpoint_spanning(self.stack.flink, self.job_id, fault.at_ms)
+            fault = dataclasses.replace(fault, during_checkpoint=landed)
+        return fault
+
+    def _kill_python_worker(self) -> Fault:
+        # After a restart the workers come up with the tasks: give them the time to.
+        deadline = time.monotonic() + 60
+        while not python_workers(self.stack, 0) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return kill_python_worker(self.stack, 0)
 
     def _wait_recovered(self, fault: Fault) -> float:
         """Block until a result arrives after ``fault``; returns its arrival time."""
@@ -424,11 +456,13 @@ class Campaign:
         before_faults = self._restarts_between(mixed_start, first_fault)
         failures_before = sum(1 for t in failures if mixed_start_ms <= t < first_fault_ms)
         kill_recoveries = [r for f, r in zip(faults, recoveries, strict=True) if f.kind == "taskmanager-kill"]
+        worker_recoveries = [r for f, r in zip(faults, recoveries, strict=True) if f.kind == "python-worker-kill"]
         return {
             "mode": self.mode,
             "plan": asdict(self.plan),
             "job": {
                 "parallelism": self.settings.job.parallelism,
+                "python_mode": self.settings.job.python_mode,
                 "checkpoint_interval_ms": self.settings.job.checkpoint_interval_ms,
                 "restart_delay_ms": self.settings.job.restart_delay_ms,
                 "max_payload_bytes": self.settings.job.max_payload_bytes,
@@ -445,6 +479,7 @@ class Campaign:
             "faults": fault_rows,
             "recovery_s": _stats(recoveries),
             "kill_recovery_s": _stats(kill_recoveries),
+            "worker_kill_recovery_s": _stats(worker_recoveries),
             "baseline_gap_s": round(longest_gap(self.read.arrivals, mixed_start + 2, first_fault), 2),
             "restarts": {
                 "mixed_phase_total": restarts_end - restarts_before,

@@ -7,8 +7,12 @@ supervisor would, the broker is stopped and started again.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aimass.stack.flink import FlinkCluster
@@ -20,7 +24,7 @@ class Fault:
     """One injected fault."""
 
     kind: str
-    """``taskmanager-kill`` or ``broker-restart``."""
+    """``taskmanager-kill``, ``python-worker-kill`` or ``broker-restart``."""
     at: float
     """``time.monotonic()`` when it struck."""
     at_ms: int = 0
@@ -29,6 +33,8 @@ class Fault:
     """The kill landed while a checkpoint was in flight (per the job's checkpoint history)."""
     down_s: float = 0.0
     """How long the process stayed down before it was started again."""
+    back_to_back: bool = False
+    """It struck while the job was still recovering from the fault before it."""
 
 
 def num_restarts(cluster: FlinkCluster, job_id: str) -> int:
@@ -117,3 +123,62 @@ def restart_broker(stack: LocalStack, down_s: float = 3.0) -> Fault:
     time.sleep(down_s)
     stack.up()
     return Fault("broker-restart", at, at_ms, False, down_s)
+
+
+def descendants(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of every live descendant of ``pid`` (children first), read from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses; split after the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def python_workers(stack: LocalStack, index: int = 0) -> list[int]:
+    """Pids of the PyFlink Python worker processes of TaskManager ``index`` (process mode).
+
+    In process mode a TaskManager starts its Python UDF workers as child processes (Apache
+    Beam's SDK harness, ``pyflink.fn_execution``); in thread mode the interpreter lives inside
+    the TaskManager's JVM and there is no separate worker to kill: there this is empty.
+    """
+    tm = stack.flink.taskmanager(index).pid()
+    if tm is None:
+        return []
+    workers = []
+    for pid in descendants(tm):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "pyflink" in cmdline and "python" in cmdline:
+            workers.append(pid)
+    return workers
+
+
+def kill_python_worker(stack: LocalStack, index: int = 0) -> Fault:
+    """SIGKILL the Python worker processes of TaskManager ``index``; the TaskManager lives on.
+
+    Raises:
+        RuntimeError: the TaskManager has no Python worker (thread mode, or no task deployed).
+    """
+    pids = python_workers(stack, index)
+    if not pids:
+        raise RuntimeError(f"TaskManager {index} has no Python worker process (thread mode runs Python in the JVM)")
+    at, at_ms = time.monotonic(), int(time.time() * 1000)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # exited with its parent
+            os.kill(pid, signal.SIGKILL)
+    return Fault("python-worker-kill", at, at_ms, False, 0.0)

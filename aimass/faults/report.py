@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from aimass.faults import malformed
 
 _KIND_TEXT = {
     "garbage": "random bytes, not Avro single-object encoding",
@@ -18,87 +23,147 @@ _KIND_TEXT = {
 
 KNOWN_PROBLEMS = """## Known problems found by these campaigns
 
-- **Fixed since the first campaign: a record just under the broker's size limit killed the
-  TaskManager at every replay** (its dead letter, original bytes plus envelope, exceeded the
-  sinks' `max.request.size`). The requests topic now refuses records above
+- **Fixed: a record just under the broker's size limit killed the TaskManager at every
+  replay** (found by the first campaign: its dead letter, original bytes plus envelope,
+  exceeded the sinks' `max.request.size`). The requests topic now refuses records above
   `request_record_limit` (payload limit + 1 KiB) and the output limit has room for the dead
-  letter of any accepted record; `python -m aimass.faults --smoke --probe-broker-limit` sends
-  such records, and `tests/unit/test_config_faults.py` checks the sizes.
-- **`numRestarts` under-counts** with the adaptive scheduler: it rose once for five recorded
-  job failures in the run above. The job's exception history is the better count.
+  letter of any accepted record. Every campaign now sends such records (every other
+  `oversized` record is as large as the requests topic takes; `--no-near-limit` to leave them
+  out), and `tests/unit/test_config_faults.py` checks the sizes.
+- **`numRestarts` under-counts** with the adaptive scheduler: it has risen once for several
+  recorded job failures. The job's exception history is the better count.
 - **Recovery times depend on machine load.** Two campaigns with the same seed measured a
   median of 12 s (quiet machine) and 29 s (load average about 12 on 2 cores, other test
   stacks running); most of it is the TaskManager's start and the job's restore.
 """
 
-SECURITY = """## Security: what exists, what does not yet
+SECURITY = """## Security
 
-What exists, each with a test in `tests/unit/test_security.py`:
-
-- **Model names and versions cannot leave the model repository.** The decoder refuses a name
-  or version that is not one path component (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}`: no `/`, no
-  leading dot, so no `..`); the repository refuses again any name, version or symlinked
-  directory whose resolved path leads out of it (`aimass/models.py`). The campaign above sends
-  such requests: they get an `INVALID_INPUT` result and a dead letter. Not covered: a
-  `model.onnx` or `model.json` that is itself a symlink out of the repository is followed
-  (whoever can write the repository can place one; pinned by a strict xfail).
-- **Nothing from the wire is unpickled or evaluated.** Requests are Avro single-object
-  encoded and read by `fastavro` against the schemas in `schemas/`; `aimass/codec.py`, the
-  engine and `udfs/` import neither `pickle` nor `marshal` and call no `eval`/`exec`. (The
-  keyed operator keeps the *original Avro bytes* in Flink state; PyFlink pickles that tuple
-  into its own checkpoints, which are not wire data.)
-- **Size limits.** A request longer than `job.max_payload_bytes` (default 4 MiB) is refused
-  as `OVERSIZED` before it is parsed; longer than 64 KiB, it is first scanned for more than
-  1024 inputs or 32 dimensions, so a small record cannot expand into millions of objects.
-  The broker's `message.max.bytes` and the job's producers are sized from the same setting.
-- **The gRPC gateway** has TLS and a bearer token (issue 5; off by default, for localhost).
-
-What does not exist yet:
-
-- **SASL / TLS to Kafka: the job only, untested.** `AIMASS_KAFKA_CLIENT_PROPERTIES`
-  (`key=value;...`, e.g. `security.protocol=SASL_SSL;sasl.mechanism=PLAIN;sasl.jaas.config=...`)
-  is passed through to the job's Kafka source and sinks as `properties.<key>` (checked in
-  `tests/unit/test_config_faults.py`), but no run against a TLS or SASL broker was made; the
-  local broker, the client library and the gateway speak PLAINTEXT. Until tested, run Kafka
-  on a trusted network only.
-- No authorization per model (any producer to the requests topic may call any model), no
-  rate limit per producer, no signature or checksum on model files beyond their metadata
-  being validated against the ONNX graph.
+Model names and versions that try to leave the model repository, payload size limits, and the
+rule that nothing from the wire is unpickled or evaluated are covered by the bad-input kinds
+above and by `tests/unit/test_security.py`; TLS and SASL to Kafka (the job's source and sinks
+and the Python clients), tested against a SASL_SSL listener with a generated certificate, and
+what does not exist yet, are in [SECURITY.md](SECURITY.md).
 """
 
+_ORDER = {"exactly-once": 0, "at-least-once": 1}
 
-def render(report: dict[str, Any]) -> str:
-    """The Markdown page for one campaign's report."""
-    plan, sent, oracle, restarts = report["plan"], report["sent"], report["oracle"], report["restarts"]
-    job, machine, bad_phase = report["job"], report.get("machine", {}), report["bad_input_phase"]
-    kills = [f for f in report["faults"] if f["kind"] == "taskmanager-kill"]
-    brokers = [f for f in report["faults"] if f["kind"] == "broker-restart"]
-    aimed = sum(1 for f in kills if f["during_checkpoint"])
-    rec, kill_rec = report["recovery_s"], report["kill_recovery_s"]
-    verdict = "**nothing lost, nothing doubled, nothing wrong**" if oracle["ok"] else "**FAILED**"
+
+def load_reports(folder: Path) -> list[dict[str, Any]]:
+    """Every campaign report (``*.json``) in ``folder``: exactly-once first, thread mode first."""
+    reports = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    return sorted(reports, key=lambda r: (r["job"].get("python_mode", "thread") != "thread",
+                                          _ORDER.get(r["mode"], 9)))
+
+
+def render(reports: list[dict[str, Any]]) -> str:
+    """The Markdown page for one or more campaigns' reports (see :func:`load_reports`)."""
     lines = [
         "# Reliability: faults and bad input",
         "",
         "Generated by `python -m aimass.faults` (`make faults`; `make faults-smoke` for the short version)",
-        "from its JSON report. The campaign starts its own Kafka broker, Flink cluster and inference job",
-        "on ports of their own, runs the phases below, judges every answer against what was sent, and",
-        "stops the stack.",
+        "from the JSON reports kept in `docs/reliability/`. Each campaign starts its own Kafka broker,",
+        "Flink cluster and inference job on ports of their own, runs the phases below, judges every",
+        "answer against what was sent, and stops the stack. Re-render without running:",
+        "`python -m aimass.faults.report`.",
         "",
-        "## This run",
+        "## Summary",
+        "",
+        "| campaign | requests + bad records | faults | lost | doubled | wrong | restarts from bad input "
+        "| recovery median / max |",
+        "|---|---|---|---|---|---|---|---|",
+        *(_summary_row(r) for r in reports),
+        "",
+        "*Doubled* counts requests with more than one result: it must be 0 in exactly-once mode; in",
+        "at-least-once mode duplicates are allowed but must be identical (the *wrong* column counts",
+        "conflicting ones).",
+        "",
+    ]
+    for report in reports:
+        lines += _run_section(report)
+    lines += [
+        "## How it is judged",
+        "",
+        "- Every valid request must get exactly one result (exactly-once) or at least one, all",
+        "  identical (at-least-once), with status OK and outputs equal to a direct ONNX Runtime run",
+        "  of the newest `digits` version (labels exactly, probabilities within rtol 1e-5).",
+        "- Every bad record must get one dead letter with the right reason code, matched by a",
+        "  SHA-256 of its bytes; those with a readable request id must also get an error result",
+        "  with the right status (`INVALID_INPUT`, `UNKNOWN_MODEL`, `DEADLINE_EXCEEDED`, ...).",
+        "- `numRestarts` (REST `/jobs/<id>/metrics?get=numRestarts`) is sampled every 0.5 s and",
+        "  job failures are read from the exception history (`/jobs/<id>/exceptions`); both are",
+        "  attributed to the fault whose window they fall in. Restarts or failures during the",
+        "  bad-input-only phase, or before the first fault, count against bad input and must be 0.",
+        "  The REST API refreshes metrics every 2 s (`metrics.fetcher.update-interval`); each phase",
+        "  waits longer than that before its last reading. `numRestarts` has been seen to rise by",
+        "  less than one per TaskManager kill with the adaptive scheduler; the failure count is the",
+        "  closer figure.",
+        "- A kill is *aimed* at a checkpoint by predicting the next trigger from the latest",
+        "  completed one (the REST API caches checkpoint statistics for seconds, longer than a",
+        "  checkpoint here lasts, so polling for IN_PROGRESS misses them); whether it *landed* inside",
+        "  one is read afterwards from the checkpoint history (triggered before the kill, finished",
+        "  or failed after it). A *back-to-back* kill strikes 1-8 s after another fault, while the",
+        "  job is still failing over or restoring.",
+        "- Recovery time is the longest stretch with no result between a fault and the last result",
+        "  before the next fault: it spans failure detection, the restart delay, the TaskManager's",
+        "  start (JVM, Python, ONNX sessions), the restore from the last checkpoint and, in",
+        "  exactly-once mode, the first checkpoint after it (results become visible when it commits).",
+        "- After the last answer the reader lingers four checkpoint intervals, so that a late",
+        "  duplicate would be seen.",
+        "",
+        KNOWN_PROBLEMS,
+        SECURITY,
+    ]
+    return "\n".join(lines)
+
+
+def _title(report: dict[str, Any]) -> str:
+    return f"{report['mode']}, {report['job'].get('python_mode', 'thread')} mode"
+
+
+def _summary_row(report: dict[str, Any]) -> str:
+    sent, oracle, rec = report["sent"], report["oracle"], report["recovery_s"]
+    counts: dict[str, int] = {}
+    for fault in report["faults"]:
+        kind = "back-to-back kill" if fault.get("back_to_back") else fault["kind"].replace("-", " ")
+        counts[kind] = counts.get(kind, 0) + 1
+    faults = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items()) or "none"
+    wrong = oracle["mismatched"] + oracle.get("conflicting_duplicates", 0)
+    return (f"| {_title(report)} | {sent['valid_requests']} + {sent['bad_records']} | {faults} | "
+            f"**{oracle['lost']}** | **{oracle['duplicated_requests']}** | **{wrong}** | "
+            f"**{report['restarts']['from_bad_input']}** | {_s(rec['median'])} / {_s(rec['max'])} |")
+
+
+def _run_section(report: dict[str, Any]) -> list[str]:
+    plan, sent, oracle, restarts = report["plan"], report["sent"], report["oracle"], report["restarts"]
+    job, machine, bad_phase = report["job"], report.get("machine", {}), report["bad_input_phase"]
+    kills = [f for f in report["faults"] if f["kind"] == "taskmanager-kill"]
+    back_to_back = [f for f in kills if f.get("back_to_back")]
+    workers = [f for f in report["faults"] if f["kind"] == "python-worker-kill"]
+    brokers = [f for f in report["faults"] if f["kind"] == "broker-restart"]
+    landed = sum(1 for f in kills if f["during_checkpoint"])
+    aimed = round(plan["checkpoint_kill_share"] * (len(kills) - len(back_to_back)))
+    rec, kill_rec = report["recovery_s"], report["kill_recovery_s"]
+    worker_rec = report.get("worker_kill_recovery_s") or {"median": None, "max": None}
+    verdict = "**nothing lost, nothing doubled, nothing wrong**" if oracle["ok"] else "**FAILED**"
+    descriptions = getattr(malformed, "DESCRIPTIONS", _KIND_TEXT)
+    lines = [
+        f"## Campaign: {_title(report)}",
         "",
         f"- Command: `{report.get('command', 'python -m aimass.faults')}`",
         f"- Finished: {report.get('finished_at', '?')}, {report['duration_s']:.0f} s in all",
         f"- Machine: {machine.get('cpus', '?')} CPUs ({machine.get('processor', '?')}), "
         f"{machine.get('memory_gib', '?')} GiB, {machine.get('platform', '?')}, Python {machine.get('python', '?')}; "
         f"load average at the end (1, 5, 15 min): {machine.get('load_average', 'not recorded')}",
-        f"- Job: **{report['mode']}**, parallelism {job['parallelism']} on {job['taskmanagers']} TaskManager × "
-        f"{job['slots']} slots, checkpoint every {job['checkpoint_interval_ms']} ms, restart delay "
-        f"{job['restart_delay_ms']} ms, `max_payload_bytes` {job['max_payload_bytes']}",
+        f"- Job: **{report['mode']}**, PyFlink {job.get('python_mode', 'thread')} mode, parallelism "
+        f"{job['parallelism']} on {job['taskmanagers']} TaskManager × {job['slots']} slots, checkpoint every "
+        f"{job['checkpoint_interval_ms']} ms, restart delay {job['restart_delay_ms']} ms, `max_payload_bytes` "
+        f"{job['max_payload_bytes']}",
         f"- Results and dead letters read with "
         f"`{'read_committed' if report['mode'] == 'exactly-once' else 'read_uncommitted'}`",
         f"- Verdict: {verdict}",
         "",
-        "## What was injected",
+        "### What was injected",
         "",
         "| phase | what | how much |",
         "|---|---|---|",
@@ -108,8 +173,9 @@ def render(report: dict[str, Any]) -> str:
         f"| 2. | bad records mixed in (~{plan['bad_fraction']:.0%}) | "
         f"{sent['bad_records'] - bad_phase['records']} records |",
         f"| 2. | TaskManager SIGKILL, started again after 0–{plan['max_taskmanager_down_s']:.0f} s | "
-        f"{len(kills)} ({round(plan['checkpoint_kill_share'] * len(kills))} aimed at a checkpoint, {aimed} landed "
-        "inside one per the checkpoint history) |",
+        f"{len(kills)} ({aimed} aimed at a checkpoint, {landed} landed inside one per the checkpoint history; "
+        f"{len(back_to_back)} back-to-back, while the job was still recovering) |",
+        f"| 2. | Python worker SIGKILL (process mode; the TaskManager lives on) | {len(workers)} |",
         f"| 2. | broker stop (SIGTERM) and start after {plan['broker_down_s']:.0f} s | {len(brokers)} |",
         f"| | seed | {plan['seed']} |",
         "",
@@ -117,9 +183,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         "| kind | what | sent |",
         "|---|---|---|",
-        *(f"| `{kind}` | {_KIND_TEXT.get(kind, '')} | {n} |" for kind, n in sent["bad_by_kind"].items()),
+        *(f"| `{kind}` | {descriptions.get(kind, '')} | {n} |" for kind, n in sent["bad_by_kind"].items()),
         "",
-        "## What came out",
+        "### What came out",
         "",
         "| measure | value |",
         "|---|---|",
@@ -144,51 +210,46 @@ def render(report: dict[str, Any]) -> str:
         f"| recovery time after a fault, median / max | {_s(rec['median'])} / {_s(rec['max'])} |",
         f"| recovery time after a TaskManager kill, median / max | {_s(kill_rec['median'])} / "
         f"{_s(kill_rec['max'])} |",
+    ]
+    if workers:
+        lines.append(f"| recovery time after a Python worker kill, median / max | {_s(worker_rec['median'])} / "
+                     f"{_s(worker_rec['max'])} |")
+    lines += [
         f"| longest gap between results before the first fault (baseline) | {_s(report['baseline_gap_s'])} |",
         "",
-        "Recovery time is the longest stretch with no result between a fault and the last result",
-        "before the next fault: it spans failure detection, the restart delay, the TaskManager's",
-        "start (JVM, Python, ONNX sessions), the restore from the last checkpoint and, in",
-        "exactly-once mode, the first checkpoint after it (results become visible when it commits).",
-        "",
-        "| # | fault | at | during a checkpoint | down | `numRestarts` + | failures | recovery |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | fault | at | during a checkpoint | back-to-back | down | `numRestarts` + | failures | recovery |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(f"| {i + 1} | {f['kind']} | +{f['at_s']:.1f} s | {'yes' if f['during_checkpoint'] else 'no'} | "
-          f"{f['down_s']:.1f} s | {f['restarts']} | {f.get('failures', 'n/a')} | {f['recovery_s']:.1f} s |"
+          f"{'yes' if f.get('back_to_back') else 'no'} | {f['down_s']:.1f} s | {f['restarts']} | "
+          f"{f.get('failures', 'n/a')} | {f['recovery_s']:.1f} s |"
           for i, f in enumerate(report["faults"])),
         "",
     ]
     if oracle["problems"]:
         lines += ["Problems found:", "", *(f"- {p}" for p in oracle["problems"]), ""]
-    lines += [
-        "## How it is judged",
-        "",
-        "- Every valid request must get exactly one result (exactly-once) or at least one, all",
-        "  identical (at-least-once), with status OK and outputs equal to a direct ONNX Runtime run",
-        "  of the newest `digits` version (labels exactly, probabilities within rtol 1e-5).",
-        "- Every bad record must get one dead letter with the right reason code, matched by a",
-        "  SHA-256 of its bytes; those with a readable request id must also get an error result",
-        "  with the right status (`INVALID_INPUT`, `UNKNOWN_MODEL`, `DEADLINE_EXCEEDED`).",
-        "- `numRestarts` (REST `/jobs/<id>/metrics?get=numRestarts`) is sampled every 0.5 s and",
-        "  job failures are read from the exception history (`/jobs/<id>/exceptions`); both are",
-        "  attributed to the fault whose window they fall in. Restarts or failures during the",
-        "  bad-input-only phase, or before the first fault, count against bad input and must be 0.",
-        "  The REST API refreshes metrics only every 10 s, so each phase waits that long before its",
-        "  last reading. `numRestarts` has been seen to rise by less than one per TaskManager kill",
-        "  with the adaptive scheduler; the failure count is the closer figure.",
-        "- A kill is *aimed* at a checkpoint by predicting the next trigger from the latest",
-        "  completed one (the REST API caches checkpoint statistics for seconds, longer than a",
-        "  checkpoint here lasts, so polling for IN_PROGRESS misses them); whether it *landed* inside",
-        "  one is read afterwards from the checkpoint history (triggered before the kill, finished",
-        "  or failed after it).",
-        "- After the last answer the reader lingers four checkpoint intervals, so that a late",
-        "  duplicate would be seen.",
-        "",
-        KNOWN_PROBLEMS,
-        SECURITY,
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aimass.faults.report``: render the page again from the kept JSON reports."""
+    from aimass.settings import PROJECT_ROOT
+
+    parser = argparse.ArgumentParser(prog="python -m aimass.faults.report", description=main.__doc__)
+    parser.add_argument("--from", dest="source", type=Path, default=PROJECT_ROOT / "docs" / "reliability",
+                        help="folder of campaign reports (*.json)")
+    parser.add_argument("--doc", type=Path, default=PROJECT_ROOT / "docs" / "RELIABILITY.md")
+    args = parser.parse_args(argv)
+    reports = load_reports(args.source)
+    if not reports:
+        raise SystemExit(f"no campaign reports (*.json) in {args.source}: run `make faults` first")
+    args.doc.write_text(render(reports))
+    print(f"wrote {args.doc} from {len(reports)} report(s) in {args.source}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

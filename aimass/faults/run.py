@@ -6,9 +6,14 @@ Starts Kafka, Flink and the inference job on ports and a state folder of their o
 :class:`~aimass.faults.campaign.Campaign`; writes the JSON report and ``docs/RELIABILITY.md``;
 and stops the stack at the end, on Ctrl-C and on SIGTERM too.
 
-    python -m aimass.faults                 # long: 5 kills, a broker restart, ~20k requests
-    python -m aimass.faults --smoke         # a couple of kills over ~2,000 requests
-    python -m aimass.faults --mode at-least-once --requests 5000 --kills 3
+    python -m aimass.faults                 # long: 6 kills, a broker restart, ~20k requests
+    python -m aimass.faults --smoke         # 2 kills and a broker restart over ~2,000 requests
+    python -m aimass.faults --mode at-least-once
+    python -m aimass.faults --python-mode process   # also kills the Python worker processes
+
+A long run keeps its JSON report in ``docs/reliability/<mode>[-process].json`` and renders
+``docs/RELIABILITY.md`` from every report kept there, so that the exactly-once, at-least-once
+and process-mode campaigns stand side by side.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from aimass.faults.campaign import SMOKE, Campaign, Plan
-from aimass.faults.report import render
+from aimass.faults.report import load_reports, render
 from aimass.settings import PROJECT_ROOT, Settings
 
 #: Settings of the campaign's own stack (see the module docstring for why these ports).
@@ -50,6 +55,8 @@ FAULTS_ENV = {
 }
 DEFAULT_OUT = PROJECT_ROOT / ".state" / "faults-out"
 DEFAULT_DOC = PROJECT_ROOT / "docs" / "RELIABILITY.md"
+REPORTS_DIR = PROJECT_ROOT / "docs" / "reliability"
+"""Where long runs keep their JSON reports; ``docs/RELIABILITY.md`` is rendered from all of them."""
 
 
 class _Terminated(Exception):
@@ -64,15 +71,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (each overrides the long or ``--smoke`` plan)."""
     parser = argparse.ArgumentParser(prog="python -m aimass.faults", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="the short version (~2,000 requests, 2 kills)")
-    parser.add_argument("--mode", choices=["exactly-once", "at-least-once"], default="exactly-once")
-    for name, kind in (("requests", int), ("rate", float), ("bad-fraction", float), ("bad-only", int),
-                       ("kills", int), ("broker-restarts", int), ("seed", int)):
-        parser.add_argument(f"--{name}", type=kind, default=None)
+    parser.add_argument("--mode", choices=["exactly-once", "at-least-once"], default="exactly-once",
+                        help="delivery mode of the job (default exactly-once)")
+    parser.add_argument("--python-mode", choices=["thread", "process"], default="thread",
+                        help="PyFlink execution mode; process mode also kills the Python worker (default thread)")
+    for name, kind, text in (
+        ("requests", int, "valid requests of the traffic phase"),
+        ("rate", float, "records per second"),
+        ("bad-fraction", float, "share of bad records in the traffic phase"),
+        ("bad-only", int, "bad records of the bad-input-only phase"),
+        ("kills", int, "TaskManager SIGKILLs"),
+        ("python-worker-kills", int, "Python worker SIGKILLs (process mode; default 2 there)"),
+        ("back-to-back-kills", int, "extra kills while the job still recovers from a fault"),
+        ("broker-restarts", int, "broker stop/start cycles"),
+        ("seed", int, "seed of every random choice"),
+    ):
+        parser.add_argument(f"--{name}", type=kind, default=None, help=text)
     parser.add_argument("--out", type=Path, default=None, help=f"JSON report folder (default {DEFAULT_OUT}/<name>)")
     parser.add_argument("--doc", type=Path, default=None,
                         help=f"Markdown report (default {DEFAULT_DOC} for the long run, next to the JSON for --smoke)")
-    parser.add_argument("--probe-broker-limit", action="store_true",
-                        help="also send oversized records as large as the broker takes (a known crash loop)")
+    parser.add_argument("--no-near-limit", action="store_true",
+                        help="send oversized records just over max_payload_bytes only, none as large as the "
+                             "requests topic takes")
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end (to look at it)")
     return parser.parse_args(argv)
 
@@ -81,10 +101,16 @@ def plan_from(args: argparse.Namespace) -> Plan:
     """The plan: ``SMOKE`` or the long default, with the options given on the command line."""
     plan = SMOKE if args.smoke else Plan()
     changes = {field: getattr(args, field) for field in
-               ("requests", "rate", "bad_fraction", "bad_only", "kills", "broker_restarts", "seed")
+               ("requests", "rate", "bad_fraction", "bad_only", "kills", "python_worker_kills",
+                "back_to_back_kills", "broker_restarts", "seed")
                if getattr(args, field) is not None}
-    if args.probe_broker_limit:
-        changes["near_limit_oversized"] = True
+    if args.python_mode == "process" and args.python_worker_kills is None:
+        changes["python_worker_kills"] = 2
+    if args.python_mode == "thread" and changes.get("python_worker_kills"):
+        raise SystemExit("--python-worker-kills needs --python-mode process: in thread mode Python runs inside "
+                         "the TaskManager (kill the TaskManager with --kills instead)")
+    if args.no_near_limit:
+        changes["near_limit_oversized"] = False
     return dataclasses.replace(plan, **changes)
 
 
@@ -111,10 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run a campaign on a stack of its own; 0 when the oracle finds nothing wrong."""
     args = parse_args(argv)
     plan = plan_from(args)
-    settings = Settings.load(env={**FAULTS_ENV, "AIMASS_JOB_DELIVERY": args.mode})
-    name = ("smoke" if args.smoke else "long") + ("" if args.mode == "exactly-once" else "-alo")
+    settings = Settings.load(env={**FAULTS_ENV, "AIMASS_JOB_DELIVERY": args.mode,
+                                  "AIMASS_JOB_PYTHON_MODE": args.python_mode})
+    variant = args.mode + ("" if args.python_mode == "thread" else f"-{args.python_mode}")
+    name = ("smoke-" if args.smoke else "long-") + variant
     out = args.out or DEFAULT_OUT / name
     doc = args.doc or (out / "RELIABILITY.md" if args.smoke else DEFAULT_DOC)
+    keep_in = None if (args.smoke or args.doc) else REPORTS_DIR
     command = ("python -m aimass.faults " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
 
     from aimass.demo import build_demo_models
@@ -146,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     out.mkdir(parents=True, exist_ok=True)
     (out / "faults.json").write_text(json.dumps(report, indent=2) + "\n")
+    reports = [report]
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+        (keep_in / f"{variant}.json").write_text(json.dumps(report, indent=2) + "\n")
+        reports = load_reports(keep_in)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render(report))
+    doc.write_text(render(reports))
     oracle = report["oracle"]
     say(f"oracle: {'OK' if oracle['ok'] else 'FAILED'}; lost {oracle['lost']}, duplicates "
         f"{oracle['duplicated_requests']}, wrong {oracle['mismatched']}; restarts from bad input "

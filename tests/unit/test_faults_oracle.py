@@ -189,7 +189,9 @@ def test_report_renders_every_section() -> None:
         "restarts": {"from_bad_input": 0, "before_first_fault": 0, "mixed_phase_total": 1, "attributed_to_faults": 1},
         "oracle": judge("exactly-once", EXPECTED, [ok("a"), ok("b"), ERROR_C]).summary(),
     }
-    page = render(report)
-    for words in ("# Reliability", "| **lost**", "during a checkpoint", "9.5 s", "## Security",
-                  "SASL / TLS to Kafka: the job only, untested", "nothing lost, nothing doubled"):
+    alo = {**report, "mode": "at-least-once", "faults": [{**faults[0], "back_to_back": True}]}
+    page = render([report, alo])
+    for words in ("# Reliability", "## Summary", "## Campaign: exactly-once, thread mode",
+                  "## Campaign: at-least-once, thread mode", "| **lost**", "during a checkpoint", "9.5 s",
+                  "## Security", "SECURITY.md", "nothing lost, nothing doubled", "1 back-to-back kill"):
         assert words in page

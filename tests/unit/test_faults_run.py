@@ -1,0 +1,66 @@
+"""The fault campaign's command line, its process lookup and its kept reports (no stack)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aimass.faults.campaign import SMOKE, Plan
+from aimass.faults.inject import descendants
+from aimass.faults.report import load_reports
+from aimass.faults.run import parse_args, plan_from
+
+
+def test_long_plan_sends_near_limit_records_and_a_back_to_back_kill() -> None:
+    plan = plan_from(parse_args([]))
+    assert plan == Plan() and plan.near_limit_oversized and plan.back_to_back_kills == 1
+    assert plan.python_worker_kills == 0
+    assert not plan_from(parse_args(["--no-near-limit"])).near_limit_oversized
+
+
+def test_smoke_plan_restarts_the_broker() -> None:
+    assert plan_from(parse_args(["--smoke"])) == SMOKE and SMOKE.broker_restarts == 1
+
+
+def test_process_mode_kills_the_python_worker_by_default() -> None:
+    assert plan_from(parse_args(["--python-mode", "process"])).python_worker_kills == 2
+    assert plan_from(parse_args(["--python-mode", "process", "--python-worker-kills", "5"])).python_worker_kills == 5
+
+
+def test_worker_kills_in_thread_mode_are_refused_with_the_fix() -> None:
+    with pytest.raises(SystemExit, match="--python-mode process"):
+        plan_from(parse_args(["--python-worker-kills", "1"]))
+
+
+def test_descendants_finds_grandchildren() -> None:
+    parent = subprocess.Popen(  # noqa: S603 - a fixed command
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+         "'import time; time.sleep(30)'])"],
+    )
+    try:
+        found: list[int] = []
+        deadline = time.monotonic() + 10
+        while not found and time.monotonic() < deadline:
+            found = descendants(parent.pid)
+            time.sleep(0.05)
+        assert len(found) == 1
+        cmdline = Path(f"/proc/{found[0]}/cmdline").read_bytes()
+        assert b"time.sleep(30)" in cmdline
+    finally:
+        for pid in descendants(parent.pid):
+            subprocess.run(["kill", "-9", str(pid)], check=False)  # noqa: S603, S607
+        parent.kill()
+        parent.wait()
+
+
+def test_reports_are_ordered_exactly_once_first_thread_mode_first(tmp_path: Path) -> None:
+    for name, mode, python in (("a", "at-least-once", "thread"), ("b", "exactly-once", "process"),
+                               ("c", "exactly-once", "thread")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"mode": mode, "job": {"python_mode": python}}))
+    got = [(r["mode"], r["job"]["python_mode"]) for r in load_reports(tmp_path)]
+    assert got == [("exactly-once", "thread"), ("at-least-once", "thread"), ("exactly-once", "process")]
