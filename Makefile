@@ -71,10 +71,10 @@ bench: setup $(BIN)/.bench-installed ## full benchmark on its own stack -> bench
 bench-smoke: setup $(BIN)/.bench-installed ## the benchmark harness end to end in a few minutes (figures not meaningful)
 	$(BIN)/python -m bench --smoke --out bench/out/smoke $(BENCH_ARGS)
 
-faults: setup ## fault campaign on its own stack: 5 TaskManager kills, a broker restart, ~20k requests -> docs/RELIABILITY.md
+faults: setup ## fault campaign on its own stack: 6 TaskManager kills, a broker restart, ~20k requests -> docs/RELIABILITY.md (FAULTS_ARGS="--mode at-least-once" or "--python-mode process" for the others)
 	$(BIN)/python -m aimass.faults $(FAULTS_ARGS)
 
-faults-smoke: setup ## the fault campaign in a few minutes: 2 kills, ~2,000 requests (report under .state/faults-out/smoke)
+faults-smoke: setup ## the fault campaign in a few minutes: 2 kills, a broker restart, ~2,000 requests (report under .state/faults-out/)
 	$(BIN)/python -m aimass.faults --smoke $(FAULTS_ARGS)
 
 lint: setup ## ruff and mypy

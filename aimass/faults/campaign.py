@@ -187,11 +187,13 @@ class Campaign:
                      f"failures recorded, job {detail['state']}")
 
             # Phase 2: mixed traffic under faults.
+            self._fit_traffic_to_faults()
             traffic = self._mixed_traffic(images, expected_outputs)
             duration = len(traffic) / self.plan.rate
             self.say(f"phase 2: {self.plan.requests} requests + {len(traffic) - self.plan.requests} bad records "
-                     f"at {self.plan.rate:.0f}/s (~{duration:.0f} s) with {self.plan.kills} TaskManager kills and "
-                     f"{self.plan.broker_restarts} broker restarts")
+                     f"at {self.plan.rate:.0f}/s (~{duration:.0f} s) with {self.plan.kills} TaskManager kills "
+                     f"(+{self.plan.back_to_back_kills} back-to-back), {self.plan.python_worker_kills} Python worker "
+                     f"kills and {self.plan.broker_restarts} broker restarts")
             restarts_before_mixed = num_restarts(self.stack.flink, self.job_id)
             mixed_start, mixed_start_ms = time.monotonic(), int(time.time() * 1000)
             sender = threading.Thread(target=self._send_paced, args=(prod, traffic, self.plan.rate),
@@ -238,6 +240,18 @@ class Campaign:
             self.dead_expected[digest(record.value)] = record.reason
             if record.request_id is not None and record.status is not None:
                 self.expected[record.request_id] = Expectation(record.status)
+
+    def _fit_traffic_to_faults(self) -> None:
+        """Lengthen the traffic phase so that every fault strikes while requests flow."""
+        plan = self.plan
+        faults = plan.kills + plan.python_worker_kills + plan.broker_restarts + plan.back_to_back_kills
+        # A fault, its recovery (up to ~30 s on a loaded 2-core machine) and the spacing after it.
+        needed_s = faults * (30.0 + plan.min_fault_spacing_s) / 0.75
+        if plan.requests / plan.rate < needed_s:
+            requests = int(needed_s * plan.rate)
+            self.say(f"phase 2: {faults} faults need ~{needed_s:.0f} s of traffic: {requests} requests "
+                     f"instead of {plan.requests}")
+            self.plan = dataclasses.replace(plan, requests=requests)
 
     def _mixed_traffic(self, images: np.ndarray, outputs: dict[str, np.ndarray]) -> list[tuple[Any, str | None]]:
         traffic: list[tuple[Any, str | None]] = []
