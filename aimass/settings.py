@@ -60,6 +60,12 @@ class KafkaSettings:
     """Client listener port (not 9092, to keep clear of any other Kafka on the machine)."""
     controller_port: int = 19093
     """KRaft controller listener port."""
+    secure_port: int = 0
+    """Port of an extra ``SASL_SSL`` listener of the local broker (SASL PLAIN over TLS, with a
+    certificate and a password generated on first start into ``<state_dir>/kafka/tls/``), for
+    trying the secure settings locally; 0: none. ``aimass`` itself keeps using ``port``; point
+    clients at it with ``AIMASS_KAFKA_PORT`` and ``AIMASS_KAFKA_CLIENT_PROPERTIES`` (see
+    docs/SECURITY.md)."""
     heap: str = "512m"
     """Broker JVM heap (-Xmx)."""
     requests_topic: str = "aimass.requests"
@@ -75,11 +81,14 @@ class KafkaSettings:
     start_timeout_s: float = 60.0
     """How long ``up`` waits for the broker to answer a metadata request."""
     client_properties: str = field(default="", repr=False)
-    """Extra Kafka client properties of the job's source and sinks, ``key=value`` pairs
-    separated by ``;``, passed through as the connector's ``properties.<key>``: the way to
-    reach a broker with TLS or SASL, e.g. ``security.protocol=SASL_SSL;sasl.mechanism=PLAIN;
-    sasl.jaas.config=...;ssl.truststore.location=/path/truststore.jks``. Hidden from printed
-    settings (it may hold credentials)."""
+    """Extra Kafka client properties, ``key=value`` pairs separated by ``;``: the way to reach a
+    broker with TLS or SASL, e.g. ``security.protocol=SASL_SSL;sasl.mechanism=PLAIN;
+    sasl.jaas.config=...;ssl.truststore.type=PEM;ssl.truststore.location=/path/ca.pem``. The
+    job passes them to its source and sinks as the connector's ``properties.<key>`` (with Kafka
+    class names rewritten to the connector's shaded ones); the Python clients (client library,
+    gateway, autoscaler) map the security ones to kafka-python arguments and refuse what
+    kafka-python cannot do. See aimass/kafka_config.py and docs/SECURITY.md. Hidden from
+    printed settings (it may hold credentials)."""
 
     @property
     def bootstrap(self) -> str:

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from aimass.codec import Codec, DecodeError
+from aimass.kafka_config import python_client_config
 from aimass.messages import InferenceRequest, InferenceResult, Tensor
+from aimass.settings import KafkaSettings
+
+#: Where the helpers connect: a ``host:port`` (plaintext), or Kafka settings (their bootstrap,
+#: with the TLS and SASL of their ``client_properties``).
+Broker = str | KafkaSettings
 
 for _name in ("kafka", "kafka.conn", "kafka.client", "kafka.coordinator", "kafka.consumer"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -40,12 +46,19 @@ def make_request(model: str, inputs: dict[str, np.ndarray], version: str | None 
     )
 
 
-def producer(bootstrap: str, **config: Any) -> Any:
-    """A batching kafka-python producer (acks=all)."""
+def _connection(broker: Broker, config: dict[str, Any]) -> dict[str, Any]:
+    """kafka-python arguments naming ``broker``; ``config`` wins over the derived ones."""
+    if isinstance(broker, str):
+        return {"bootstrap_servers": broker, **config}
+    return {"bootstrap_servers": broker.bootstrap, **python_client_config(broker), **config}
+
+
+def producer(bootstrap: Broker, **config: Any) -> Any:
+    """A batching kafka-python producer (acks=all); ``config``: more kafka-python arguments."""
     from kafka import KafkaProducer
 
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024,
-                         max_request_size=8 * 1024 * 1024, **config)
+    return KafkaProducer(acks="all", linger_ms=5, batch_size=256 * 1024, max_request_size=8 * 1024 * 1024,
+                         **_connection(bootstrap, config))
 
 
 def send(prod: Any, topic: str, values: Iterable[bytes], keys: Iterable[bytes | None] | None = None) -> int:
@@ -65,7 +78,7 @@ def send_requests(prod: Any, codec: Codec, topic: str, requests: Sequence[Infere
     send(prod, topic, (codec.encode_request(r) for r in requests), (r.request_id.encode() for r in requests))
 
 
-def send_paced(bootstrap: str, codec: Codec, topic: str, requests: Iterable[InferenceRequest], rate: float,
+def send_paced(bootstrap: Broker, codec: Codec, topic: str, requests: Iterable[InferenceRequest], rate: float,
                stop: threading.Event | None = None, sent: list[str] | None = None) -> int:
     """Produce ``requests`` at ``rate`` per second until they run out or ``stop`` is set.
 
@@ -92,13 +105,13 @@ def send_paced(bootstrap: str, codec: Codec, topic: str, requests: Iterable[Infe
     return count
 
 
-def consumer(bootstrap: str, topic: str, from_beginning: bool = True, **config: Any) -> Any:
+def consumer(bootstrap: Broker, topic: str, from_beginning: bool = True, **config: Any) -> Any:
     """A read_committed consumer of ``topic`` with no group (assigned every partition)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    cons = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                         enable_auto_commit=False, consumer_timeout_ms=500, fetch_max_bytes=64 * 1024 * 1024,
-                         max_partition_fetch_bytes=16 * 1024 * 1024, **config)
+    cons = KafkaConsumer(isolation_level="read_committed", enable_auto_commit=False, consumer_timeout_ms=500,
+                         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+                         **_connection(bootstrap, config))
     parts = cons.partitions_for_topic(topic) or set()
     deadline = time.monotonic() + 10
     while not parts and time.monotonic() < deadline:

@@ -137,8 +137,8 @@ def bare_path(settings: Settings) -> tuple[Submit, Callable[[], None], Arrivals,
     """kafka-python producer + read_committed consumer, encoding with the codec."""
     codec = Codec(settings.paths.schemas_dir)
     k = settings.kafka
-    prod = producer(k.bootstrap)
-    cons = results_consumer(k.bootstrap, k.results_topic, from_beginning=False)
+    prod = producer(k)
+    cons = results_consumer(k, k.results_topic, from_beginning=False)
     arrivals = Arrivals()
     stop = threading.Event()
 

@@ -24,6 +24,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
+from aimass.kafka_config import job_client_properties
 from aimass.settings import Settings
 from udfs.batch_infer import BatchInfer
 from udfs.decode import DEAD_LETTERS, ERROR_RESULTS, RESULT_ROW, DecodeRequests
@@ -89,7 +90,7 @@ def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
     """Declare the requests source and the results and dead-letter sinks as Kafka tables."""
     k, job = settings.kafka, settings.job
     common = f"'connector' = 'kafka', 'properties.bootstrap.servers' = '{k.bootstrap}'" + "".join(
-        f", 'properties.{key}' = '{value}'" for key, value in k.client_property_pairs()
+        f", 'properties.{key}' = '{value}'" for key, value in job_client_properties(k)
     )
     if job.delivery == "exactly-once":
         guarantee = (

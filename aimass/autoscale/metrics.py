@@ -25,15 +25,16 @@ Nothing here imports Flink; the REST API is plain HTTP.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aimass.codec import Codec, DecodeError
+from aimass.kafka_config import python_client_config
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
-from aimass.stack.kafka import KafkaBroker
 
 TIME_COUNTERS = ("accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
 VERTEX = "batch-infer"
@@ -111,12 +112,17 @@ class MetricsCollector:
 
     def _clients(self) -> tuple[Any, Any]:
         if self._admin is None:
-            from kafka import KafkaConsumer
+            from kafka import KafkaAdminClient, KafkaConsumer
 
-            self._admin = KafkaBroker(self.settings).admin()
+            for name in ("kafka.conn", "kafka.client", "kafka.admin", "kafka.net"):
+                logging.getLogger(name).setLevel(logging.ERROR)  # as the stack's admin does
+            # The job's broker, with the TLS and SASL of AIMASS_KAFKA_CLIENT_PROPERTIES (the
+            # local stack's own admin speaks plaintext to the local broker only).
+            kafka = {"bootstrap_servers": self.settings.kafka.bootstrap, "request_timeout_ms": 5000,
+                     **python_client_config(self.settings.kafka)}
+            self._admin = KafkaAdminClient(client_id="aimass-autoscale-admin", **kafka)
             self._consumer = KafkaConsumer(
-                bootstrap_servers=self.settings.kafka.bootstrap, request_timeout_ms=5000,
-                isolation_level="read_committed", enable_auto_commit=False, client_id="aimass-autoscale",
+                isolation_level="read_committed", enable_auto_commit=False, client_id="aimass-autoscale", **kafka
             )
         return self._admin, self._consumer
 

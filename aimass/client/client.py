@@ -25,6 +25,7 @@ from aimass.client.errors import PayloadTooLarge, ResultTimeout, SubmitFailed, U
 from aimass.client.feed import ResultFeed, Start
 from aimass.client.store import ResultStore
 from aimass.codec import Codec
+from aimass.kafka_config import python_client_config
 from aimass.messages import InferenceRequest, InferenceResult, Tensor
 from aimass.settings import Settings
 from aimass.traffic import now_ms
@@ -56,6 +57,11 @@ class Client:
         kafka_timeout_ms: Bound on every blocking Kafka step: connecting, and waiting for
             metadata or buffer space in :meth:`submit` (default ``settings.gateway.kafka_timeout_ms``).
         read_results: Start the result feed (False for submit-only use).
+
+    TLS and SASL come from ``settings.kafka.client_properties`` (see aimass/kafka_config.py).
+
+    Raises:
+        SettingsError: client properties kafka-python cannot honour.
     """
 
     def __init__(self, settings: Settings | str | None = None, *, start: Start = "now",
@@ -67,6 +73,7 @@ class Client:
             self.settings = settings if settings is not None else Settings.load()
             self.bootstrap = self.settings.kafka.bootstrap
         s = self.settings
+        self.kafka_config = python_client_config(s.kafka)
         self.codec = Codec(s.paths.schemas_dir)
         self.max_payload_bytes = max_payload_bytes or s.job.max_payload_bytes
         self.kafka_timeout_ms = kafka_timeout_ms or s.gateway.kafka_timeout_ms
@@ -84,7 +91,7 @@ class Client:
                 self.bootstrap, s.kafka.results_topic, self.store, self.codec,
                 read_committed=s.job.delivery == "exactly-once", start=start,
                 max_age_s=s.gateway.ttl_s if start == "beginning" else None,
-                connect_timeout_ms=self.kafka_timeout_ms,
+                connect_timeout_ms=self.kafka_timeout_ms, kafka_config=self.kafka_config,
             ).start_thread()
 
     # -- submitting ------------------------------------------------------------------------
@@ -179,10 +186,16 @@ class Client:
                         bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024,
                         max_request_size=self.max_payload_bytes + _RECORD_OVERHEAD,
                         max_block_ms=timeout, bootstrap_timeout_ms=timeout, request_timeout_ms=timeout,
-                        delivery_timeout_ms=2 * timeout + 5,
+                        delivery_timeout_ms=2 * timeout + 5, **self.kafka_config,
                     )
                 except KafkaError as exc:
-                    raise Unavailable(f"cannot reach Kafka at {self.bootstrap} within {timeout} ms: {exc}") from None
+                    hint = ""
+                    if "security_protocol" in self.kafka_config:
+                        hint = (f" (over {self.kafka_config['security_protocol']}: a wrong password or CA fails like "
+                                "this too; the broker's log names the cause)")
+                    raise Unavailable(
+                        f"cannot reach Kafka at {self.bootstrap} within {timeout} ms: {exc}{hint}"
+                    ) from None
         return self._producer
 
     def flush(self, timeout: float | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from aimass.client.store import ResultStore
@@ -38,11 +39,12 @@ class ResultFeed:
         start: ``beginning`` or ``now``.
         max_age_s: Results completed longer ago than this are skipped (None: keep all).
         connect_timeout_ms: Bound of each connection attempt.
+        kafka_config: Extra kafka-python arguments (TLS, SASL: see aimass/kafka_config.py).
     """
 
     def __init__(self, bootstrap: str, topic: str, store: ResultStore, codec: Codec, *,
                  read_committed: bool = True, start: Start = "now", max_age_s: float | None = None,
-                 connect_timeout_ms: int = 5000) -> None:
+                 connect_timeout_ms: int = 5000, kafka_config: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.store = store
@@ -51,6 +53,7 @@ class ResultFeed:
         self.start = start
         self.max_age_s = max_age_s
         self.connect_timeout_ms = connect_timeout_ms
+        self.kafka_config = dict(kafka_config or {})
         self.ready = threading.Event()
         """Set once the consumer is assigned and positioned."""
         self.caught_up = threading.Event()
@@ -114,6 +117,7 @@ class ResultFeed:
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            **self.kafka_config,
         )
         try:
             parts = consumer.partitions_for_topic(self.topic)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -23,6 +25,9 @@ from aimass.stack.procs import ManagedProcess, StackError, tail
 log = logging.getLogger("aimass.stack")
 
 _QUIET = "kafka.clients", "kafka.conn", "kafka.client", "kafka.coordinator", "kafka.admin"
+
+#: The SASL PLAIN user of the local secure listener (its password is generated).
+SECURE_USER = "aimass"
 
 
 @dataclass(frozen=True)
@@ -54,20 +59,35 @@ class KafkaBroker:
             raise StackError("java not found on PATH: install a JDK 17+ (apt-get install openjdk-17-jdk-headless)")
         return found
 
+    @property
+    def tls_dir(self) -> Path:
+        """Certificates and the password of the secure listener (``kafka.secure_port``)."""
+        return self.home / "tls"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """``host:secure_port`` of the SASL_SSL listener."""
+        return f"{self.settings.kafka.host}:{self.settings.kafka.secure_port}"
+
     def write_config(self) -> Path:
         """Write server.properties and the Log4j 2 config; returns the properties path."""
         k = self.settings.kafka
         self.home.mkdir(parents=True, exist_ok=True)
         logs = self.settings.paths.state_dir / "logs"
+        listeners = [f"PLAINTEXT://{k.host}:{k.port}"]
+        protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        if k.secure_port:
+            listeners.append(f"SASL_SSL://{k.host}:{k.secure_port}")
+            protocols += ",SASL_SSL:SASL_SSL"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{k.host}:{k.controller_port}",
-            "listeners": f"PLAINTEXT://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{k.host}:{k.port}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://{k.host}:{k.controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "log.dirs": str(self.home / "data"),
             "num.partitions": str(k.partitions),
             "auto.create.topics.enable": "false",
@@ -83,8 +103,12 @@ class KafkaBroker:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "message.max.bytes": str(self.settings.job.output_record_limit),
         }
+        if k.secure_port:
+            props.update(self._secure_listener_props())
         path = self.home / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
+        if k.secure_port:
+            path.chmod(0o600)  # it holds the generated password
         log4j = self.home / "log4j2.properties"
         log4j.write_text(
             "status = warn\n"
@@ -99,6 +123,100 @@ class KafkaBroker:
             "logger.state.level = WARN\n"
         )
         return path
+
+    # -- the secure listener ----------------------------------------------------------------
+
+    def _secure_listener_props(self) -> dict[str, str]:
+        """Broker properties of the SASL_SSL listener (SASL PLAIN, PEM keystore)."""
+        self.ensure_tls()
+        password = (self.tls_dir / f"{SECURE_USER}.password").read_text().strip()
+        prefix = "listener.name.sasl_ssl."
+        return {
+            f"{prefix}sasl.enabled.mechanisms": "PLAIN",
+            f"{prefix}plain.sasl.jaas.config": (
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{SECURE_USER}="{password}";'
+            ),
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.location": str(self.tls_dir / "broker.pem"),
+        }
+
+    def ensure_tls(self) -> None:
+        """Generate, once, a CA, the broker's certificate and the client password in :attr:`tls_dir`.
+
+        The CA (``ca.pem``) is what clients trust. The broker certificate names ``localhost``,
+        ``127.0.0.1`` and ``kafka.host``; ``broker.pem`` holds its unencrypted PKCS#8 key and the
+        chain (readable by the owner only, as are the CA key and the password).
+
+        Raises:
+            StackError: ``openssl`` is not installed, or failed.
+        """
+        tls = self.tls_dir
+        if (tls / "broker.pem").exists() and (tls / f"{SECURE_USER}.password").exists():
+            return
+        openssl = shutil.which("openssl")
+        if not openssl:
+            raise StackError(
+                "openssl not found on PATH; the secure Kafka listener (AIMASS_KAFKA_SECURE_PORT) generates its "
+                "certificate with it: install it (apt-get install openssl) or set AIMASS_KAFKA_SECURE_PORT=0"
+            )
+        tls.mkdir(parents=True, exist_ok=True)
+        tls.chmod(0o700)
+        host = self.settings.kafka.host
+        names = ["IP:127.0.0.1", "DNS:localhost"]
+        try:
+            extra = f"IP:{ipaddress.ip_address(host)}"
+        except ValueError:
+            extra = f"DNS:{host}"
+        if extra not in names:
+            names.append(extra)
+        (tls / "broker.ext").write_text(
+            f"subjectAltName={','.join(names)}\nbasicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+        )
+        steps = [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650",
+             "-subj", "/CN=AI Mass local CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
+             "-subj", "/CN=localhost"],
+            ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-set_serial", str(secrets.randbits(63)), "-days", "825", "-extfile", "broker.ext", "-out", "broker.crt"],
+        ]
+        for step in steps:
+            done = subprocess.run([openssl, *step], cwd=tls, capture_output=True, text=True, timeout=60, check=False)
+            if done.returncode != 0:
+                raise StackError(f"openssl {step[0]} failed generating the Kafka TLS files in {tls}:\n{done.stderr}")
+        key = (tls / "broker.key").read_text()
+        if "BEGIN PRIVATE KEY" not in key:  # Kafka reads PKCS#8 keys only
+            raise StackError(f"openssl wrote {tls / 'broker.key'} in a format other than PKCS#8")
+        broker = tls / "broker.pem"
+        broker.touch(mode=0o600)
+        broker.write_text(key + (tls / "broker.crt").read_text() + (tls / "ca.pem").read_text())
+        for name in ("ca.key", "broker.key"):
+            (tls / name).chmod(0o600)
+        (tls / "broker.csr").unlink()
+        password = tls / f"{SECURE_USER}.password"
+        password.touch(mode=0o600)
+        password.write_text(secrets.token_urlsafe(24) + "\n")
+
+    def secure_client_properties(self) -> str:
+        """``AIMASS_KAFKA_CLIENT_PROPERTIES`` of a client of the SASL_SSL listener (with ``AIMASS_KAFKA_PORT``
+        set to ``kafka.secure_port``); generates the TLS files and password if needed.
+
+        Raises:
+            StackError: ``kafka.secure_port`` is 0.
+        """
+        if not self.settings.kafka.secure_port:
+            raise StackError("the secure Kafka listener is off: set AIMASS_KAFKA_SECURE_PORT (e.g. 19094)")
+        self.ensure_tls()
+        password = (self.tls_dir / f"{SECURE_USER}.password").read_text().strip()
+        return (
+            "security.protocol=SASL_SSL;sasl.mechanism=PLAIN;"
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{SECURE_USER}" password="{password}";'
+            f"ssl.truststore.type=PEM;ssl.truststore.location={self.tls_dir / 'ca.pem'}"
+        )
 
     def _java_argv(self, main: str, *args: str) -> list[str]:
         if not any(self.jars.glob("kafka_2.13-*.jar")):

@@ -91,6 +91,8 @@ class LocalStack:
         k, f = self.settings.kafka, self.settings.flink
         self._check_port(k.port, "Kafka", self.kafka.process)
         self._check_port(k.controller_port, "Kafka controller", self.kafka.process)
+        if k.secure_port:
+            self._check_port(k.secure_port, "Kafka SASL_SSL", self.kafka.process)
         self._check_port(f.rest_port, "Flink REST/web UI", self.flink.jobmanager)
         self._check_port(f.rpc_port, "Flink JobManager RPC", self.flink.jobmanager)
         self._check_port(f.blob_port, "Flink blob server", self.flink.jobmanager)
@@ -131,7 +133,10 @@ class LocalStack:
                 self.say(f"stopping {proc.name} (start-up failed)")
                 proc.stop(timeout_s=10)
             raise
-        self.say(f"stack is up: Kafka {self.settings.kafka.bootstrap}, Flink web UI {self.settings.flink.rest_url}")
+        secure = f" (SASL_SSL {self.kafka.secure_bootstrap})" if self.settings.kafka.secure_port else ""
+        self.say(
+            f"stack is up: Kafka {self.settings.kafka.bootstrap}{secure}, Flink web UI {self.settings.flink.rest_url}"
+        )
 
     def set_taskmanagers(self, count: int, timeout_s: float = 90) -> list[str]:
         """Start or stop TaskManagers until ``count`` run; returns what was done.
@@ -199,6 +204,7 @@ def _port_var(what: str) -> str:
     return {
         "Kafka": "AIMASS_KAFKA_PORT",
         "Kafka controller": "AIMASS_KAFKA_CONTROLLER_PORT",
+        "Kafka SASL_SSL": "AIMASS_KAFKA_SECURE_PORT",
         "Flink REST/web UI": "AIMASS_FLINK_REST_PORT",
         "Flink JobManager RPC": "AIMASS_FLINK_RPC_PORT",
         "Flink blob server": "AIMASS_FLINK_BLOB_PORT",
