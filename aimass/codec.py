@@ -46,6 +46,11 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 MAX_DIMS = 32
 #: Most input tensors a request may carry.
 MAX_INPUTS = 1024
+#: Longest request id, in UTF-8 bytes. The id is the result's Kafka key and is repeated in its
+#: value, in its dead letter and in the operator's de-duplication state: unbounded, a request
+#: of ``max_payload_bytes`` with an id filling it has a result and a dead letter larger than
+#: the output topics take (the sink fails, the job restarts, the record is read again).
+MAX_REQUEST_ID_BYTES = 1024
 #: Requests longer than this are scanned for their object counts before being decoded.
 SCAN_ABOVE_BYTES = 64 * 1024
 
@@ -159,17 +164,15 @@ class Codec:
 
         ``request_id`` is the first field of the body, so a record whose tail is truncated or
         invalid may still yield it. Returns None unless the record carries the request header
-        and a complete, non-empty UTF-8 id.
+        and a complete UTF-8 id of 1 to :data:`MAX_REQUEST_ID_BYTES` bytes (a longer one is
+        not an id the job answers to).
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             return None
         if bytes(data[:HEADER_SIZE]) != self._request.header:
             return None
         try:
-            length, start = _long_at(data, HEADER_SIZE)
-            if length <= 0 or start + length > len(data):
-                return None
-            return bytes(data[start : start + length]).decode("utf-8")
+            return _string_at(data, HEADER_SIZE, MAX_REQUEST_ID_BYTES)[0]
         except (_Malformed, UnicodeDecodeError):
             return None
 
@@ -177,23 +180,21 @@ class Codec:
         """``(request_id, model)`` read from a request's first two fields, without decoding it.
 
         For routing only (the keyed operator decodes and validates in full): a fraction of a
-        full decode. Returns None unless the record carries the request header and both
-        fields are complete, non-empty UTF-8 strings; never raises.
+        full decode. Returns None unless the record carries the request header, an id as
+        :meth:`peek_request_id` reads it and a model name matching :data:`NAME_PATTERN`, so
+        a lane key is never made of an arbitrary string (a model "name" of megabytes took
+        minutes to hash); never raises.
         """
         if not isinstance(data, bytes | bytearray | memoryview) or bytes(data[:HEADER_SIZE]) != self._request.header:
             return None
         try:
-            fields = []
-            pos = HEADER_SIZE
-            for _ in range(2):
-                length, start = _long_at(data, pos)
-                if length <= 0 or start + length > len(data):
-                    return None
-                fields.append(bytes(data[start : start + length]).decode("utf-8"))
-                pos = start + length
-            return fields[0], fields[1]
+            request_id, pos = _string_at(data, HEADER_SIZE, MAX_REQUEST_ID_BYTES)
+            model, _ = _string_at(data, pos, 64)
         except (_Malformed, UnicodeDecodeError):
             return None
+        if not NAME_PATTERN.fullmatch(model):
+            return None
+        return request_id, model
 
     # -- results -------------------------------------------------------------------------------
 
@@ -398,12 +399,16 @@ def _tensor_from(t: dict[str, Any]) -> Tensor:
 
 def _request_from(r: dict[str, Any]) -> InferenceRequest:
     request_id: str = r["request_id"]
+    id_bytes = len(request_id.encode("utf-8"))
+    readable = request_id if 0 < id_bytes <= MAX_REQUEST_ID_BYTES else None
 
     def invalid(message: str) -> NoReturn:
-        raise DecodeError(Reason.INVALID_INPUT, message, request_id or None)
+        raise DecodeError(Reason.INVALID_INPUT, message, readable)
 
     if not request_id:
         invalid("empty request_id")
+    if readable is None:
+        invalid(f"request_id of {id_bytes} bytes exceeds {MAX_REQUEST_ID_BYTES} bytes")
     _require_int32(r["priority"], "priority", request_id)
     model, version = r["model"], r["version"]
     if not NAME_PATTERN.fullmatch(model):
@@ -478,6 +483,14 @@ def _long_at(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
             return (value >> 1) ^ -(value & 1), pos
         shift += 7
     raise _Malformed
+
+
+def _string_at(data: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[str, int]:
+    """Non-empty UTF-8 string of at most ``max_bytes`` at ``pos``: (text, next position)."""
+    length, start = _long_at(data, pos)
+    if not 0 < length <= max_bytes or start + length > len(data):
+        raise _Malformed
+    return bytes(data[start : start + length]).decode("utf-8"), start + length
 
 
 def _skip(data: bytes, pos: int) -> int:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
-from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings
+from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings, clip
 from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache, TensorSpec
 from aimass.settings import JobSettings
 
@@ -31,16 +33,25 @@ class InferenceEngine:
 
         Checks that the model and version resolve, that the inputs are exactly the declared
         ones with their dtypes, ranks and fixed dimensions, one row or more, the same row
-        count in every input, and that the deadline has not passed.
+        count in every input, and that the deadline has not passed. Never raises: a failure
+        of the check itself is this request's INTERNAL_ERROR, not the operator's.
         """
+        found = self._spec_for(req, now_ms)
+        return found if isinstance(found, tuple) else None
+
+    def _spec_for(self, req: InferenceRequest, now_ms: int) -> ModelSpec | tuple[Reason, str]:
+        """The spec that serves ``req``, or why none does (see :meth:`check`)."""
         try:
-            spec = self.repository.resolve(req.model, req.version)
-        except ModelError as exc:
-            return exc.reason, exc.message
-        if req.deadline_ms is not None and now_ms > req.deadline_ms:
-            return Reason.DEADLINE_EXCEEDED, f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
-        problem = input_problem(spec, req.inputs)
-        return None if problem is None else (Reason.INVALID_INPUT, problem)
+            try:
+                spec = self.repository.resolve(req.model, req.version)
+            except ModelError as exc:
+                return exc.reason, exc.message
+            if req.deadline_ms is not None and now_ms > req.deadline_ms:
+                return Reason.DEADLINE_EXCEEDED, f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
+            problem = input_problem(spec, req.inputs)
+        except Exception as exc:  # noqa: BLE001 - a bug here must fail one request, not the job
+            return Reason.INTERNAL_ERROR, f"request could not be checked: {type(exc).__name__}: {clip(str(exc), 200)}"
+        return spec if problem is None else (Reason.INVALID_INPUT, problem)
 
     def warm_up(self) -> list[str]:
         """Open a session for every model version in the repository; returns the problems.
@@ -76,8 +87,11 @@ class InferenceEngine:
 
         Requests are grouped by the model version that serves them; each group is one ONNX
         Runtime call (several when it has more than ``max_batch_size`` rows). A request past
-        its deadline or no longer valid gets an error result, and a failure of one group
-        fails that group only.
+        its deadline or no longer valid gets an error result. A failure of one group fails
+        that group only, and a group whose call fails is run again one request at a time, so
+        a request that passes validation but makes ONNX Runtime fail (an index out of range,
+        dimensions the metadata cannot express) gets its INTERNAL_ERROR alone while the
+        requests batched with it are served.
         """
         if len(received_ms) != len(requests):
             raise ValueError(f"{len(requests)} requests but {len(received_ms)} receive times")
@@ -85,18 +99,10 @@ class InferenceEngine:
         results: list[InferenceResult | None] = [None] * len(requests)
         groups: dict[tuple[object, ...], tuple[ModelSpec, list[int]]] = {}
         for i, req in enumerate(requests):
-            if req.deadline_ms is not None and now_ms > req.deadline_ms:
-                message = f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
-                results[i] = _error(req, Status.DEADLINE_EXCEEDED, message, received_ms[i], now_ms)
-                continue
-            try:
-                spec = self.repository.resolve(req.model, req.version)
-            except ModelError as exc:
-                results[i] = _error(req, exc.reason.status(), exc.message, received_ms[i], now_ms)
-                continue
-            problem = input_problem(spec, req.inputs)
-            if problem is not None:
-                results[i] = _error(req, Status.INVALID_INPUT, problem, received_ms[i], now_ms)
+            spec = self._spec_for(req, now_ms)
+            if isinstance(spec, tuple):
+                reason, message = spec
+                results[i] = _error(req, reason.status(), message, received_ms[i], now_ms)
                 continue
             key: tuple[object, ...] = (spec.name, spec.version)
             if not spec.fixed_row_shapes:  # rows of different shapes cannot share one call
@@ -109,23 +115,45 @@ class InferenceEngine:
         for spec, indices in groups.values():
             members = [requests[i] for i in indices]
             received = [received_ms[i] for i in indices]
-            try:
-                served = self._run_group(spec, members, received, now_ms, started)
-            except Exception as exc:  # noqa: BLE001 - one group's failure must not fail the others
-                if isinstance(exc, ModelError):
-                    status, message = exc.reason.status(), exc.message
-                else:
-                    status = Status.INTERNAL_ERROR
-                    message = f"model {spec.name!r} version {spec.version!r} failed: {type(exc).__name__}: {exc}"
-                served = [_error(r, status, message, t, now_ms) for r, t in zip(members, received, strict=True)]
+            served = self._serve(spec, members, received, now_ms, started)
             for i, result in zip(indices, served, strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]  # every slot is filled above
 
-    def _run_group(
+    def _serve(
         self, spec: ModelSpec, members: list[InferenceRequest], received: list[int], now_ms: int, started: float
     ) -> list[InferenceResult]:
-        session = self.sessions.get(spec)
+        """One group's results; never raises (a failure becomes error results)."""
+        try:
+            session = self.sessions.get(spec)
+        except ModelError as exc:  # the model itself cannot serve: the same answer for all
+            status = exc.reason.status()
+            return [_error(r, status, exc.message, t, now_ms) for r, t in zip(members, received, strict=True)]
+        try:
+            return self._run_group(spec, session, members, received, now_ms, started)
+        except Exception as exc:  # noqa: BLE001 - one group's failure must not fail the others
+            if len(members) > 1:
+                # Which request broke the call is unknown: run each alone (a batch's cost again,
+                # paid only when a call fails), so one bad request does not fail its neighbours.
+                return [
+                    self._serve(spec, [r], [t], now_ms, started)[0] for r, t in zip(members, received, strict=True)
+                ]
+            if isinstance(exc, ModelError):
+                status, message = exc.reason.status(), exc.message
+            else:
+                status = Status.INTERNAL_ERROR
+                message = f"model {spec.name!r} version {spec.version!r} failed: {type(exc).__name__}: {exc}"
+            return [_error(members[0], status, message, received[0], now_ms)]
+
+    def _run_group(
+        self,
+        spec: ModelSpec,
+        session: ort.InferenceSession,
+        members: list[InferenceRequest],
+        received: list[int],
+        now_ms: int,
+        started: float,
+    ) -> list[InferenceResult]:
         out_names = list(spec.output_names)
         total = sum(req.rows for req in members)
         # Inputs are validated and share their row shape: one byte join per input, no per-row work.
@@ -192,12 +220,12 @@ def input_problem(spec: ModelSpec, inputs: Sequence[Tensor]) -> str | None:
     """What is wrong with ``inputs`` for ``spec``, in words; None when they fit."""
     names = spec.input_names
     if len(inputs) != len(names) or any(t.name != n for t, n in zip(inputs, names, strict=True)):
-        given = [t.name for t in inputs]
-        if sorted(given) != sorted(names):
+        given = Counter(t.name for t in inputs)
+        if given != Counter(names):
             missing = sorted(set(names) - set(given))
             extra = sorted(set(given) - set(names))
-            repeated = sorted({n for n in given if given.count(n) > 1})
-            parts = [f"{label} {found}" for label, found in
+            repeated = sorted(n for n, count in given.items() if count > 1)
+            parts = [f"{label} {_names(found)}" for label, found in
                      (("missing", missing), ("unexpected", extra), ("repeated", repeated)) if found]
             return f"model {spec.name!r} version {spec.version!r} takes inputs {list(names)}: {'; '.join(parts)}"
     rows = -1
@@ -243,10 +271,17 @@ def _ordered(inputs: Sequence[Tensor], names: tuple[str, ...]) -> Sequence[Tenso
     return [by_name[n] for n in names]
 
 
+def _names(names: list[str], most: int = 8) -> str:
+    """Names a request sent, as a list, each and their number bounded (they may be huge)."""
+    shown = [clip(n, 40) for n in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return repr(shown) + more
+
+
 def _show(shape: tuple[int | None, ...]) -> str:
     return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
 def _error(req: InferenceRequest, status: Status, message: str, received_ms: int, now_ms: int) -> InferenceResult:
     timings = Timings(queued_ms=float(now_ms - received_ms), end_to_end_ms=float(now_ms - req.created_at_ms))
-    return InferenceResult(req.request_id, req.model, status, now_ms, error=message, timings=timings)
+    return InferenceResult(req.request_id, req.model, status, now_ms, error=clip(message), timings=timings)

@@ -21,6 +21,16 @@ DTYPES: dict[str, np.dtype] = {
     "bool": np.dtype("?"),
 }
 
+#: Longest error text a result or a dead letter carries. Messages quote what a request sent
+#: (names, shapes, decoder complaints); clipped, a hostile request cannot make its own answer
+#: larger than the output topic takes.
+MAX_ERROR_CHARS = 1024
+
+
+def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with ``...`` when cut."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
 
 class Status(enum.StrEnum):
     """Result status (``Status`` enum in ``result.avsc``)."""

@@ -50,10 +50,10 @@ class BatchInfer(KeyedProcessFunction):
         self.core = open_core(self.settings)
         self.codec, self.engine = self.core.codec, self.core.engine
         from aimass.messages import Reason, Status  # loaded by open_core
-        from aimass.rejects import Source
+        from aimass.rejects import Source, deliverable
 
-        self.reason_type, self.ok, self.source_type = Reason, Status.OK, Source
-        self.max_bytes = job.max_payload_bytes
+        self.reason_type, self.ok, self.source_type, self.deliverable = Reason, Status.OK, Source, deliverable
+        self.max_bytes, self.output_limit = job.max_payload_bytes, job.output_record_limit
         self.decoded: dict[tuple[str, int, int], Any] = {}
         """Decoded requests of pending batches by source position (topic, partition, offset)."""
         self.pending = runtime_context.get_list_state(
@@ -137,7 +137,8 @@ class BatchInfer(KeyedProcessFunction):
             kept.append(entry)
         results = self.engine.run(requests, received, int(time.time() * 1000))
         for entry, request, result in zip(kept, requests, results, strict=True):
-            yield Row(result.request_id, self.codec.encode_result(result))
+            result, encoded = self.deliverable(self.codec, result, self.output_limit)  # too large: an error
+            yield Row(result.request_id, encoded)
             if result.status is not self.ok:
                 reason = self.reason_type(result.status.value)  # every non-OK status has its reason code
                 original, topic, partition, offset, _ = entry
@@ -156,7 +157,7 @@ class BatchInfer(KeyedProcessFunction):
         source = self.source_type(topic, partition, offset)
         rejection = self.core.reject(
             self.codec, original, source, reason, message, int(time.time() * 1000), request_id, model,
-            created_at_ms, error_result,
+            created_at_ms, error_result, self.output_limit,
         )
         if rejection.result is not None:
             yield Row(rejection.result_key, rejection.result)

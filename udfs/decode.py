@@ -49,6 +49,7 @@ class DecodeRequests(ProcessFunction):
 
         self.source_type, self.lane_key = Source, lane_key
         self.max_bytes = self.settings.job.max_payload_bytes
+        self.output_limit = self.settings.job.output_record_limit
         self.lanes, self.max_parallelism = self.settings.job.lanes, self.settings.job.max_parallelism
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
@@ -75,7 +76,7 @@ class DecodeRequests(ProcessFunction):
         )
 
     def _reject(self, original: bytes, source: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        rejection = self.core.reject(self.core.codec, original, source, *args, **kwargs)
+        rejection = self.core.reject(self.core.codec, original, source, *args, limit=self.output_limit, **kwargs)
         if rejection.result is not None:
             yield ERROR_RESULTS, Row(rejection.result_key, rejection.result)
         yield DEAD_LETTERS, Row(rejection.dead_letter)

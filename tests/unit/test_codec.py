@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimass.codec import MAX_DIMS, MAX_INPUTS, NAME_PATTERN, SCAN_ABOVE_BYTES, Codec, DecodeError
+from aimass.codec import MAX_DIMS, MAX_INPUTS, MAX_REQUEST_ID_BYTES, NAME_PATTERN, SCAN_ABOVE_BYTES, Codec, DecodeError
 from aimass.messages import (
     DTYPES,
     DeadLetter,
@@ -623,3 +623,87 @@ def test_peek_route_reads_id_and_model_without_decoding() -> None:
     assert codec.peek_route(data[: len(REQUEST_HEADER) + 3]) is None  # cut inside the id
     assert codec.peek_route(b"not avro") is None
     assert codec.peek_route(codec.encode_result(InferenceResult("req-1", "digits", Status.OK, 0))) is None
+
+
+# -- issue 8: hostile ids, names and dimensions ---------------------------------------------------
+
+PIXELS = Tensor("pixels", "float32", (1, 2), _f32(1.0, 2.0))
+
+
+@pytest.mark.parametrize("request_id", ["a\x00b", "\x01\x1f\x7f", "ид-日本-🙂", "x" * MAX_REQUEST_ID_BYTES,
+                                        "й" * (MAX_REQUEST_ID_BYTES // 2)])
+def test_ids_with_control_or_non_ascii_characters_up_to_the_limit_are_read(request_id: str) -> None:
+    data = CODEC.encode_request(request(PIXELS, request_id=request_id))
+    assert CODEC.decode_request(data).request_id == request_id
+    assert CODEC.peek_request_id(data) == request_id
+    assert CODEC.peek_route(data) == (request_id, "iris")
+
+
+@pytest.mark.parametrize("size", [MAX_REQUEST_ID_BYTES + 1, 100 * 1024, 3 * 1024 * 1024])
+def test_an_id_longer_than_the_limit_is_invalid_and_not_read(size: int) -> None:
+    # An id the size of the payload made a result and a dead letter larger than the output
+    # topics take: the sink failed and the job restarted on the same record, forever.
+    data = CODEC.encode_request(request(PIXELS, request_id="i" * size))
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode_request(data, MAX_BYTES)
+    assert caught.value.reason is Reason.INVALID_INPUT and caught.value.request_id is None
+    assert f"{size} bytes exceeds {MAX_REQUEST_ID_BYTES}" in caught.value.message
+    assert CODEC.peek_request_id(data) is None and CODEC.peek_route(data) is None
+    # Two-byte characters: the limit is in bytes.
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode_request(CODEC.encode_request(request(PIXELS, request_id="й" * (MAX_REQUEST_ID_BYTES // 2 + 1))))
+    assert caught.value.request_id is None
+
+
+def test_an_oversized_or_truncated_record_with_a_long_id_has_no_readable_id() -> None:
+    data = CODEC.encode_request(request(PIXELS, request_id="i" * (MAX_REQUEST_ID_BYTES + 1)))
+    for value, max_bytes in ((data, len(data) - 1), (data[:-3], None)):
+        with pytest.raises(DecodeError) as caught:
+            CODEC.decode_request(value, max_bytes)
+        assert caught.value.request_id is None
+
+
+@pytest.mark.parametrize("model", ["цифры", "m" * 65, "m" * 200_000, "dig its", "digits\x00", "../digits", ".x", ""])
+def test_peek_route_refuses_a_model_that_is_not_a_name(model: str) -> None:
+    # A routed model "name" of 100 KB took 16 s to hash into a lane key (minutes for 4 MiB),
+    # stalling the whole job; the router now gives such a record to the full decoder.
+    data = CODEC.encode_request(request(PIXELS, request_id="r", model=model))
+    started = time.perf_counter()
+    assert CODEC.peek_route(data) is None
+    assert time.perf_counter() - started < 0.05
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode_request(data)
+    assert (caught.value.reason, caught.value.request_id) == (Reason.INVALID_INPUT, "r")
+    assert len(caught.value.message) < 200
+
+
+@pytest.mark.parametrize(
+    ("shape", "data", "says"),
+    [
+        ((2, 2), _f32(1, 2), "needs 16 bytes, got 8"),
+        ((2**31, 2**31), _f32(1), "needs 18446744073709551616 bytes"),
+        ((2**62, 2**62, 2**62), b"", "needs"),
+        ((2**63 - 1, 2), b"", "needs"),
+        ((-1, -2), _f32(1, 2), "negative dimension"),
+        ((-(2**63), 0), b"", "negative dimension"),
+        ((1,) * (MAX_DIMS + 1), _f32(1), f"more than {MAX_DIMS} dimensions"),
+    ],
+)
+def test_impossible_shapes_are_invalid_input_without_allocating(shape: tuple[int, ...], data: bytes, says: str) -> None:
+    value = CODEC.encode_request(request(Tensor("x", "float32", shape, data), request_id="r"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError) as caught:
+            CODEC.decode_request(value)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (caught.value.reason, caught.value.request_id) == (Reason.INVALID_INPUT, "r")
+    assert says in caught.value.message
+    assert peak < 1 << 20
+
+
+def test_shapes_at_the_limits_that_are_consistent_decode() -> None:
+    for shape, data in (((0, 2**62), b""), ((1,) * MAX_DIMS, _f32(1)), ((2**63 - 1, 0), b"")):
+        decoded = CODEC.decode_request(CODEC.encode_request(request(Tensor("x", "float32", shape, data))))
+        assert decoded.inputs[0].shape == shape  # the engine refuses them against the model

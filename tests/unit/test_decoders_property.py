@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimass.codec import HEADER_SIZE, NAME_PATTERN, Codec, DecodeError
+from aimass.codec import HEADER_SIZE, MAX_REQUEST_ID_BYTES, NAME_PATTERN, Codec, DecodeError
 from aimass.messages import DTYPES, DeadLetter, InferenceRequest, InferenceResult, Reason, Status, Tensor
 
 CODEC = Codec()
@@ -168,3 +168,34 @@ def test_peek_agrees_with_the_decoder(request: InferenceRequest, data: st.DataOb
             assert exc.request_id == peeked
     else:
         assert decoded.request_id == peeked
+
+
+# -- issue 8: what the router reads agrees with what the decoder accepts ---------------------------
+
+hostile_text = st.one_of(
+    st.text(max_size=70),  # any code point but surrogates: control, NUL, non-ASCII
+    st.integers(MAX_REQUEST_ID_BYTES - 2, MAX_REQUEST_ID_BYTES + 2).map(lambda n: "é" * (n // 2) + "x" * (n % 2)),
+    st.sampled_from(["", ".", "..", "-a", "a/b", "m" * 64, "m" * 65]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_requests(), hostile_text, hostile_text, st.none() | hostile_text)
+def test_route_is_read_only_from_requests_whose_id_and_model_can_be_answered(
+    request: InferenceRequest, request_id: str, model: str, version: str | None
+) -> None:
+    value = CODEC.encode_request(
+        InferenceRequest(request_id, model, request.inputs, request.created_at_ms, version, request.deadline_ms)
+    )
+    route = CODEC.peek_route(value)
+    id_ok = 0 < len(request_id.encode()) <= MAX_REQUEST_ID_BYTES
+    assert route == ((request_id, model) if id_ok and NAME_PATTERN.fullmatch(model) else None)
+    assert CODEC.peek_request_id(value) == (request_id if id_ok else None)
+    try:
+        decoded = CODEC.decode_request(value)
+    except DecodeError as exc:
+        assert exc.reason is Reason.INVALID_INPUT
+        assert exc.request_id == (request_id if id_ok else None)  # an error result exactly when readable
+        assert len(exc.message) < 600
+    else:
+        assert route == (decoded.request_id, decoded.model)

@@ -311,3 +311,155 @@ def test_batch_limits_from_metadata_falling_back_to_settings(engine: InferenceEn
 
 def test_run_of_nothing_is_nothing(engine: InferenceEngine) -> None:
     assert engine.run([], [], NOW) == []
+
+
+# -- issue 8: requests valid by the metadata that still make ONNX Runtime fail --------------------
+
+
+def lookup_onnx() -> onnx.ModelProto:
+    """``y = table[idx]`` for ``idx`` int64 [N, 1] and a table of 4 floats: an index outside
+    0..3 passes every check the metadata allows and fails the ONNX Runtime call."""
+    table = numpy_helper.from_array(np.array([10.0, 11.0, 12.0, 13.0], np.float32), "table")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["N", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
+        initializer=[table],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def same_width_onnx() -> onnx.ModelProto:
+    """``s = a + b`` where both are float32 [N, K]: ``model.json`` cannot say that the two K agree."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["s"])],
+        "same_width",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", "K"]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", "K"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def fragile(root: Path) -> InferenceEngine:
+    write_model(root, "lookup", "1", lookup_onnx(), {
+        "inputs": [{"name": "idx", "dtype": "int64", "shape": [-1, 1]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 1]}],
+    })
+    ab = [{"name": n, "dtype": "float32", "shape": [-1, None]} for n in ("a", "b")]
+    write_model(root, "samewidth", "1", same_width_onnx(), {"inputs": ab, "outputs": [{**ab[0], "name": "s"}]})
+    return InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(SETTINGS), SETTINGS)
+
+
+def lookup(rid: str, *indices: int) -> InferenceRequest:
+    idx = np.array(indices, np.int64).reshape(-1, 1)
+    return InferenceRequest(rid, "lookup", (Tensor.from_numpy("idx", idx),), NOW)
+
+
+def test_a_request_that_makes_onnxruntime_fail_does_not_fail_its_batch(
+    fragile: InferenceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = [lookup("a", 0), lookup("bad", 1, 7), lookup("c", 3, 2), lookup("worse", -9)]
+    assert all(fragile.check(r, NOW) is None for r in requests)  # valid by the metadata
+    session = fragile.sessions.get(fragile.repository.resolve("lookup"))
+    calls: list[int] = []
+    real_run = session.run
+
+    def counting(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append(feed["idx"].shape[0])
+        return real_run(names, feed)
+
+    monkeypatch.setattr(session, "run", counting)
+    results = fragile.run(requests, [NOW] * 4, NOW)
+    assert [r.status for r in results] == [Status.OK, Status.INTERNAL_ERROR, Status.OK, Status.INTERNAL_ERROR]
+    assert calls == [6, 1, 2, 2, 1]  # the batch fails, then each request runs alone
+    np.testing.assert_array_equal(results[0].output("y"), [[10.0]])
+    np.testing.assert_array_equal(results[2].output("y"), [[13.0], [12.0]])
+    assert results[1].outputs == () and "'lookup'" in (results[1].error or "")
+    assert [r.timings.batch_size for r in results] == [1, 0, 2, 0]
+
+
+def test_dynamic_dimensions_that_disagree_get_internal_error_alone(fragile: InferenceEngine) -> None:
+    def pair(rid: str, a_width: int, b_width: int) -> InferenceRequest:
+        a, b = np.ones((1, a_width), np.float32), np.ones((1, b_width), np.float32)
+        return InferenceRequest(rid, "samewidth", (Tensor.from_numpy("a", a), Tensor.from_numpy("b", b)), NOW)
+
+    requests = [pair("ok-3", 3, 3), pair("bad", 3, 4), pair("ok-3b", 3, 3), pair("ok-4", 4, 4)]
+    results = fragile.run(requests, [NOW] * 4, NOW)
+    assert [r.status for r in results] == [Status.OK, Status.INTERNAL_ERROR, Status.OK, Status.OK]
+    np.testing.assert_array_equal(results[0].output("s"), np.full((1, 3), 2.0))
+
+
+def test_a_failing_batch_of_one_model_leaves_other_models_and_healthy_requests_alone(
+    fragile: InferenceEngine,
+) -> None:
+    requests = [lookup("x", 9), request("wide"), lookup("y", 1), request("narrow", dim=3)]
+    results = fragile.run(requests, [NOW] * 4, NOW)
+    assert [r.status for r in results] == [Status.INTERNAL_ERROR, Status.OK, Status.OK, Status.OK]
+
+
+def test_nan_and_infinite_inputs_are_served_and_their_outputs_travel(fragile: InferenceEngine) -> None:
+    from aimass.codec import Codec
+
+    x = np.array([[np.nan, np.inf, -np.inf, 0.0, 1.0, 2.0, 3.0, 4.0]], np.float32)
+    req = InferenceRequest("nan", "wide", (Tensor.from_numpy("x", x),), NOW)
+    (result,) = fragile.run([req], [NOW], NOW)
+    assert result.status is Status.OK
+    assert np.isnan(result.output("y")).all()
+    codec = Codec()
+    assert codec.decode_result(codec.encode_result(result)).outputs == result.outputs
+
+
+def test_error_messages_quote_what_a_request_sent_within_bounds(engine: InferenceEngine) -> None:
+    from aimass.messages import MAX_ERROR_CHARS
+
+    huge = "n" * 1_000_000
+    many = tuple(_tensor(f"in{i}", "float32", (1, 8)) for i in range(1024))
+    for inputs in ((_tensor(huge, "float32", (1, 8)),), many, (_tensor("x", "float32", (1, 8)), *many)):
+        req = InferenceRequest("r", "wide", inputs, NOW)
+        problem = engine.check(req, NOW)
+        assert problem is not None and problem[0] is Reason.INVALID_INPUT
+        assert len(problem[1]) < 600, problem[1][:200]
+        (result,) = engine.run([req], [NOW], NOW)
+        assert result.status is Status.INVALID_INPUT and len(result.error or "") <= MAX_ERROR_CHARS
+
+
+def test_a_failure_of_the_checks_themselves_fails_one_request(
+    engine: InferenceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aimass.engine
+
+    real = aimass.engine.input_problem
+
+    def broken(spec: Any, inputs: Any) -> str | None:
+        if inputs[0].shape[0] == 2:
+            raise IndexError("bug")
+        return real(spec, inputs)
+
+    monkeypatch.setattr(aimass.engine, "input_problem", broken)
+    odd = request("wide", rows=2)
+    assert engine.check(odd, NOW) == (Reason.INTERNAL_ERROR, "request could not be checked: IndexError: bug")
+    results = engine.run([request("wide"), odd], [NOW] * 2, NOW)
+    assert [r.status for r in results] == [Status.OK, Status.INTERNAL_ERROR]
+
+
+@pytest.mark.parametrize("deadline", [0, -1, -(2**63)])
+def test_deadlines_at_or_before_the_epoch_are_exceeded(engine: InferenceEngine, deadline: int) -> None:
+    req = request("wide", deadline_ms=deadline)
+    assert engine.check(req, NOW) is not None
+    (result,) = engine.run([req], [NOW], NOW)
+    assert result.status is Status.DEADLINE_EXCEEDED
+
+
+def test_far_future_deadline_and_creation_time_are_served(engine: InferenceEngine) -> None:
+    from aimass.codec import Codec
+
+    req = InferenceRequest("f", "wide", request("wide").inputs, 2**63 - 1, deadline_ms=2**63 - 1)
+    (result,) = engine.run([req], [NOW], NOW)
+    assert result.status is Status.OK and result.timings.end_to_end_ms < 0
+    Codec().encode_result(result)

@@ -1,0 +1,123 @@
+"""Bad records of every kind get exactly the answer their maker says the job owes.
+
+The job's answer is worked out here the way its two operators work it out (route, decode,
+check, run), on a stand-in ``digits`` model, so a kind whose claim is wrong, or a record that
+escapes as an exception or takes long to route, fails here in milliseconds, before a
+MiniCluster (tests/pipeline/test_bad_records.py) or a campaign ever sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from aimass.codec import Codec, DecodeError
+from aimass.engine import InferenceEngine
+from aimass.faults.malformed import DESCRIPTIONS, KINDS, BadRecords
+from aimass.keys import lane_key
+from aimass.messages import Reason, Status
+from aimass.models import ModelRepository, SessionCache
+from aimass.settings import JobSettings
+
+CODEC = Codec()
+SETTINGS = JobSettings(use_gpu=False)
+OLD_KINDS = ("garbage", "truncated", "wrong_schema", "wrong_shape", "wrong_dtype", "unknown_model",
+             "path_traversal", "oversized", "expired_deadline")
+
+
+def digits_like_onnx(seed: int) -> bytes:
+    """The demo ``digits`` model's interface: ``pixels`` float32 [N, 64] -> ``label``, ``probabilities``."""
+    w = numpy_helper.from_array(np.random.default_rng(seed).standard_normal((64, 10)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["pixels", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        "digits",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]),
+        ],
+        initializer=[w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> InferenceEngine:
+    root = tmp_path_factory.mktemp("models")
+    for version in ("1", "2"):
+        directory = root / "digits" / version
+        directory.mkdir(parents=True)
+        (directory / "model.onnx").write_bytes(digits_like_onnx(int(version)))
+        (directory / "model.json").write_text(json.dumps({
+            "inputs": [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],
+            "outputs": [{"name": "label", "dtype": "int64", "shape": [-1]},
+                        {"name": "probabilities", "dtype": "float32", "shape": [-1, 10]}],
+        }))
+    return InferenceEngine(ModelRepository(Path(root)), SessionCache(SETTINGS), SETTINGS)
+
+
+def answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reason | None, str | None, Status | None]:
+    """(dead-letter reason or None, id of the result, its status) as the job's operators give them."""
+    route = CODEC.peek_route(value) if len(value) <= max_bytes else None  # DecodeRequests
+    if route is not None:
+        lane_key(route[1], route[0], 4, 128)
+    try:  # DecodeRequests (unroutable) or BatchInfer
+        request = CODEC.decode_request(value, max_bytes)
+    except DecodeError as exc:
+        return exc.reason, exc.request_id, exc.reason.status() if exc.request_id is not None else None
+    assert route == (request.request_id, request.model)
+    now = int(time.time() * 1000)
+    problem = engine.check(request, now)
+    if problem is not None:
+        return problem[0], request.request_id, problem[0].status()
+    (result,) = engine.run([request], [now], now)
+    reason = None if result.status is Status.OK else Reason(result.status.value)
+    return reason, result.request_id, result.status
+
+
+def test_every_kind_is_described_and_the_old_kinds_keep_their_order() -> None:
+    assert list(DESCRIPTIONS) == list(KINDS)
+    assert all(text and "\n" not in text for text in DESCRIPTIONS.values())
+    assert KINDS[: len(OLD_KINDS)] == OLD_KINDS  # campaigns cycle through KINDS in order
+    assert len(set(KINDS)) == len(KINDS)
+
+
+@pytest.mark.parametrize("max_payload", [4096, 256 * 1024])
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_record_gets_exactly_the_answer_its_kind_claims(engine: InferenceEngine, kind: str,
+                                                             max_payload: int) -> None:
+    maker = BadRecords(CODEC, random.Random(kind), max_payload_bytes=max_payload, id_prefix="t-",
+                       near_limit_bytes=max_payload + 4096)
+    for _ in range(12):
+        record = maker.make(kind)
+        assert record.kind == kind
+        assert (record.request_id is None) == (record.status is None)
+        if kind != "oversized":
+            assert len(record.value) <= max_payload
+        started = time.perf_counter()
+        got = answer(engine, record.value, max_payload)
+        assert time.perf_counter() - started < 0.5, "routing or refusing one record must be cheap"
+        assert got == (record.reason, record.request_id, record.status), record.value[:80]
+
+
+def test_records_are_unique_across_a_long_run() -> None:
+    maker = BadRecords(CODEC, random.Random(11), max_payload_bytes=64 * 1024, id_prefix="u-")
+    values = [maker.make().value for _ in range(40 * len(KINDS))]
+    assert len(set(values)) == len(values)  # the oracle matches dead letters by digest
+
+
+def test_make_cycles_through_every_kind() -> None:
+    maker = BadRecords(CODEC, random.Random(2), max_payload_bytes=4096, id_prefix="c-")
+    assert [maker.make().kind for _ in range(2 * len(KINDS))] == list(KINDS) * 2
