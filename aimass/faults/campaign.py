@@ -88,6 +88,9 @@ class Plan:
     back_to_back_kills: int = 1
     """Extra TaskManager kills that strike 1-8 s after another fault, while the job is still
     failing over or restoring (not after it recovered)."""
+    throughput_records: int = 10_000
+    """Valid requests in each of four bursts (clean, with bad records, clean, with bad records)
+    that measure the throughput lost to bad input; 0 skips them."""
     near_limit_oversized: bool = True
     """Make every other oversized record as large as the requests topic takes: its dead letter
     (the record plus an envelope) must still fit the output topics (a crash loop found by the
@@ -95,7 +98,7 @@ class Plan:
 
 
 SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=1, back_to_back_kills=0,
-             settle_s=120.0, min_fault_spacing_s=4.0)
+             throughput_records=0, settle_s=120.0, min_fault_spacing_s=4.0)
 """The short version: a couple of kills and a broker restart over ~2,000 requests."""
 
 
@@ -170,18 +173,20 @@ class Campaign:
             self.say(f"phase 1: {len(bad_only)} bad records only, no fault")
             self._send_paced(prod, [(record, None) for record in bad_only], max(self.plan.rate, 50.0))
             self._wait_answers(self.plan.settle_s)
-            # The REST API refreshes job metrics every 10 s (metrics.fetcher.update-interval).
+            throughput = self._throughput(prod, images, expected_outputs)
+            # The REST API refreshes job metrics every 2 s here, 10 s by default (metrics.fetcher.update-interval).
             time.sleep(max(12.0, 4 * self.settings.job.checkpoint_interval_ms / 1000))
             restarts_after_bad = num_restarts(self.stack.flink, self.job_id)
             bad_end = time.monotonic()
             failures = [t for t in failure_times(self.stack.flink, self.job_id) if t >= bad_start_ms]
             detail = self.stack.flink.rest(f"/jobs/{self.job_id}")
             bad_phase = {
-                "records": len(bad_only),
+                "records": len(bad_only) + sum(b["bad"] for b in throughput.get("bursts", [])),
                 "restarts": restarts_after_bad - restarts_before_bad,
                 "failures": len(failures),
                 "job_state_after": detail["state"],
                 "seconds": round(bad_end - bad_start, 1),
+                "throughput": throughput,
             }
             self.say(f"phase 1: numRestarts {restarts_before_bad} -> {restarts_after_bad}, {len(failures)} "
                      f"failures recorded, job {detail['state']}")
@@ -241,6 +246,34 @@ class Campaign:
             if record.request_id is not None and record.status is not None:
                 self.expected[record.request_id] = Expectation(record.status)
 
+    def _throughput(self, prod: Any, images: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Bursts of valid requests, alternately clean and with ``bad_fraction`` bad records, each
+        sent as fast as the producer goes: the job's service rate for both, and the loss.
+
+        The rate is taken from the results' ``completed_at_ms`` (when the job finished them), not
+        from when they became readable, which exactly-once delays to the next checkpoint.
+        """
+        n = self.plan.throughput_records
+        if n <= 0:
+            return {}
+        bursts = []
+        for k, bad in enumerate((False, True, False, True)):
+            items = self._traffic(images, outputs, n, self.plan.bad_fraction if bad else 0.0, f"tp{k}-")
+            ids = {rid for _, rid in items if rid is not None}
+            self._send_paced(prod, items, 1e9)
+            self._wait_answers(self.plan.settle_s)
+            done = sorted(r.completed_at_ms for r in list(self.read.results) if r.request_id in ids)
+            lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
+            rate = (len(done) * 0.8) / max((hi - lo) / 1000, 1e-3)
+            bursts.append({"bad": len(items) - len(ids), "valid": len(ids), "answered": len(done),
+                           "valid_per_s": round(rate, 1)})
+            self.say(f"phase 1: burst {k + 1}/4, {len(ids)} valid + {len(items) - len(ids)} bad records: "
+                     f"{rate:,.0f} valid requests/s served")
+        clean = statistics.mean(b["valid_per_s"] for b in bursts if not b["bad"])
+        dirty = statistics.mean(b["valid_per_s"] for b in bursts if b["bad"])
+        return {"bursts": bursts, "clean_per_s": round(clean, 1), "with_bad_per_s": round(dirty, 1),
+                "loss": round(1 - dirty / clean, 3)}
+
     def _fit_traffic_to_faults(self) -> None:
         """Lengthen the traffic phase so that every fault strikes while requests flow."""
         plan = self.plan
@@ -254,12 +287,16 @@ class Campaign:
             self.plan = dataclasses.replace(plan, requests=requests)
 
     def _mixed_traffic(self, images: np.ndarray, outputs: dict[str, np.ndarray]) -> list[tuple[Any, str | None]]:
+        return self._traffic(images, outputs, self.plan.requests, self.plan.bad_fraction, "")
+
+    def _traffic(self, images: np.ndarray, outputs: dict[str, np.ndarray], requests: int, bad_fraction: float,
+                 tag: str) -> list[tuple[Any, str | None]]:
         traffic: list[tuple[Any, str | None]] = []
-        for i in range(self.plan.requests):
-            while self.rng.random() < self.plan.bad_fraction:
+        for i in range(requests):
+            while self.rng.random() < bad_fraction:
                 traffic.append((self.bad.make(), None))
             index = self.rng.randrange(len(images))
-            rid = f"{self.prefix}{i}"
+            rid = f"{self.prefix}{tag}{i}"
             request = digits_request(rid, images[index : index + 1])
             self.expected[rid] = Expectation(Status.OK, {k: v[index : index + 1] for k, v in outputs.items()})
             traffic.append((self.codec.encode_request(request), rid))

@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("python-worker-kills", int, "Python worker SIGKILLs (process mode; default 2 there)"),
         ("back-to-back-kills", int, "extra kills while the job still recovers from a fault"),
         ("broker-restarts", int, "broker stop/start cycles"),
+        ("throughput-records", int, "valid requests per throughput burst (0 skips the bursts)"),
         ("seed", int, "seed of every random choice"),
     ):
         parser.add_argument(f"--{name}", type=kind, default=None, help=text)
@@ -102,7 +103,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     plan = SMOKE if args.smoke else Plan()
     changes = {field: getattr(args, field) for field in
                ("requests", "rate", "bad_fraction", "bad_only", "kills", "python_worker_kills",
-                "back_to_back_kills", "broker_restarts", "seed")
+                "back_to_back_kills", "broker_restarts", "throughput_records", "seed")
                if getattr(args, field) is not None}
     if args.python_mode == "process" and args.python_worker_kills is None:
         changes["python_worker_kills"] = 2

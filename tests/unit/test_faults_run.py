@@ -64,3 +64,14 @@ def test_reports_are_ordered_exactly_once_first_thread_mode_first(tmp_path: Path
         (tmp_path / f"{name}.json").write_text(json.dumps({"mode": mode, "job": {"python_mode": python}}))
     got = [(r["mode"], r["job"]["python_mode"]) for r in load_reports(tmp_path)]
     assert got == [("exactly-once", "thread"), ("at-least-once", "thread"), ("exactly-once", "process")]
+
+
+def test_throughput_loss_is_rendered_per_burst() -> None:
+    from aimass.faults.report import _throughput_lines
+
+    throughput = {"bursts": [{"valid": 10, "bad": 0, "valid_per_s": 4000.0}, {"valid": 10, "bad": 1,
+                                                                              "valid_per_s": 3800.0}],
+                  "clean_per_s": 4000.0, "with_bad_per_s": 3800.0, "loss": 0.05}
+    page = "\n".join(_throughput_lines(throughput, {"bad_fraction": 0.01}))
+    assert "| 2 | 10 | 1 | 3,800 |" in page and "**5.0% throughput loss**" in page
+    assert _throughput_lines({}, {"bad_fraction": 0.01}) == []
