@@ -1,4 +1,4 @@
-"""``docs/RELIABILITY.md`` from a campaign's JSON report (see :mod:`aimass.faults.campaign`)."""
+"""``docs/RELIABILITY.md`` from campaigns' JSON reports (see :mod:`aimass.faults.campaign`)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from aimass.faults import malformed
-
-_KIND_TEXT = {
-    "garbage": "random bytes, not Avro single-object encoding",
-    "truncated": "a valid request cut short after its request id",
-    "wrong_schema": "a result record, or a request with an unknown schema fingerprint",
-    "wrong_shape": "`digits` with 0, 1, 63, 65 or 128 columns instead of 64",
-    "wrong_dtype": "`digits` pixels as float64, int64, int32 or uint8 instead of float32",
-    "unknown_model": "a model or a version that does not exist",
-    "path_traversal": "model or version `..`, `../digits`, `../../etc`, `/etc/passwd`",
-    "oversized": "larger than `max_payload_bytes` (every other one as large as the broker takes)",
-    "expired_deadline": "`deadline_ms` in the past",
-}
 
 KNOWN_PROBLEMS = """## Known problems found by these campaigns
 
@@ -146,7 +134,6 @@ def _run_section(report: dict[str, Any]) -> list[str]:
     rec, kill_rec = report["recovery_s"], report["kill_recovery_s"]
     worker_rec = report.get("worker_kill_recovery_s") or {"median": None, "max": None}
     verdict = "**nothing lost, nothing doubled, nothing wrong**" if oracle["ok"] else "**FAILED**"
-    descriptions = getattr(malformed, "DESCRIPTIONS", _KIND_TEXT)
     lines = [
         f"## Campaign: {_title(report)}",
         "",
@@ -183,7 +170,7 @@ def _run_section(report: dict[str, Any]) -> list[str]:
         "",
         "| kind | what | sent |",
         "|---|---|---|",
-        *(f"| `{kind}` | {descriptions.get(kind, '')} | {n} |" for kind, n in sent["bad_by_kind"].items()),
+        *(f"| `{kind}` | {malformed.DESCRIPTIONS.get(kind, '')} | {n} |" for kind, n in sent["bad_by_kind"].items()),
         "",
         *_throughput_lines(bad_phase.get("throughput") or {}, plan),
         "### What came out",
