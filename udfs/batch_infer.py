@@ -129,8 +129,9 @@ class BatchInfer(KeyedProcessFunction):
             if request is None:  # restored from a checkpoint: decode the bytes in state
                 try:
                     request = self.codec.decode_request(original, self.max_bytes)
-                except self.core.decode_error as exc:  # cannot happen for bytes accepted above
-                    yield from self._reject(original, topic, partition, offset, exc.reason, exc.message)
+                except self.core.decode_error as exc:  # only after an upgrade that tightened a rule
+                    yield from self._reject(original, topic, partition, offset, exc.reason, exc.message,
+                                            exc.request_id)
                     continue
             requests.append(request)
             received.append(received_ms)

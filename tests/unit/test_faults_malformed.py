@@ -15,14 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from aimass.codec import Codec, DecodeError
 from aimass.engine import InferenceEngine
 from aimass.faults.malformed import DESCRIPTIONS, KINDS, BadRecords
 from aimass.keys import lane_key
-from aimass.messages import Reason, Status
+from aimass.messages import DTYPES, InferenceRequest, Reason, Status, Tensor
 from aimass.models import ModelRepository, SessionCache
+from aimass.rejects import RECORD_OVERHEAD_BYTES, Source, deliverable, reject
 from aimass.settings import JobSettings
 
 CODEC = Codec()
@@ -69,7 +72,23 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> InferenceEngine:
 
 
 def answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reason | None, str | None, Status | None]:
-    """(dead-letter reason or None, id of the result, its status) as the job's operators give them."""
+    """(dead-letter reason or None, id of the result, its status) as the job's operators give them.
+
+    Also builds the records the job would write (error result, dead letter, result) and
+    checks that each fits the output topics.
+    """
+    got = _answer(engine, value, max_bytes)
+    reason, request_id, status = got
+    limit = SETTINGS.output_record_limit
+    if reason is not None:
+        rejection = reject(CODEC, value, Source("t", 0, 0), reason, "why", 0, request_id, limit=limit)
+        assert len(rejection.dead_letter) + RECORD_OVERHEAD_BYTES <= limit
+        if rejection.result is not None:
+            assert len(rejection.result) + len((request_id or "").encode()) + RECORD_OVERHEAD_BYTES <= limit
+    return got
+
+
+def _answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reason | None, str | None, Status | None]:
     route = CODEC.peek_route(value) if len(value) <= max_bytes else None  # DecodeRequests
     if route is not None:
         lane_key(route[1], route[0], 4, 128)
@@ -83,6 +102,7 @@ def answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reaso
     if problem is not None:
         return problem[0], request.request_id, problem[0].status()
     (result,) = engine.run([request], [now], now)
+    result, _ = deliverable(CODEC, result, SETTINGS.output_record_limit)
     reason = None if result.status is Status.OK else Reason(result.status.value)
     return reason, result.request_id, result.status
 
@@ -121,3 +141,66 @@ def test_records_are_unique_across_a_long_run() -> None:
 def test_make_cycles_through_every_kind() -> None:
     maker = BadRecords(CODEC, random.Random(2), max_payload_bytes=4096, id_prefix="c-")
     assert [maker.make().kind for _ in range(2 * len(KINDS))] == list(KINDS) * 2
+
+
+# -- Hypothesis: requests built from hostile parts, then damaged -----------------------------------
+
+int64 = st.integers(-(2**63), 2**63 - 1)
+texts = st.one_of(st.text(max_size=12), st.sampled_from(["digits", "pixels", "1", "2", "", "..", "x" * 1100]))
+
+
+@st.composite
+def tensors(draw: st.DrawFn) -> Tensor:
+    name = draw(st.sampled_from(["pixels", "pixels", "other", ""]) | texts)
+    dtype = draw(st.sampled_from(["float32", "float32", *DTYPES, "float16", ""]))
+    if draw(st.booleans()):  # plausible: rows of 64
+        rows = draw(st.integers(0, 40))
+        shape: tuple[int, ...] = (rows, 64)
+        size = rows * 64 * DTYPES.get(dtype, DTYPES["float32"]).itemsize
+        if dtype == "bool":
+            data = bytes(draw(st.lists(st.integers(0, 1), min_size=rows * 64, max_size=rows * 64)))
+        else:
+            data = draw(st.binary(min_size=size, max_size=size))
+    else:  # anything: dimensions from the whole int64 range, up to 34 of them
+        shape = tuple(draw(st.lists(st.one_of(st.integers(-2, 70), int64), max_size=34)))
+        data = draw(st.binary(max_size=300))
+    return Tensor(name, dtype, shape, data)
+
+
+@st.composite
+def hostile_values(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):  # a valid request (NaN, infinities and extreme times included), maybe damaged
+        rows = draw(st.integers(1, 40))
+        pixels = draw(st.binary(min_size=rows * 256, max_size=rows * 256))
+        request = InferenceRequest(
+            request_id=draw(st.text(min_size=1, max_size=12)), model="digits",
+            inputs=(Tensor("pixels", "float32", (rows, 64), pixels),), created_at_ms=draw(int64),
+            version=draw(st.sampled_from([None, "1", "2"])), deadline_ms=draw(st.sampled_from([None, 2**63 - 1])),
+        )
+    else:
+        request = InferenceRequest(
+            request_id=draw(texts), model=draw(st.sampled_from(["digits"]) | texts),
+            inputs=tuple(draw(st.lists(tensors(), max_size=3))), created_at_ms=draw(int64),
+            version=draw(st.sampled_from([None, "1", "2"]) | texts), deadline_ms=draw(st.none() | int64),
+        )
+    value = bytearray(CODEC.encode_request(request))
+    for _ in range(draw(st.integers(0, 2))):  # damage a byte or cut short
+        if not value:
+            break
+        if draw(st.booleans()):
+            value[draw(st.integers(0, len(value) - 1))] = draw(st.integers(0, 255))
+        else:
+            del value[draw(st.integers(0, len(value) - 1)) :]
+    return bytes(value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_values())
+def test_any_request_made_of_hostile_parts_gets_one_consistent_answer(engine: InferenceEngine, value: bytes) -> None:
+    started = time.perf_counter()
+    reason, request_id, status = answer(engine, value, 64 * 1024)
+    assert time.perf_counter() - started < 1.0
+    if reason is None:
+        assert status is Status.OK and request_id is not None
+    elif request_id is not None:
+        assert status is reason.status()
