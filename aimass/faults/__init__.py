@@ -10,7 +10,8 @@ Public API:
   :func:`~aimass.faults.oracle.recovery_times`, :func:`~aimass.faults.oracle.digest`.
 * :mod:`aimass.faults.malformed` (pure): :class:`~aimass.faults.malformed.BadRecords` makes
   :class:`~aimass.faults.malformed.BadRecord` of every kind in
-  :data:`~aimass.faults.malformed.KINDS`, each with the answer the job owes it.
+  :data:`~aimass.faults.malformed.KINDS`, each with the answer the job owes it;
+  :data:`~aimass.faults.malformed.DESCRIPTIONS` says in one line what each kind is.
 * :mod:`aimass.faults.inject`: :func:`~aimass.faults.inject.kill_taskmanager` (SIGKILL, then
   start again), :func:`~aimass.faults.inject.restart_broker`,
   :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.failure_times`,

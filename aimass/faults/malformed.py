@@ -78,7 +78,7 @@ DESCRIPTIONS: dict[str, str] = {
     "zero rows, 32 or 33 dimensions",
     "bad_inputs": "inputs missing, unexpected, repeated, unnamed, none at all or more than 1024",
     "bad_dtype": "a dtype the wire does not carry (`float16`, `string`, ...) or `bool` bytes other than 0 and 1",
-    "bad_request_id": "an empty request id, or one longer than 1024 bytes (up to a quarter of the payload limit)",
+    "bad_request_id": "an empty request id, or one longer than 1024 bytes (up to 100 KiB): no result, a dead letter",
     "bad_name": "model or version with non-ASCII or control characters, empty, or 65 bytes to 100 KiB long",
     "absurd_deadline": "`deadline_ms` 0, -1 or -2^63",
 }
