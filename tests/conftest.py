@@ -8,8 +8,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from aimass.settings import PROJECT_ROOT, Settings
+
+# Property tests judge answers, not speed: these machines are shared and noisy, and a per-example
+# deadline there fails a correct test now and then.
+hypothesis_settings.register_profile("aimass", deadline=None)
+hypothesis_settings.load_profile("aimass")
 
 # Several test sessions can share a machine: AIMASS_TEST_PORT_OFFSET moves every port and the
 # state folder of this session's stack (e.g. 100 -> Kafka on 29192, REST on 18181).

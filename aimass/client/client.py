@@ -24,7 +24,7 @@ from aimass.client import validation
 from aimass.client.errors import PayloadTooLarge, ResultTimeout, SubmitFailed, Unavailable
 from aimass.client.feed import ResultFeed, Start
 from aimass.client.store import ResultStore
-from aimass.codec import Codec
+from aimass.codec import MAX_REQUEST_ID_BYTES, Codec
 from aimass.kafka_config import python_client_config
 from aimass.messages import InferenceRequest, InferenceResult, Tensor
 from aimass.settings import Settings
@@ -111,6 +111,11 @@ class Client:
             validation.check_against_spec(validation.resolve(self.repository, model, version), tensors)
         if request_id is not None and not request_id:
             raise validation.InvalidRequest("request_id must not be empty")
+        if request_id is not None and len(request_id.encode()) > MAX_REQUEST_ID_BYTES:
+            # The job would answer with a dead letter only (no result to wait for).
+            raise validation.InvalidRequest(
+                f"request_id of {len(request_id.encode())} bytes exceeds {MAX_REQUEST_ID_BYTES} bytes (UTF-8)"
+            )
         request = InferenceRequest(
             request_id=request_id or str(uuid.uuid4()), model=model, inputs=tuple(tensors),
             created_at_ms=now_ms(), version=version, deadline_ms=deadline_ms, priority=priority,

@@ -98,3 +98,13 @@ def test_no_broker_gives_unavailable_within_the_bounded_time(client: Client) -> 
     with pytest.raises(Unavailable, match="cannot reach Kafka"):
         client.submit("digits", good())
     assert time.monotonic() - started < 5
+
+
+def test_request_ids_the_job_would_not_answer_are_refused(client: Client) -> None:
+    with pytest.raises(InvalidRequest, match="request_id of 1025 bytes exceeds 1024 bytes"):
+        client.submit("digits", good(), request_id="x" * 1025)
+    with pytest.raises(InvalidRequest, match="must not be empty"):
+        client.submit("digits", good(), request_id="")
+    assert client._producer is None
+    request, _ = client.prepare("digits", validation.tensors_from_numpy(good()), request_id="é" * 512)
+    assert len(request.request_id.encode()) == 1024
