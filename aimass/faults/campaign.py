@@ -265,8 +265,10 @@ class Campaign:
             done = sorted(r.completed_at_ms for r in list(self.read.results) if r.request_id in ids)
             lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
             rate = (len(done) * 0.8) / max((hi - lo) / 1000, 1e-3)
+            bad_bytes = sum(len(item.value) for item, _ in items if isinstance(item, BadRecord))
+            valid_bytes = sum(len(item) for item, _ in items if not isinstance(item, BadRecord))
             bursts.append({"bad": len(items) - len(ids), "valid": len(ids), "answered": len(done),
-                           "valid_per_s": round(rate, 1)})
+                           "valid_bytes": valid_bytes, "bad_bytes": bad_bytes, "valid_per_s": round(rate, 1)})
             self.say(f"phase 1: burst {k + 1}/4, {len(ids)} valid + {len(items) - len(ids)} bad records: "
                      f"{rate:,.0f} valid requests/s served")
         clean = statistics.mean(b["valid_per_s"] for b in bursts if not b["bad"])

@@ -73,5 +73,5 @@ def test_throughput_loss_is_rendered_per_burst() -> None:
                                                                               "valid_per_s": 3800.0}],
                   "clean_per_s": 4000.0, "with_bad_per_s": 3800.0, "loss": 0.05}
     page = "\n".join(_throughput_lines(throughput, {"bad_fraction": 0.01}))
-    assert "| 2 | 10 | 1 | 3,800 |" in page and "**5.0% throughput loss**" in page
+    assert "| 2 | 10 | 1 | ? / ? | 3,800 |" in page and "**5.0% throughput loss**" in page
     assert _throughput_lines({}, {"bad_fraction": 0.01}) == []
