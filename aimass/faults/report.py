@@ -57,8 +57,8 @@ def render(reports: list[dict[str, Any]]) -> str:
         "",
         "## Summary",
         "",
-        "| campaign | requests + bad records | faults | lost | doubled | wrong | restarts from bad input "
-        "| recovery median / max |",
+        "| campaign | valid requests (under faults + bursts) + bad records | faults | lost | doubled | wrong "
+        "| restarts from bad input | recovery median / max |",
         "|---|---|---|---|---|---|---|---|",
         *(_summary_row(r) for r in reports),
         "",
@@ -117,7 +117,8 @@ def _summary_row(report: dict[str, Any]) -> str:
         counts[kind] = counts.get(kind, 0) + 1
     faults = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items()) or "none"
     wrong = oracle["mismatched"] + oracle.get("conflicting_duplicates", 0)
-    return (f"| {_title(report)} | {sent['valid_requests']} + {sent['bad_records']} | {faults} | "
+    bursts = sum(b["valid"] for b in (report["bad_input_phase"].get("throughput") or {}).get("bursts", []))
+    return (f"| {_title(report)} | ({sent['valid_requests']} + {bursts}) + {sent['bad_records']} | {faults} | "
             f"**{oracle['lost']}** | **{oracle['duplicated_requests']}** | **{wrong}** | "
             f"**{report['restarts']['from_bad_input']}** | {_s(rec['median'])} / {_s(rec['max'])} |")
 
