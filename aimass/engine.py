@@ -19,6 +19,8 @@ from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, S
 from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache, TensorSpec
 from aimass.settings import JobSettings
 
+MAX_EMPTY_ROWS = 4096
+"""Most rows a request may declare when its rows hold no data (a zero dimension after the first)."""
 
 class InferenceEngine:
     """Validates requests and serves batches of them, grouped by model version."""
@@ -260,6 +262,10 @@ def _shape_problem(tensor: Tensor, want: TensorSpec) -> str | None:
             return f"{where} has a negative dimension in shape {list(shape)}"
     if shape[0] < 1:
         return f"{where} has no rows (shape {list(shape)})"
+    if shape[0] > MAX_EMPTY_ROWS and 0 in shape[1:]:
+        # Rows of no data cost nothing on the wire but one slot each in a batch, and ONNX
+        # Runtime may still allocate an output row for each: bound them.
+        return f"{where} declares {shape[0]} rows of no data (shape {list(shape)}; at most {MAX_EMPTY_ROWS})"
     return None
 
 

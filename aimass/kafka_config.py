@@ -57,7 +57,10 @@ def job_client_properties(kafka: KafkaSettings) -> list[tuple[str, str]]:
     out = []
     for key, value in kafka.client_property_pairs():
         if _is_class_property(key):
-            value = _KAFKA_CLASS.sub(SHADED_PREFIX + "org.apache.kafka.", value)
+            # Outside double quotes only: a JAAS option value (a password) is not a class name.
+            parts = value.split('"')
+            parts[::2] = [_KAFKA_CLASS.sub(SHADED_PREFIX + "org.apache.kafka.", part) for part in parts[::2]]
+            value = '"'.join(parts)
         if key == "sasl.jaas.config" and not value.endswith(";"):
             value += ";"
         out.append((key, value))

@@ -102,6 +102,14 @@ SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=1,
 """The short version: a couple of kills and a broker restart over ~2,000 requests."""
 
 
+def bad_records(settings: Settings, codec: Codec, rng: random.Random, prefix: str, near_limit: bool) -> BadRecords:
+    """The campaign's maker of bad records, its oversized ones sized from the job's limits."""
+    # About the largest record value the requests topic takes: its max.message.bytes
+    # (request_record_limit) less the batch and record envelope (~130 bytes with our key).
+    near = settings.job.request_record_limit - 160 if near_limit else None
+    return BadRecords(codec, rng, settings.job.max_payload_bytes, prefix, near_limit_bytes=near)
+
+
 @dataclass
 class _Read:
     """What the reader thread saw (appended from its thread, read after it stopped)."""
@@ -135,17 +143,16 @@ class Campaign:
         self.codec = Codec(settings.paths.schemas_dir)
         self.rng = random.Random(plan.seed)  # noqa: S311 - repeatable campaigns, not secrets
         self.prefix = f"faults-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]}-"
-        limit = settings.job.max_payload_bytes
-        # About the largest record value the requests topic takes: its max.message.bytes
-        # (request_record_limit) less the batch and record envelope (~130 bytes with our key).
-        near = settings.job.request_record_limit - 160 if plan.near_limit_oversized else None
-        self.bad = BadRecords(self.codec, self.rng, limit, self.prefix, near_limit_bytes=near)
+        self.bad = bad_records(settings, self.codec, self.rng, self.prefix, plan.near_limit_oversized)
         self.expected: dict[str, Expectation] = {}
         self.dead_expected: dict[str, Reason] = {}
         self.bad_kinds: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.read = _Read()
         self.restart_samples: list[tuple[float, int]] = []
         self.producer_errors: list[str] = []
+        self.withdrawn: set[str] = set()
+        self.campaign_problems: list[str] = []
+        """What kept the campaign itself from its plan (a fault the job never recovered from)."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -209,7 +216,10 @@ class Campaign:
 
             # Phase 3: settle and linger.
             self._wait_answers(self.plan.settle_s)
-            jobs.wait_running(self.stack.flink, self.job_id, timeout_s=self.plan.recover_timeout_s)
+            try:
+                jobs.wait_running(self.stack.flink, self.job_id, timeout_s=self.plan.recover_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - reported as a failed campaign, not a traceback
+                self.campaign_problems.append(f"the job is not RUNNING after the faults: {exc}")
             self._linger()
             time.sleep(10.0)  # metrics refresh (see phase 1)
             end, end_ms = time.monotonic(), int(time.time() * 1000)
@@ -262,19 +272,25 @@ class Campaign:
             ids = {rid for _, rid in items if rid is not None}
             self._send_paced(prod, items, 1e9)
             self._wait_answers(self.plan.settle_s)
-            done = sorted(r.completed_at_ms for r in list(self.read.results) if r.request_id in ids)
-            lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
-            rate = (len(done) * 0.8) / max((hi - lo) / 1000, 1e-3)
+            first: dict[str, int] = {}
+            for r in list(self.read.results):
+                if r.request_id in ids and r.request_id not in first:
+                    first[r.request_id] = r.completed_at_ms
+            done = sorted(first.values())
+            rate = 0.0
+            if len(done) >= 10:
+                lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
+                rate = (len(done) * 0.8) / max((hi - lo) / 1000, 1e-3)
             bad_bytes = sum(len(item.value) for item, _ in items if isinstance(item, BadRecord))
             valid_bytes = sum(len(item) for item, _ in items if not isinstance(item, BadRecord))
-            bursts.append({"bad": len(items) - len(ids), "valid": len(ids), "answered": len(done),
+            bursts.append({"with_bad": bad, "bad": len(items) - len(ids), "valid": len(ids), "answered": len(done),
                            "valid_bytes": valid_bytes, "bad_bytes": bad_bytes, "valid_per_s": round(rate, 1)})
             self.say(f"phase 1: burst {k + 1}/4, {len(ids)} valid + {len(items) - len(ids)} bad records: "
                      f"{rate:,.0f} valid requests/s served")
-        clean = statistics.mean(b["valid_per_s"] for b in bursts if not b["bad"])
-        dirty = statistics.mean(b["valid_per_s"] for b in bursts if b["bad"])
+        clean = statistics.mean(b["valid_per_s"] for b in bursts if not b["with_bad"])
+        dirty = statistics.mean(b["valid_per_s"] for b in bursts if b["with_bad"])
         return {"bursts": bursts, "clean_per_s": round(clean, 1), "with_bad_per_s": round(dirty, 1),
-                "loss": round(1 - dirty / clean, 3)}
+                "loss": round(1 - dirty / clean, 3) if clean else None}
 
     def _fit_traffic_to_faults(self) -> None:
         """Lengthen the traffic phase so that every fault strikes while requests flow."""
@@ -316,9 +332,16 @@ class Campaign:
                 value, key = item.value, item.request_id
             else:
                 value, key = item, rid
-            future = prod.send(topic, value=value, key=key.encode() if key else None)
+            try:
+                future = prod.send(topic, value=value, key=key.encode() if key else None)
+            except Exception as exc:  # noqa: BLE001 - e.g. KafkaTimeoutError while the broker is down
+                self._send_failed(key, value, exc)
+                continue
             future.add_errback(self._send_failed, key, value)
-        prod.flush(timeout=180)
+        try:
+            prod.flush(timeout=180)
+        except Exception as exc:  # noqa: BLE001 - unacknowledged sends are failed by their errbacks
+            self.say(f"producer flush: {type(exc).__name__}: {exc}")
 
     def _send_failed(self, key: str | None, value: bytes, exc: BaseException) -> None:
         # Never sent: not the job's loss. Counted and left out of the oracle.
@@ -327,6 +350,7 @@ class Campaign:
             self.dead_expected.pop(digest(value), None)
             if key is not None:
                 self.expected.pop(key, None)
+                self.withdrawn.add(key)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -365,7 +389,11 @@ class Campaign:
             now = time.monotonic()
             for tp, records in batches.items():
                 for record in records:
-                    self._take(tp.topic == results_topic, record.value, now)
+                    try:
+                        self._take(tp.topic == results_topic, record.value, now)
+                    except Exception as exc:  # noqa: BLE001 - one odd record must not stop the reader
+                        self.read.undecodable += 1
+                        self.say(f"reader: {type(exc).__name__}: {exc} (record skipped)")
 
     def _take(self, is_result: bool, value: bytes, now: float) -> None:
         read = self.read
@@ -417,25 +445,30 @@ class Campaign:
         followed = set(self.rng.sample(range(len(kinds)), min(plan.back_to_back_kills, len(kinds))))
         faults: list[Fault] = []
         kill_index = 0
-        for i, (kind, moment) in enumerate(zip(kinds, moments, strict=True)):
+        try:
+            for i, (kind, moment) in enumerate(zip(kinds, moments, strict=True)):
+                if faults:
+                    recovered = self._wait_recovered(faults[-1])
+                    self._sleep_until(recovered + plan.min_fault_spacing_s)
+                self._sleep_until(start + moment)
+                if kind == "taskmanager-kill":
+                    struck = [self._kill_taskmanager(kill_index in aimed)]
+                    kill_index += 1
+                elif kind == "python-worker-kill":
+                    struck = [self._kill_python_worker()]
+                else:
+                    struck = [restart_broker(self.stack, plan.broker_down_s)]
+                if i in followed:
+                    self._sleep_until(struck[0].at + struck[0].down_s + self.rng.uniform(1.0, 8.0))
+                    struck.append(dataclasses.replace(self._kill_taskmanager(False), back_to_back=True))
+                for fault in self._landed(struck):
+                    self._record(faults, fault, start)
             if faults:
-                recovered = self._wait_recovered(faults[-1])
-                self._sleep_until(recovered + plan.min_fault_spacing_s)
-            self._sleep_until(start + moment)
-            if kind == "taskmanager-kill":
-                fault = self._kill_taskmanager(kill_index in aimed)
-                kill_index += 1
-            elif kind == "python-worker-kill":
-                fault = self._kill_python_worker()
-            else:
-                fault = restart_broker(self.stack, plan.broker_down_s)
-            self._record(faults, fault, start)
-            if i in followed:
-                self._sleep_until(fault.at + fault.down_s + self.rng.uniform(1.0, 8.0))
-                follow = self._kill_taskmanager(False)
-                self._record(faults, dataclasses.replace(follow, kind="taskmanager-kill", back_to_back=True), start)
-        if faults:
-            self._wait_recovered(faults[-1])
+                self._wait_recovered(faults[-1])
+        except TimeoutError as exc:
+            # The job did not come back: the verdict must say so, and the report still be written.
+            self.campaign_problems.append(f"{exc}; {len(faults)} of {len(kinds) + len(followed)} faults injected")
+            self.say(f"  {exc}: no more faults")
         return faults
 
     def _record(self, faults: list[Fault], fault: Fault, start: float) -> None:
@@ -446,15 +479,24 @@ class Campaign:
 
     def _kill_taskmanager(self, aim: bool) -> Fault:
         down = self.rng.uniform(0, self.plan.max_taskmanager_down_s)
-        fault = kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=aim, down_s=down,
-                                 interval_ms=self.settings.job.checkpoint_interval_ms)
+        return kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=aim, down_s=down,
+                                interval_ms=self.settings.job.checkpoint_interval_ms)
+
+    def _landed(self, faults: list[Fault]) -> list[Fault]:
+        """``faults`` with whether each TaskManager kill landed inside a checkpoint."""
+        if not any(f.kind == "taskmanager-kill" for f in faults):
+            return faults
         # Checkpoint statistics lag a few seconds behind; by then the TaskManager is still
-        # starting, so no newer checkpoint has pushed this one out of the history.
-        self._sleep_until(fault.at + 4.0)
-        with contextlib.suppress(Exception):
-            landed = checkpoint_spanning(self.stack.flink, self.job_id, fault.at_ms)
-            fault = dataclasses.replace(fault, during_checkpoint=landed)
-        return fault
+        # starting, so no newer checkpoint has pushed these out of the history.
+        self._sleep_until(faults[-1].at + 4.0)
+        out = []
+        for fault in faults:
+            if fault.kind == "taskmanager-kill":
+                with contextlib.suppress(Exception):
+                    fault = dataclasses.replace(
+                        fault, during_checkpoint=checkpoint_spanning(self.stack.flink, self.job_id, fault.at_ms))
+            out.append(fault)
+        return out
 
     def _kill_python_worker(self) -> Fault:
         # After a restart the workers come up with the tasks: give them the time to.
@@ -484,7 +526,11 @@ class Campaign:
     # -- verdict and report ----------------------------------------------------------------
 
     def _verdict(self) -> Verdict:
-        return judge(self.mode, self.expected, self.read.results, self.dead_expected, self.read.dead_letters)
+        # A record whose send was reported failed may still have landed: no judgement either way.
+        results = [r for r in self.read.results if r.request_id not in self.withdrawn]
+        verdict = judge(self.mode, self.expected, results, self.dead_expected, self.read.dead_letters,
+                        own_prefix=self.prefix)
+        return verdict
 
     def _report(self, verdict: Verdict, faults: list[Fault], bad_phase: dict[str, Any], restarts_before: int,
                 restarts_end: int, failures: list[int], mixed: tuple[float, int], finish: tuple[float, int],
@@ -544,10 +590,17 @@ class Campaign:
                 "from_bad_input": max(bad_phase["restarts"], bad_phase["failures"])
                 + max(before_faults, failures_before),
             },
-            "oracle": verdict.summary(),
+            "oracle": self._oracle(verdict),
             "undecodable_records_read": self.read.undecodable,
             "duration_s": round(end - started, 1),
         }
+
+    def _oracle(self, verdict: Verdict) -> dict[str, Any]:
+        summary = verdict.summary()
+        if self.campaign_problems:
+            summary["ok"] = False
+            summary["problems"] = [*summary["problems"], *self.campaign_problems]
+        return summary
 
     def _restarts_between(self, start: float, stop: float) -> int:
         before = [v for t, v in self.restart_samples if t <= start]

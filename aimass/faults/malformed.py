@@ -126,7 +126,7 @@ class BadRecords:
         self.codec = codec
         self.rng = rng
         self.max_payload_bytes = max_payload_bytes
-        if near_limit_bytes is not None and near_limit_bytes < max_payload_bytes + 1024:
+        if near_limit_bytes is not None and near_limit_bytes < max_payload_bytes + 512:
             near_limit_bytes = None  # too close to the limit to be told apart from "just over"
         self.near_limit_bytes = near_limit_bytes
         self._oversized_count = 0

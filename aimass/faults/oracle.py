@@ -60,6 +60,8 @@ class Verdict:
     dead_letters_missing: tuple[str, ...]
     dead_letters_duplicated: int
     dead_letters_wrong_reason: Mapping[str, str]
+    unexpected: tuple[str, ...] = ()
+    """Ids of the campaign's own records that got a result although they were owed none."""
 
     @property
     def lost(self) -> int:
@@ -69,7 +71,8 @@ class Verdict:
     @property
     def ok(self) -> bool:
         """Nothing lost, nothing wrong, and no duplicate the mode does not allow."""
-        if self.lost or self.mismatched or self.conflicting_duplicates or self.dead_letters_wrong_reason:
+        if (self.lost or self.mismatched or self.conflicting_duplicates or self.dead_letters_wrong_reason
+                or self.unexpected):
             return False
         if self.mode == "exactly-once":
             return not self.duplicates and not self.dead_letters_duplicated
@@ -92,6 +95,9 @@ class Verdict:
             out.append(f"{len(self.dead_letters_wrong_reason)} dead letters carry the wrong reason, e.g. {sample}")
         if self.conflicting_duplicates:
             out.append(f"{self.conflicting_duplicates} requests got results that disagree")
+        if self.unexpected:
+            ids = [rid[:60] for rid in self.unexpected[:3]]
+            out.append(f"{len(self.unexpected)} records owed only a dead letter got a result, e.g. {ids}")
         if self.mode == "exactly-once" and self.duplicates:
             out.append(f"{len(self.duplicates)} requests got more than one result in exactly-once mode")
         if self.mode == "exactly-once" and self.dead_letters_duplicated:
@@ -116,6 +122,7 @@ class Verdict:
             "dead_letters_missing": len(self.dead_letters_missing),
             "dead_letters_duplicated": self.dead_letters_duplicated,
             "dead_letters_wrong_reason": len(self.dead_letters_wrong_reason),
+            "unexpected_results": len(self.unexpected),
             "problems": self.problems(),
         }
 
@@ -128,6 +135,7 @@ def judge(
     dead_letters: Iterable[DeadLetter] = (),
     rtol: float = 1e-5,
     atol: float = 1e-6,
+    own_prefix: str | None = None,
 ) -> Verdict:
     """Compare what was read with what was sent.
 
@@ -141,14 +149,19 @@ def judge(
         dead_letters: Every dead letter read.
         rtol: Relative tolerance of float outputs.
         atol: Absolute tolerance of float outputs.
+        own_prefix: Request ids of the caller's own records start with this: a result for one of
+            them that is not in ``expected`` is *unexpected* (a record owed no result got one).
     """
     dead_expected = dead_expected or {}
     first: dict[str, InferenceResult] = {}
     counts: Counter[str] = Counter()
     conflicting: set[str] = set()
+    unexpected: set[str] = set()
     for result in results:
         rid = result.request_id
         if rid is None or rid not in expected:
+            if rid is not None and own_prefix is not None and rid.startswith(own_prefix):
+                unexpected.add(rid)
             continue
         counts[rid] += 1
         if rid not in first:
@@ -183,6 +196,7 @@ def judge(
         dead_letters_missing=tuple(sorted(set(dead_expected) - set(dead_counts))),
         dead_letters_duplicated=sum(1 for n in dead_counts.values() if n > 1),
         dead_letters_wrong_reason=wrong_reason,
+        unexpected=tuple(sorted(unexpected)),
     )
 
 

@@ -106,9 +106,13 @@ class KafkaBroker:
         if k.secure_port:
             props.update(self._secure_listener_props())
         path = self.home / "server.properties"
-        path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
-        if k.secure_port:
-            path.chmod(0o600)  # it holds the generated password
+        text = "".join(f"{key}={value}\n" for key, value in props.items())
+        if k.secure_port:  # it holds the generated password: never readable by others, not even briefly
+            path.unlink(missing_ok=True)
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(text)
+        else:
+            path.write_text(text)
         log4j = self.home / "log4j2.properties"
         log4j.write_text(
             "status = warn\n"
@@ -240,7 +244,7 @@ class KafkaBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         argv = self._java_argv(
-            "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config", str(props)
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(props)
         )
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
         if done.returncode != 0:

@@ -463,3 +463,17 @@ def test_far_future_deadline_and_creation_time_are_served(engine: InferenceEngin
     (result,) = engine.run([req], [NOW], NOW)
     assert result.status is Status.OK and result.timings.end_to_end_ms < 0
     Codec().encode_result(result)
+
+
+def test_rows_of_no_data_are_bounded_for_dynamic_row_shapes(tmp_path: Path) -> None:
+    """``(2**40, 0)`` carries no bytes; without a bound a batch would plan 2**40 rows."""
+    from aimass.engine import MAX_EMPTY_ROWS, input_problem
+    from aimass.models import ModelSpec, TensorSpec
+
+    spec = ModelSpec("seq", "1", tmp_path, (TensorSpec("tokens", "int64", (None, None)),),
+                     (TensorSpec("y", "float32", (None, 1)),))
+    huge = Tensor("tokens", "int64", (2**40, 0), b"")
+    problem = input_problem(spec, [huge])
+    assert problem is not None and "rows of no data" in problem
+    assert input_problem(spec, [Tensor("tokens", "int64", (MAX_EMPTY_ROWS, 0), b"")]) is None
+    assert input_problem(spec, [Tensor("tokens", "int64", (3, 2), b"\x00" * 48)]) is None

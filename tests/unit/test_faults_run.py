@@ -75,3 +75,34 @@ def test_throughput_loss_is_rendered_per_burst() -> None:
     page = "\n".join(_throughput_lines(throughput, {"bad_fraction": 0.01}))
     assert "| 2 | 10 | 1 | ? / ? | 3,800 |" in page and "**5.0% throughput loss**" in page
     assert _throughput_lines({}, {"bad_fraction": 0.01}) == []
+
+
+@pytest.mark.parametrize("payload", [256 * 1024, 4 * 1024 * 1024])
+def test_every_other_oversized_record_is_as_large_as_the_requests_topic_takes(payload: int) -> None:
+    import random
+
+    from aimass.codec import Codec
+    from aimass.faults.campaign import bad_records
+    from aimass.settings import Settings
+
+    settings = Settings.load(env={"AIMASS_JOB_MAX_PAYLOAD_BYTES": str(payload)})
+    maker = bad_records(settings, Codec(), random.Random(1), "t-", near_limit=True)
+    just_over, near = (len(maker.make("oversized").value) for _ in range(2))
+    limit = settings.job.request_record_limit
+    assert payload < just_over < payload + 512
+    # The near one still fits the topic with its Kafka envelope (key + batch header < 160 bytes).
+    assert limit - 160 - 256 < near <= limit - 160
+    off = bad_records(settings, Codec(), random.Random(1), "t-", near_limit=False)
+    assert all(len(off.make("oversized").value) < payload + 512 for _ in range(2))
+
+
+def test_a_result_for_an_own_record_owed_none_fails_the_oracle() -> None:
+    from aimass.faults.oracle import judge
+    from aimass.messages import InferenceResult, Status
+
+    stray = InferenceResult(request_id="run-1-bad-9", model="digits", status=Status.INVALID_INPUT, completed_at_ms=1)
+    other = InferenceResult(request_id="someone-else", model="digits", status=Status.OK, completed_at_ms=1)
+    verdict = judge("exactly-once", {}, [stray, other], own_prefix="run-1-")
+    assert not verdict.ok and verdict.unexpected == ("run-1-bad-9",)
+    assert "owed only a dead letter" in verdict.problems()[0]
+    assert judge("exactly-once", {}, [other], own_prefix="run-1-").ok

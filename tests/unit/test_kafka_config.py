@@ -140,3 +140,15 @@ def test_secrets_do_not_show_in_refusals() -> None:
     with pytest.raises(SettingsError) as caught:
         python_client_config(kafka(raw))
     assert "s3cret" not in str(caught.value)
+
+
+def test_quoted_jaas_option_values_are_not_rewritten() -> None:
+    from aimass.kafka_config import SHADED_PREFIX, job_client_properties
+    from aimass.settings import KafkaSettings
+
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="u" '
+            'password="org.apache.kafka.secret";')
+    kafka = KafkaSettings(client_properties=f"sasl.jaas.config={jaas}")
+    [(key, value)] = job_client_properties(kafka)
+    assert value.startswith(SHADED_PREFIX + "org.apache.kafka.common.security.plain.PlainLoginModule")
+    assert 'password="org.apache.kafka.secret";' in value
