@@ -108,10 +108,17 @@ class ManagedProcess:
         return True
 
     def kill(self) -> None:
-        """SIGKILL the process alone (fault injection); its pid file stays, as after a crash."""
+        """SIGKILL the process and its group (fault injection); its pid file stays, as after a crash.
+
+        The whole group, as a crashed container or a supervisor's control group takes its
+        children along: a TaskManager's Python workers (process mode) would otherwise live on
+        as orphans, outside any group ``stop`` signals later.
+        """
         pid = self.pid()
         if pid is not None:
-            os.kill(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.05)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,25 @@ def test_started_process_is_tracked_and_stopped_with_its_group(tmp_path: Path) -
     assert proc.stop(timeout_s=5) is True
     assert proc.pid() is None
     assert not proc.pid_file.exists()
+
+
+def test_a_killed_process_takes_its_children_along_and_keeps_its_pid_file(tmp_path: Path) -> None:
+    from aimass.faults.inject import descendants
+
+    proc = _proc(tmp_path)
+    child = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(60)'])"
+    pid = proc.start([sys.executable, "-c", child, str(tmp_path)], os.environ)
+    deadline = time.monotonic() + 10
+    while not descendants(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [grandchild] = descendants(pid)
+    proc.kill()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stat = Path(f"/proc/{grandchild}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # no orphan left running
+    assert proc.pid_file.exists() and proc.pid() is None  # as after a crash
 
 
 def test_stale_pid_file_is_cleared_and_never_signals_a_stranger(tmp_path: Path) -> None:
