@@ -20,10 +20,8 @@ direct ONNX Runtime run. Nothing may fail the job: ``execute_and_collect`` would
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +36,9 @@ from aimass.faults.malformed import KINDS, BadRecord, BadRecords
 from aimass.faults.oracle import digest
 from aimass.keys import lane_key
 from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
-from aimass.settings import PROJECT_ROOT, Settings
+from aimass.settings import Settings
 from aimass.traffic import make_request
+from tests.pipeline.minicluster import minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
 
@@ -126,7 +125,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
     from aimass.demo import build_demo_models, load_holdout
-    from flink_jobs.inference_job import SOURCE_ROW, build_pipeline, job_configuration
+    from flink_jobs.inference_job import SOURCE_ROW, build_pipeline
 
     demo = Settings.load(env={}).paths.models_dir
     build_demo_models(demo)
@@ -180,13 +179,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     assert len(codec.encode_request(big_mixed)) <= MAX_PAYLOAD  # valid; only its result is too large
     rows = [Row(v, "requests", 0, offset) for offset, v in enumerate(values)]
 
-    os.environ["PYTHONPATH"] = str(PROJECT_ROOT)
-    venv_bin = os.path.dirname(sys.executable)
-    if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
-        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-    config = job_configuration(settings)
-    config.set_string("python.executable", sys.executable)
-    config.set_string("python.client.executable", sys.executable)
+    config = minicluster_configuration(settings)
     config.set_string("collect-sink.batch-size.max", "32mb")  # dead letters of 2 MiB records come back whole
     config.set_string("restart-strategy.type", "none")  # a failure fails the test at once instead of looping
     env = StreamExecutionEnvironment.get_execution_environment(config)

@@ -9,8 +9,6 @@ The job runs once per module; the tests read its output.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,8 +18,9 @@ import pytest
 
 from aimass.codec import Codec
 from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
-from aimass.settings import PROJECT_ROOT, Settings
+from aimass.settings import Settings
 from aimass.traffic import make_request, now_ms
+from tests.pipeline.minicluster import minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
 
@@ -45,7 +44,7 @@ def run() -> Run:
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
     from aimass.demo import build_demo_models, load_holdout
-    from flink_jobs.inference_job import SOURCE_ROW, build_pipeline, job_configuration
+    from flink_jobs.inference_job import SOURCE_ROW, build_pipeline
 
     settings = Settings.load(env={}, overrides={"job.parallelism": "2"})
     build_demo_models(settings.paths.models_dir)
@@ -69,14 +68,7 @@ def run() -> Run:
     values += garbage + [codec.encode_request(duplicate)] * 3
     rows = [Row(v, "requests", 0, offset) for offset, v in enumerate(values)]
 
-    # The MiniCluster's JVM finds Python on PATH and the project on PYTHONPATH.
-    os.environ["PYTHONPATH"] = str(PROJECT_ROOT)
-    venv_bin = os.path.dirname(sys.executable)
-    if not os.environ.get("PATH", "").startswith(venv_bin + os.pathsep):
-        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-    config = job_configuration(settings)
-    config.set_string("python.executable", sys.executable)
-    config.set_string("python.client.executable", sys.executable)
+    config = minicluster_configuration(settings)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_runtime_mode(RuntimeExecutionMode.BATCH)
     source = env.from_collection(rows, type_info=SOURCE_ROW)
