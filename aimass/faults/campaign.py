@@ -27,15 +27,19 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aimass.codec import Codec, DecodeError
+from aimass.faults.fuzz import Mutator, load_corpus
 from aimass.faults.inject import (
+    Failure,
     Fault,
     checkpoint_spanning,
     failure_times,
+    failures,
     kill_python_worker,
     kill_taskmanager,
     num_restarts,
@@ -95,6 +99,12 @@ class Plan:
     """Make every other oversized record as large as the requests topic takes: its dead letter
     (the record plus an envelope) must still fit the output topics (a crash loop found by the
     first campaign, since fixed)."""
+    fuzz_share: float = 0.25
+    """Share of the bad records that are seeded mutations of valid requests
+    (:class:`aimass.faults.fuzz.Mutator`: records no list of kinds foresaw; a new seed, new ones)."""
+    corpus: str | None = None
+    """Folder of files, each the value of one bad record, sent in phase 1
+    (:func:`aimass.faults.fuzz.load_corpus`): malformed inputs from outside the repository."""
 
 
 SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=1, back_to_back_kills=0,
@@ -102,11 +112,15 @@ SMOKE = Plan(requests=2_000, rate=50.0, bad_only=45, kills=2, broker_restarts=1,
 """The short version: a couple of kills and a broker restart over ~2,000 requests."""
 
 
+def largest_value(settings: Settings) -> int:
+    """About the largest record value the requests topic takes: its ``max.message.bytes``
+    (``request_record_limit``) less the batch and record envelope (~130 bytes with our key)."""
+    return settings.job.request_record_limit - 160
+
+
 def bad_records(settings: Settings, codec: Codec, rng: random.Random, prefix: str, near_limit: bool) -> BadRecords:
     """The campaign's maker of bad records, its oversized ones sized from the job's limits."""
-    # About the largest record value the requests topic takes: its max.message.bytes
-    # (request_record_limit) less the batch and record envelope (~130 bytes with our key).
-    near = settings.job.request_record_limit - 160 if near_limit else None
+    near = largest_value(settings) if near_limit else None
     return BadRecords(codec, rng, settings.job.max_payload_bytes, prefix, near_limit_bytes=near)
 
 
@@ -119,6 +133,8 @@ class _Read:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     dead_keys: set[str] = field(default_factory=set)
     answered: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    """Ids answered with a status other than ok."""
     undecodable: int = 0
 
 
@@ -144,11 +160,16 @@ class Campaign:
         self.rng = random.Random(plan.seed)  # noqa: S311 - repeatable campaigns, not secrets
         self.prefix = f"faults-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]}-"
         self.bad = bad_records(settings, self.codec, self.rng, self.prefix, plan.near_limit_oversized)
+        self.fuzzer = Mutator(self.codec, self.rng, self.prefix)
         self.expected: dict[str, Expectation] = {}
-        self.dead_expected: dict[str, Reason] = {}
+        self.dead_expected: dict[str, Reason | None] = {}
+        self.dead_if_error: dict[str, str] = {}
+        """Request id -> digest of a fuzzed record: its dead letter is owed if its result is not ok."""
         self.bad_kinds: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.read = _Read()
         self.restart_samples: list[tuple[float, int]] = []
+        self.failures_seen: dict[tuple[int, str, str], Failure] = {}
+        """Every entry of the job's exception history seen while polling (it keeps only the newest)."""
         self.producer_errors: list[str] = []
         self.withdrawn: set[str] = set()
         self.campaign_problems: list[str] = []
@@ -176,7 +197,9 @@ class Campaign:
             # Phase 1: bad input only, no fault.
             restarts_before_bad = num_restarts(self.stack.flink, self.job_id)
             bad_start, bad_start_ms = time.monotonic(), int(time.time() * 1000)
-            bad_only = [self.bad.make() for _ in range(self.plan.bad_only)]
+            bad_only = [self._make_bad() for _ in range(self.plan.bad_only)]
+            if self.plan.corpus:
+                bad_only += load_corpus(Path(self.plan.corpus), largest_value(self.settings))
             self.say(f"phase 1: {len(bad_only)} bad records only, no fault")
             self._send_paced(prod, [(record, None) for record in bad_only], max(self.plan.rate, 50.0))
             self._wait_answers(self.plan.settle_s)
@@ -249,10 +272,21 @@ class Campaign:
         arrays = session.run(names, {"pixels": images.astype(np.float32)})
         return dict(zip(names, arrays, strict=True))
 
+    def _make_bad(self) -> BadRecord:
+        """The next bad record: a fuzzed one (``fuzz_share`` of them) or one of the next kind."""
+        if self.rng.random() < self.plan.fuzz_share:
+            return self.fuzzer.make()
+        return self.bad.make()
+
     def _expect_bad(self, record: BadRecord) -> None:
         with self._lock:
-            self.bad_kinds[record.kind] += 1
-            self.dead_expected[digest(record.value)] = record.reason
+            self.bad_kinds[record.kind] = self.bad_kinds.get(record.kind, 0) + 1
+            key = digest(record.value)
+            if record.reason is None and record.request_id is not None:  # fuzzed: any answer, see fuzz
+                self.expected[record.request_id] = Expectation(None)
+                self.dead_if_error[record.request_id] = key
+                return
+            self.dead_expected[key] = record.reason
             if record.request_id is not None and record.status is not None:
                 self.expected[record.request_id] = Expectation(record.status)
 
@@ -312,7 +346,7 @@ class Campaign:
         traffic: list[tuple[Any, str | None]] = []
         for i in range(requests):
             while self.rng.random() < bad_fraction:
-                traffic.append((self.bad.make(), None))
+                traffic.append((self._make_bad(), None))
             index = self.rng.randrange(len(images))
             rid = f"{self.prefix}{tag}{i}"
             request = digits_request(rid, images[index : index + 1])
@@ -350,6 +384,7 @@ class Campaign:
             self.dead_expected.pop(digest(value), None)
             if key is not None:
                 self.expected.pop(key, None)
+                self.dead_if_error.pop(key, None)
                 self.withdrawn.add(key)
 
     # -- reading ---------------------------------------------------------------------------
@@ -404,6 +439,8 @@ class Campaign:
                     read.results.append(result)
                     read.arrivals.append(now)
                     read.answered.add(result.request_id)
+                    if result.status is not Status.OK:
+                        read.failed.add(result.request_id)
             else:
                 dead = self.codec.decode_dead_letter(value)
                 read.dead_letters.append(dead)
@@ -412,16 +449,27 @@ class Campaign:
             read.undecodable += 1
 
     def _monitor_restarts(self) -> None:
+        polls = 0
         while not self._stop.is_set():
             # The REST API may be briefly busy: then the next sample tells.
             with contextlib.suppress(Exception):
                 self.restart_samples.append((time.monotonic(), num_restarts(self.stack.flink, self.job_id)))
+            if polls % 4 == 0:
+                self._poll_failures()
+            polls += 1
             self._stop.wait(0.5)
+        self._poll_failures()
+
+    def _poll_failures(self) -> None:
+        with contextlib.suppress(Exception):
+            for failure in failures(self.stack.flink, self.job_id):
+                self.failures_seen[(failure.at_ms, failure.exception, failure.message)] = failure
 
     def _outstanding(self) -> int:
         with self._lock:
             missing = len(self.expected.keys() - self.read.answered)
-            return missing + len(self.dead_expected.keys() - self.read.dead_keys)
+            owed = {key for rid, key in self.dead_if_error.items() if rid in self.read.failed}
+            return missing + len((self.dead_expected.keys() | owed) - self.read.dead_keys)
 
     def _wait_answers(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -529,7 +577,7 @@ class Campaign:
         # A record whose send was reported failed may still have landed: no judgement either way.
         results = [r for r in self.read.results if r.request_id not in self.withdrawn]
         verdict = judge(self.mode, self.expected, results, self.dead_expected, self.read.dead_letters,
-                        own_prefix=self.prefix)
+                        own_prefix=self.prefix, dead_if_error=self.dead_if_error)
         return verdict
 
     def _report(self, verdict: Verdict, faults: list[Fault], bad_phase: dict[str, Any], restarts_before: int,
@@ -552,6 +600,9 @@ class Campaign:
             fault_rows.append(row)
         first_fault = faults[0].at if faults else end
         first_fault_ms = faults[0].at_ms if faults else end_ms
+        # Failures whose stack trace blames Python code or an unwritable record, wherever they
+        # fell: one after the first fault is not excused by the fault (a kill never raises in Python).
+        from_code = sorted((f for f in self.failures_seen.values() if f.from_code), key=lambda f: f.at_ms)
         before_faults = self._restarts_between(mixed_start, first_fault)
         failures_before = sum(1 for t in failures if mixed_start_ms <= t < first_fault_ms)
         kill_recoveries = [r for f, r in zip(faults, recoveries, strict=True) if f.kind == "taskmanager-kill"]
@@ -588,7 +639,12 @@ class Campaign:
                 "failures_in_fault_windows": attributed_failures,
                 "failures_before_first_fault": failures_before,
                 "from_bad_input": max(bad_phase["restarts"], bad_phase["failures"])
-                + max(before_faults, failures_before),
+                + max(before_faults, failures_before)
+                + sum(1 for f in from_code if f.at_ms >= first_fault_ms),
+                "failures_from_code": len(from_code),
+                "code_failures": [{"at_s": round((f.at_ms - mixed_start_ms) / 1000, 1), "exception": f.exception,
+                                   "message": f.message} for f in from_code[:20]],
+                "failures_seen": len(self.failures_seen),
             },
             "oracle": self._oracle(verdict),
             "undecodable_records_read": self.read.undecodable,

@@ -86,11 +86,46 @@ def checkpoint_spanning(cluster: FlinkCluster, job_id: str, at_ms: int) -> bool:
     return False
 
 
-def failure_times(cluster: FlinkCluster, job_id: str) -> list[int]:
-    """Epoch milliseconds of the job's recorded failures (REST exception history, newest 16)."""
+#: Words in a failure's stack trace that put the blame on the job's own code or on a record it
+#: produced, not on a lost process or connection: a Python exception raised in an operator
+#: (pemja in thread mode, a Python traceback from the worker in process mode) or an output
+#: record the sink cannot write.
+CODE_FAILURE_MARKS = ("PythonException", "Traceback (most recent call last)", "RecordTooLargeException")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One entry of the job's exception history."""
+
+    at_ms: int
+    exception: str
+    """Class name of the root exception."""
+    message: str
+    """First line of its stack trace (clipped)."""
+    from_code: bool
+    """The stack trace names Python code or an unwritable record (:data:`CODE_FAILURE_MARKS`): a
+    failure a bad record could cause, never one a killed process or a broker restart causes."""
+
+
+def failures(cluster: FlinkCluster, job_id: str) -> list[Failure]:
+    """The job's recorded failures, oldest first (REST exception history: the newest entries only,
+    ``web.exception-history-size``, 16 by default; poll it to keep older ones)."""
     answer: dict[str, Any] = cluster.rest(f"/jobs/{job_id}/exceptions", timeout=5)
-    entries = (answer.get("exceptionHistory") or {}).get("entries") or []
-    return sorted(int(e["timestamp"]) for e in entries if e.get("timestamp"))
+    out = []
+    for entry in (answer.get("exceptionHistory") or {}).get("entries") or []:
+        if not entry.get("timestamp"):
+            continue
+        traces = [entry.get("stacktrace") or ""] + [c.get("stacktrace") or "" for c in
+                                                     entry.get("concurrentExceptions") or []]
+        first = (traces[0].strip().splitlines() or [""])[0]
+        out.append(Failure(int(entry["timestamp"]), str(entry.get("exceptionName") or "?"), first[:300],
+                           any(mark in trace for trace in traces for mark in CODE_FAILURE_MARKS)))
+    return sorted(out, key=lambda f: f.at_ms)
+
+
+def failure_times(cluster: FlinkCluster, job_id: str) -> list[int]:
+    """Epoch milliseconds of the job's recorded failures (see :func:`failures`)."""
+    return [f.at_ms for f in failures(cluster, job_id)]
 
 
 def kill_taskmanager(stack: LocalStack, index: int = 0, job_id: str | None = None, during_checkpoint: bool = False,

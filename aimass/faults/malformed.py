@@ -90,11 +90,13 @@ class BadRecord:
 
     kind: str
     value: bytes
-    reason: Reason
-    """The dead-letter reason code the job must give it."""
+    reason: Reason | None
+    """The dead-letter reason code the job must give it; None: any (records of
+    :mod:`aimass.faults.fuzz`, whose answer is not known beforehand)."""
     request_id: str | None = None
     """Readable request id: the job must also put an error result with :attr:`status` for it."""
     status: Status | None = None
+    """None with a request id: a result of any status (a fuzzed record)."""
 
 
 def digits_request(request_id: str, pixels: np.ndarray, **fields: object) -> InferenceRequest:
@@ -259,21 +261,21 @@ class BadRecords:
 
     def _corrupt_body(self, rid: str) -> BadRecord:
         valid = self.codec.encode_request(digits_request(rid, self._pixels()))
-        head = valid[:HEADER_SIZE] + _string(rid)
+        head = valid[:HEADER_SIZE] + avro_string(rid)
         variant = self.rng.choice(["model_past_end", "model_not_utf8", "priority_41_bits", "trailing"])
         if variant == "model_past_end":  # the model's length prefix claims more than follows
             tail = self._random_bytes(0, 64)
-            value = head + _long(len(tail) + self.rng.randint(1, 1 << 40)) + tail
+            value = head + avro_long(len(tail) + self.rng.randint(1, 1 << 40)) + tail
         elif variant == "model_not_utf8":
-            value = head + _long(4) + bytes([0xFF, 0xFE, 0xC0, 0x80]) + self._random_bytes(0, 64)
+            value = head + avro_long(4) + bytes([0xFF, 0xFE, 0xC0, 0x80]) + self._random_bytes(0, 64)
         elif variant == "priority_41_bits":  # an Avro int beyond 32 bits: other readers refuse it
             created = int(time.time() * 1000)
             request = digits_request(rid, self._pixels())
             request = InferenceRequest(rid, "digits", request.inputs, created)
             encoded = self.codec.encode_request(request)
-            end = _long(0) + _long(0) + _long(created)  # no deadline, priority 0, created_at_ms
+            end = avro_long(0) + avro_long(0) + avro_long(created)  # no deadline, priority 0, created_at_ms
             assert encoded.endswith(end)
-            value = encoded[: -len(end)] + _long(0) + _long(1 << 40) + _long(created)
+            value = encoded[: -len(end)] + avro_long(0) + avro_long(1 << 40) + avro_long(created)
         else:
             value = valid + bytes([self.rng.randint(0, 255)]) + self._random_bytes(0, 15)
         return BadRecord("corrupt_body", value, Reason.UNDECODABLE, rid, Status.INVALID_INPUT)
@@ -282,7 +284,7 @@ class BadRecords:
         # The id's length prefix claims more bytes than follow: no id can be read, and no
         # random tail can make the body decode.
         tail = uuid.UUID(int=self.rng.getrandbits(128)).bytes + self._random_bytes(0, 200)
-        prefix = _long(len(tail) + self.rng.randint(1, 1 << 50))
+        prefix = avro_long(len(tail) + self.rng.randint(1, 1 << 50))
         value = self.codec.encode_request(digits_request(rid, self._pixels()))[:HEADER_SIZE] + prefix + tail
         return BadRecord("random_body", value, Reason.UNDECODABLE)
 
@@ -359,7 +361,7 @@ class BadRecords:
         return BadRecord("absurd_deadline", value, Reason.DEADLINE_EXCEEDED, rid, Status.DEADLINE_EXCEEDED)
 
 
-def _long(value: int) -> bytes:
+def avro_long(value: int) -> bytes:
     """Avro ``long``: zig-zag, then base-128 varint."""
     n = (value << 1) ^ (value >> 63)
     out = bytearray()
@@ -370,7 +372,7 @@ def _long(value: int) -> bytes:
     return bytes(out)
 
 
-def _string(text: str) -> bytes:
+def avro_string(text: str) -> bytes:
     """Avro ``string``: length, then UTF-8."""
     data = text.encode("utf-8")
-    return _long(len(data)) + data
+    return avro_long(len(data)) + data

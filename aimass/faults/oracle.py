@@ -35,7 +35,8 @@ def digest(original: bytes) -> str:
 class Expectation:
     """What one request should be answered with."""
 
-    status: Status
+    status: Status | None
+    """None: any status (a fuzzed record, see ``dead_if_error`` of :func:`judge`)."""
     outputs: Mapping[str, np.ndarray] | None = field(default=None, compare=False)
     """Expected output arrays by name (compared with a tolerance); None: not checked."""
 
@@ -131,11 +132,12 @@ def judge(
     mode: Mode,
     expected: Mapping[str, Expectation],
     results: Iterable[InferenceResult],
-    dead_expected: Mapping[str, Reason] | None = None,
+    dead_expected: Mapping[str, Reason | None] | None = None,
     dead_letters: Iterable[DeadLetter] = (),
     rtol: float = 1e-5,
     atol: float = 1e-6,
     own_prefix: str | None = None,
+    dead_if_error: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Compare what was read with what was sent.
 
@@ -145,14 +147,18 @@ def judge(
         results: Every result read (in order); results of ids not in ``expected`` are ignored
             (other traffic on a shared topic).
         dead_expected: :func:`digest` of a bad record's bytes -> the reason it must be
-            dead-lettered with; dead letters of other records are ignored.
+            dead-lettered with (None: any reason); dead letters of other records are ignored.
         dead_letters: Every dead letter read.
         rtol: Relative tolerance of float outputs.
         atol: Absolute tolerance of float outputs.
         own_prefix: Request ids of the caller's own records start with this: a result for one of
             them that is not in ``expected`` is *unexpected* (a record owed no result got one).
+        dead_if_error: Request id -> :func:`digest` of its record, for records whose answer is
+            not known beforehand (``expected`` says any status): a result that is not ``ok`` owes
+            a dead letter of those bytes with the matching reason, an ``ok`` one owes none.
     """
-    dead_expected = dead_expected or {}
+    dead_expected = dict(dead_expected or {})
+    dead_if_error = dead_if_error or {}
     first: dict[str, InferenceResult] = {}
     counts: Counter[str] = Counter()
     conflicting: set[str] = set()
@@ -174,15 +180,36 @@ def judge(
         why = _mismatch(expected[rid], result, rtol, atol)
         if why is not None:
             mismatched[rid] = why
+    owed_none: dict[str, str] = {}
+    """Digest -> request id of fuzzed records answered ``ok``: they owe no dead letter."""
+    status_of: dict[str, Status] = {}
+    for rid, key in dead_if_error.items():
+        answer = first.get(rid)
+        if answer is None:
+            continue  # already missing
+        if answer.status is Status.OK:
+            owed_none[key] = rid
+        else:
+            dead_expected[key] = None
+            status_of[key] = answer.status
     dead_counts: Counter[str] = Counter()
     wrong_reason: dict[str, str] = {}
     for dl in dead_letters:
         key = digest(dl.original)
+        if key in owed_none:
+            mismatched.setdefault(owed_none[key], f"an ok result and a dead letter ({dl.reason.value})")
+            continue
         if key not in dead_expected:
             continue
         dead_counts[key] += 1
-        if dl.reason is not dead_expected[key] and key not in wrong_reason:
-            wrong_reason[key] = f"reason {dl.reason.value}, expected {dead_expected[key].value}: {dl.message[:120]}"
+        want = dead_expected[key]
+        if key in wrong_reason:
+            continue
+        if want is not None and dl.reason is not want:
+            wrong_reason[key] = f"reason {dl.reason.value}, expected {want.value}: {dl.message[:120]}"
+        elif key in status_of and dl.reason.status() is not status_of[key]:
+            wrong_reason[key] = (f"reason {dl.reason.value} does not match its result's status "
+                                 f"{status_of[key].value}: {dl.message[:120]}")
     return Verdict(
         mode=mode,
         expected=len(expected),
@@ -207,7 +234,7 @@ def _content(result: InferenceResult) -> tuple[Any, ...]:
 
 
 def _mismatch(want: Expectation, got: InferenceResult, rtol: float, atol: float) -> str | None:
-    if got.status is not want.status:
+    if want.status is not None and got.status is not want.status:
         return f"status {got.status.value}, expected {want.status.value} ({(got.error or '')[:120]})"
     if want.outputs is None:
         return None

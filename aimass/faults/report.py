@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aimass.faults import malformed
+from aimass.faults import fuzz, malformed
 
 KNOWN_PROBLEMS = """## Known problems found by these campaigns
 
@@ -127,6 +127,20 @@ def _summary_row(report: dict[str, Any]) -> str:
             f"**{report['restarts']['from_bad_input']}** | {_s(rec['median'])} / {_s(rec['max'])} |")
 
 
+_DESCRIPTIONS = {**malformed.DESCRIPTIONS, **fuzz.DESCRIPTIONS}
+
+
+def _verdict(oracle: dict[str, Any]) -> str:
+    """One line: what the oracle found, in the words of the delivery mode's promise."""
+    if not oracle["ok"]:
+        return "**FAILED**"
+    identical = oracle.get("identical_duplicates", 0)
+    if identical:  # allowed in at-least-once mode only (the oracle fails exactly-once on any)
+        return (f"**nothing lost, nothing wrong**; {identical} requests answered more than once, every copy "
+                "identical (allowed in at-least-once mode)")
+    return "**nothing lost, nothing doubled, nothing wrong**"
+
+
 def _run_section(report: dict[str, Any]) -> list[str]:
     plan, sent, oracle, restarts = report["plan"], report["sent"], report["oracle"], report["restarts"]
     job, machine, bad_phase = report["job"], report.get("machine", {}), report["bad_input_phase"]
@@ -138,7 +152,7 @@ def _run_section(report: dict[str, Any]) -> list[str]:
     aimed = round(plan["checkpoint_kill_share"] * (len(kills) - len(back_to_back)))
     rec, kill_rec = report["recovery_s"], report["kill_recovery_s"]
     worker_rec = report.get("worker_kill_recovery_s") or {"median": None, "max": None}
-    verdict = "**nothing lost, nothing doubled, nothing wrong**" if oracle["ok"] else "**FAILED**"
+    verdict = _verdict(oracle)
     lines = [
         f"## Campaign: {_title(report)}",
         "",
@@ -175,7 +189,7 @@ def _run_section(report: dict[str, Any]) -> list[str]:
         "",
         "| kind | what | sent |",
         "|---|---|---|",
-        *(f"| `{kind}` | {malformed.DESCRIPTIONS.get(kind, '')} | {n} |" for kind, n in sent["bad_by_kind"].items()),
+        *(f"| `{kind}` | {_DESCRIPTIONS.get(kind, '')} | {n} |" for kind, n in sent["bad_by_kind"].items()),
         "",
         *_throughput_lines(bad_phase.get("throughput") or {}, plan),
         "### What came out",
@@ -195,7 +209,7 @@ def _run_section(report: dict[str, Any]) -> list[str]:
         f"| **job restarts caused by bad input** | **{restarts['from_bad_input']}** (phase 1: "
         f"{bad_phase['restarts']} restarts, {bad_phase.get('failures', 0)} failures recorded; phase 2 before the "
         f"first fault: {restarts['before_first_fault']} restarts, {restarts.get('failures_before_first_fault', 0)} "
-        f"failures) |",
+        f"failures{_code_failures(restarts)}) |",
         f"| `numRestarts` increase during phase 2 / within the fault windows | {restarts['mixed_phase_total']} / "
         f"{restarts['attributed_to_faults']} |",
         f"| job failures recorded during phase 2 / within the fault windows | "
@@ -221,6 +235,18 @@ def _run_section(report: dict[str, Any]) -> list[str]:
     if oracle["problems"]:
         lines += ["Problems found:", "", *(f"- {p}" for p in oracle["problems"]), ""]
     return lines
+
+
+def _code_failures(restarts: dict[str, Any]) -> str:
+    """The part of the restarts row on failures blamed on Python code (older reports lack it)."""
+    if "failures_from_code" not in restarts:
+        return ""
+    text = (f"; failures anywhere in the campaign whose stack trace names Python code or an unwritable "
+            f"record: {restarts['failures_from_code']} of {restarts.get('failures_seen', '?')} recorded")
+    for failure in restarts.get("code_failures", [])[:3]:
+        message = failure["message"][:160].replace("|", "\\|")  # inside a table cell
+        text += f"; at +{failure['at_s']} s `{failure['exception']}`: {message}"
+    return text
 
 
 def _throughput_lines(throughput: dict[str, Any], plan: dict[str, Any]) -> list[str]:

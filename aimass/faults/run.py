@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from aimass.faults.campaign import SMOKE, Campaign, Plan
+from aimass.faults.campaign import SMOKE, Campaign, Plan, largest_value
 from aimass.faults.report import load_reports, render
 from aimass.settings import PROJECT_ROOT, Settings
 
@@ -85,6 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("back-to-back-kills", int, "extra kills while the job still recovers from a fault"),
         ("broker-restarts", int, "broker stop/start cycles"),
         ("throughput-records", int, "valid requests per throughput burst (0 skips the bursts)"),
+        ("fuzz-share", float, "share of bad records that are seeded mutations of valid requests (default 0.25)"),
         ("seed", int, "seed of every random choice"),
     ):
         parser.add_argument(f"--{name}", type=kind, default=None, help=text)
@@ -94,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-near-limit", action="store_true",
                         help="send oversized records just over max_payload_bytes only, none as large as the "
                              "requests topic takes")
+    parser.add_argument("--bad-corpus", type=Path, default=None, metavar="DIR",
+                        help="also send every file under DIR as one bad record in phase 1 (each owes a dead "
+                             "letter): malformed inputs of your own")
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end (to look at it)")
     return parser.parse_args(argv)
 
@@ -103,7 +107,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     plan = SMOKE if args.smoke else Plan()
     changes = {field: getattr(args, field) for field in
                ("requests", "rate", "bad_fraction", "bad_only", "kills", "python_worker_kills",
-                "back_to_back_kills", "broker_restarts", "throughput_records", "seed")
+                "back_to_back_kills", "broker_restarts", "throughput_records", "fuzz_share", "seed")
                if getattr(args, field) is not None}
     if args.python_mode == "process" and args.python_worker_kills is None:
         changes["python_worker_kills"] = 2
@@ -112,6 +116,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
                          "the TaskManager (kill the TaskManager with --kills instead)")
     if args.no_near_limit:
         changes["near_limit_oversized"] = False
+    if args.bad_corpus is not None:
+        changes["corpus"] = str(args.bad_corpus.resolve())
     return dataclasses.replace(plan, **changes)
 
 
@@ -154,6 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[faults {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
+    if plan.corpus:  # a bad folder is said now, not after the stack has started
+        from aimass.faults.fuzz import load_corpus
+
+        try:
+            count = sum(1 for _ in load_corpus(Path(plan.corpus), largest_value(settings)))
+            say(f"--bad-corpus: {count} distinct records in {plan.corpus}")
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
     build_demo_models(settings.paths.models_dir)
     stack = LocalStack(settings, say=lambda m: say(f"stack: {m}"))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

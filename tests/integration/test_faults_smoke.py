@@ -36,8 +36,11 @@ def test_kills_and_bad_records_lose_double_and_crash_nothing(
     assert oracle["expected"] >= plan.requests and report["sent"]["producer_errors"] == 0
     assert report["sent"]["bad_records"] >= plan.bad_only
     assert all(n > 0 for n in report["sent"]["bad_by_kind"].values()), report["sent"]["bad_by_kind"]
+    assert report["sent"]["bad_by_kind"].get("fuzzed", 0) > 0  # mutations no list of kinds foresaw
     kinds = [f["kind"] for f in report["faults"]]
     assert kinds.count("taskmanager-kill") == plan.kills and kinds.count("broker-restart") == plan.broker_restarts
     assert report["bad_input_phase"]["restarts"] == 0 and report["restarts"]["from_bad_input"] == 0
+    # No failure anywhere in the campaign (kill windows included) names Python code.
+    assert report["restarts"]["failures_from_code"] == 0, report["restarts"]["code_failures"]
     # The kills were felt (the exception history counts failures; numRestarts under-counts).
     assert report["restarts"]["failures_in_fault_windows"] >= 1

@@ -174,3 +174,60 @@ def test_report_renders_every_section() -> None:
                   "## Campaign: at-least-once, thread mode", "| **lost**", "during a checkpoint", "9.5 s",
                   "## Security", "SECURITY.md", "nothing lost, nothing doubled", "1 back-to-back kill"):
         assert words in page
+
+
+# -- records whose answer is not known beforehand (aimass.faults.fuzz) ------------------------------
+
+FUZZ = {"f1": Expectation(None), "f2": Expectation(None)}
+FUZZ_DIGESTS = {"f1": digest(b"one"), "f2": digest(b"two")}
+
+
+def test_a_fuzzed_record_may_get_any_status_with_its_dead_letter_when_not_ok() -> None:
+    results = [ok("f1"), InferenceResult("f2", "digits", Status.INVALID_INPUT, 1, error="x")]
+    verdict = judge("exactly-once", FUZZ, results, {}, [dead(b"two", Reason.UNDECODABLE)],
+                    dead_if_error=FUZZ_DIGESTS)
+    assert verdict.ok, verdict.problems()
+    assert verdict.dead_letters_expected == 1
+
+
+def test_a_fuzzed_error_result_without_its_dead_letter_is_a_loss() -> None:
+    results = [ok("f1"), InferenceResult("f2", "digits", Status.UNKNOWN_MODEL, 1, error="x")]
+    verdict = judge("at-least-once", FUZZ, results, {}, [], dead_if_error=FUZZ_DIGESTS)
+    assert not verdict.ok and verdict.dead_letters_missing == (FUZZ_DIGESTS["f2"],)
+
+
+def test_a_fuzzed_dead_letter_must_match_its_results_status() -> None:
+    results = [ok("f1"), InferenceResult("f2", "digits", Status.UNKNOWN_MODEL, 1, error="x")]
+    verdict = judge("exactly-once", FUZZ, results, {}, [dead(b"two", Reason.UNDECODABLE)],
+                    dead_if_error=FUZZ_DIGESTS)
+    assert not verdict.ok and FUZZ_DIGESTS["f2"] in verdict.dead_letters_wrong_reason
+
+
+def test_a_fuzzed_ok_result_with_a_dead_letter_is_wrong() -> None:
+    results = [ok("f1"), InferenceResult("f2", "digits", Status.INVALID_INPUT, 1, error="x")]
+    letters = [dead(b"one", Reason.INVALID_INPUT), dead(b"two", Reason.INVALID_INPUT)]
+    verdict = judge("exactly-once", FUZZ, results, {}, letters, dead_if_error=FUZZ_DIGESTS)
+    assert not verdict.ok and "an ok result and a dead letter" in verdict.mismatched["f1"]
+
+
+def test_a_fuzzed_record_without_a_result_is_lost_and_its_dead_letter_doubled_in_exactly_once() -> None:
+    assert judge("exactly-once", FUZZ, [ok("f1")], {}, [], dead_if_error=FUZZ_DIGESTS).missing == ("f2",)
+    results = [ok("f1"), InferenceResult("f2", "digits", Status.INVALID_INPUT, 1, error="x")]
+    twice = [dead(b"two", Reason.INVALID_INPUT)] * 2
+    assert not judge("exactly-once", FUZZ, results, {}, twice, dead_if_error=FUZZ_DIGESTS).ok
+    assert judge("at-least-once", FUZZ, results, {}, twice, dead_if_error=FUZZ_DIGESTS).ok
+
+
+def test_a_corpus_record_owes_a_dead_letter_of_any_reason() -> None:
+    expected = {digest(b"mine"): None}
+    assert judge("exactly-once", {}, [], expected, [dead(b"mine", Reason.WRONG_SCHEMA)]).ok
+    assert judge("exactly-once", {}, [], expected, []).dead_letters_missing == (digest(b"mine"),)
+
+
+def test_at_least_once_verdict_names_its_identical_duplicates() -> None:
+    from aimass.faults.report import _verdict
+
+    results = [ok("a"), ok("b"), ok("a", completed=9), ERROR_C]
+    summary = judge("at-least-once", EXPECTED, results).summary()
+    assert "1 requests answered more than once, every copy identical" in _verdict(summary)
+    assert _verdict(judge("exactly-once", EXPECTED, results).summary()) == "**FAILED**"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aimass.faults.campaign import SMOKE, Plan
-from aimass.faults.inject import descendants
+from aimass.faults.inject import descendants, failures
 from aimass.faults.report import load_reports
 from aimass.faults.run import parse_args, plan_from
 
@@ -35,6 +35,40 @@ def test_process_mode_kills_the_python_worker_by_default() -> None:
 def test_worker_kills_in_thread_mode_are_refused_with_the_fix() -> None:
     with pytest.raises(SystemExit, match="--python-mode process"):
         plan_from(parse_args(["--python-worker-kills", "1"]))
+
+
+def test_fuzz_share_and_a_corpus_folder_come_from_the_command_line(tmp_path: Path) -> None:
+    assert Plan().fuzz_share > 0 and SMOKE.fuzz_share > 0  # fuzzed records by default
+    plan = plan_from(parse_args(["--smoke", "--fuzz-share", "0.5", "--bad-corpus", str(tmp_path)]))
+    assert plan.fuzz_share == 0.5 and plan.corpus == str(tmp_path.resolve())
+
+
+class _Rest:
+    """A FlinkCluster stand-in answering the exception-history call with ``entries``."""
+
+    def __init__(self, entries: list[dict[str, object]]) -> None:
+        self.entries = entries
+
+    def rest(self, path: str, timeout: float = 10) -> dict[str, object]:
+        assert path == "/jobs/j/exceptions"
+        return {"exceptionHistory": {"entries": self.entries}}
+
+
+def test_failures_blame_python_code_and_unwritable_records_not_lost_processes() -> None:
+    entries = [
+        {"timestamp": 3, "exceptionName": "org.apache.flink.util.FlinkException",
+         "stacktrace": "org.apache.flink.util.FlinkException: TaskManager with id tm-1 is no longer reachable.\n\tat"},
+        {"timestamp": 1, "exceptionName": "pemja.core.PythonException",
+         "stacktrace": "pemja.core.PythonException: <class 'ValueError'>: boom\n\tat pemja..."},
+        {"timestamp": 2, "exceptionName": "java.lang.RuntimeException", "stacktrace": "java.lang.RuntimeException: x",
+         "concurrentExceptions": [{"stacktrace": "org.apache.kafka.common.errors.RecordTooLargeException: big"}]},
+        {"exceptionName": "no timestamp: skipped"},
+    ]
+    found = failures(_Rest(entries), "j")  # type: ignore[arg-type]
+    assert [f.at_ms for f in found] == [1, 2, 3]
+    assert [f.from_code for f in found] == [True, True, False]
+    assert found[0].message == "pemja.core.PythonException: <class 'ValueError'>: boom"
+    assert found[2].exception == "org.apache.flink.util.FlinkException"
 
 
 def test_descendants_finds_grandchildren() -> None:
