@@ -5,6 +5,9 @@ One MiniCluster run (BATCH mode, as in test_pipeline.py) of valid requests mixed
 * records of every kind in :data:`aimass.faults.malformed.KINDS`, each owed exactly one dead
   letter with its kind's reason and, when its id is readable, exactly one result with its
   kind's status;
+* seeded mutations of valid requests (:class:`aimass.faults.fuzz.Mutator`), each owed exactly
+  one result for its id, of any status, and a dead letter of the same status exactly when that
+  status is not ok;
 * a NULL value (a Kafka tombstone) and an empty one: one ``UNDECODABLE`` dead letter each;
 * a request that passes validation but makes ONNX Runtime fail, batched with requests that do
   not: ``INTERNAL_ERROR`` for it alone;
@@ -32,6 +35,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from aimass.codec import MAX_REQUEST_ID_BYTES, Codec
+from aimass.faults.fuzz import Mutator
 from aimass.faults.malformed import KINDS, BadRecord, BadRecords
 from aimass.faults.oracle import digest
 from aimass.keys import lane_key
@@ -54,6 +58,7 @@ class Run:
     models: Path
     good: list[InferenceRequest]
     bad: list[BadRecord]
+    fuzzed: list[BadRecord]
     owed: dict[str, tuple[Status, Reason]]
     """Requests outside the kinds that owe a typed error (and a dead letter), by id."""
     nameless: list[bytes]
@@ -170,10 +175,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
     maker = BadRecords(codec, random.Random(8), settings.job.max_payload_bytes, "bad-")
     bad = [maker.make(kind) for kind in KINDS for _ in range(1 if kind == "oversized" else 3)]
+    mutator = Mutator(codec, random.Random(8), "fuzz-")
+    fuzzed = [mutator.make() for _ in range(80)]
 
     values: list[bytes | None] = [codec.encode_request(r) for r in good[:8]]
     values += [None, b""]
     values += [r.value for r in bad]
+    values += [r.value for r in fuzzed]
     values += [codec.encode_request(r) for r in (failing, big_mixed, tile)]
     values += [codec.encode_request(r) for r in good[8:]]
     assert len(codec.encode_request(big_mixed)) <= MAX_PAYLOAD  # valid; only its result is too large
@@ -195,6 +203,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         models=models,
         good=good,
         bad=bad,
+        fuzzed=fuzzed,
         owed=owed,
         nameless=[b"", b""],
         results=[(key, codec.decode_result(_bytes(v))) for tag, key, v in collected if tag == "result"],
@@ -256,6 +265,20 @@ def test_each_bad_record_gets_exactly_the_answer_its_kind_owes(run: Run, kind: s
             assert status[record.request_id] is record.status
 
 
+def test_each_fuzzed_record_gets_one_result_and_a_dead_letter_exactly_when_it_is_not_ok(run: Run) -> None:
+    dead = Counter(digest(d.original) for d in run.dead)
+    reasons = {digest(d.original): d.reason for d in run.dead}
+    results = Counter(r.request_id for _, r in run.results)
+    status = {r.request_id: r.status for _, r in run.results}
+    for record in run.fuzzed:
+        assert record.request_id is not None and results[record.request_id] == 1, record.value[:60]
+        key, got = digest(record.value), status[record.request_id]
+        assert dead[key] == (0 if got is Status.OK else 1), (got, record.value[:60])
+        if got is not Status.OK:
+            assert reasons[key].status() is got
+    assert Counter(status[r.request_id] for r in run.fuzzed)[Status.INVALID_INPUT] > 0  # the damage is felt
+
+
 def test_tombstones_and_empty_values_get_one_dead_letter_each(run: Run) -> None:
     empty = [d for d in run.dead if d.original == b""]
     assert len(empty) == len(run.nameless)
@@ -274,5 +297,7 @@ def test_requests_that_cannot_be_answered_in_full_get_a_typed_error_and_a_dead_l
 
 def test_nothing_else_is_answered(run: Run) -> None:
     with_id = [r for r in run.bad if r.request_id is not None]
-    assert len(run.results) == len(run.good) + len(with_id) + len(run.owed)
-    assert len(run.dead) == len(run.bad) + len(run.nameless) + len(run.owed)
+    fuzzed_ids = {r.request_id for r in run.fuzzed}
+    failed_fuzz = [r for _, r in run.results if r.request_id in fuzzed_ids and r.status is not Status.OK]
+    assert len(run.results) == len(run.good) + len(with_id) + len(run.owed) + len(run.fuzzed)
+    assert len(run.dead) == len(run.bad) + len(run.nameless) + len(run.owed) + len(failed_fuzz)
