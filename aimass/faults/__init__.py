@@ -12,9 +12,15 @@ Public API:
   :class:`~aimass.faults.malformed.BadRecord` of every kind in
   :data:`~aimass.faults.malformed.KINDS`, each with the answer the job owes it;
   :data:`~aimass.faults.malformed.DESCRIPTIONS` says in one line what each kind is.
+* :mod:`aimass.faults.fuzz` (pure): :class:`~aimass.faults.fuzz.Mutator` (seeded damage to valid
+  requests, owed one answer of any status) and :func:`~aimass.faults.fuzz.load_corpus` (a folder
+  of malformed records from outside the repository, ``--bad-corpus``).
+* :mod:`aimass.faults.reader`: :class:`~aimass.faults.reader.Reader` reads results and dead
+  letters back on a thread of its own.
 * :mod:`aimass.faults.inject`: :func:`~aimass.faults.inject.kill_taskmanager` (SIGKILL, then
   start again), :func:`~aimass.faults.inject.restart_broker`,
-  :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.failure_times`,
+  :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.failures` (each
+  blamed on Python code or not), :func:`~aimass.faults.inject.failure_times`,
   :func:`~aimass.faults.inject.aim_at_checkpoint`, :func:`~aimass.faults.inject.checkpoint_spanning`.
 * :mod:`aimass.faults.campaign`: :class:`~aimass.faults.campaign.Plan`,
   :data:`~aimass.faults.campaign.SMOKE`, :class:`~aimass.faults.campaign.Campaign` (bad input

@@ -25,14 +25,15 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aimass.codec import Codec, DecodeError
+from aimass.codec import Codec
 from aimass.faults.fuzz import Mutator, load_corpus
 from aimass.faults.inject import (
     Failure,
@@ -48,7 +49,8 @@ from aimass.faults.inject import (
 )
 from aimass.faults.malformed import KINDS, BadRecord, BadRecords, digits_request
 from aimass.faults.oracle import Expectation, Verdict, digest, judge, longest_gap, recovery_times
-from aimass.messages import DeadLetter, InferenceResult, Reason, Status
+from aimass.faults.reader import Reader
+from aimass.messages import Reason, Status
 from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.local import LocalStack
@@ -124,20 +126,6 @@ def bad_records(settings: Settings, codec: Codec, rng: random.Random, prefix: st
     return BadRecords(codec, rng, settings.job.max_payload_bytes, prefix, near_limit_bytes=near)
 
 
-@dataclass
-class _Read:
-    """What the reader thread saw (appended from its thread, read after it stopped)."""
-
-    results: list[InferenceResult] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    dead_keys: set[str] = field(default_factory=set)
-    answered: set[str] = field(default_factory=set)
-    failed: set[str] = field(default_factory=set)
-    """Ids answered with a status other than ok."""
-    undecodable: int = 0
-
-
 class Campaign:
     """One campaign against ``job_id`` on ``stack``.
 
@@ -166,7 +154,7 @@ class Campaign:
         self.dead_if_error: dict[str, str] = {}
         """Request id -> digest of a fuzzed record: its dead letter is owed if its result is not ok."""
         self.bad_kinds: dict[str, int] = dict.fromkeys(KINDS, 0)
-        self.read = _Read()
+        self.read = Reader(settings, self.codec, self.prefix, say)
         self.restart_samples: list[tuple[float, int]] = []
         self.failures_seen: dict[tuple[int, str, str], Failure] = {}
         """Every entry of the job's exception history seen while polling (it keeps only the newest)."""
@@ -186,11 +174,9 @@ class Campaign:
 
         images, _ = load_holdout(self.settings.paths.models_dir)
         expected_outputs = self._direct_outputs(images)
-        consumer = self._consumer()
-        reader = threading.Thread(target=self._read_loop, args=(consumer,), name="faults-reader", daemon=True)
         monitor = threading.Thread(target=self._monitor_restarts, name="faults-restarts", daemon=True)
         prod = producer(self.settings.kafka.bootstrap)
-        reader.start()
+        self.read.start()
         monitor.start()
         started = time.monotonic()
         try:
@@ -251,9 +237,8 @@ class Campaign:
         finally:
             self._stop.set()
             prod.close(timeout=10)
-            reader.join(timeout=10)
+            self.read.stop()
             monitor.join(timeout=10)
-            consumer.close()
         verdict = self._verdict()
         return self._report(verdict, faults, bad_phase, restarts_before_mixed, restarts_end, failures,
                             (mixed_start, mixed_start_ms), (end, end_ms), started)
@@ -387,66 +372,7 @@ class Campaign:
                 self.dead_if_error.pop(key, None)
                 self.withdrawn.add(key)
 
-    # -- reading ---------------------------------------------------------------------------
-
-    def _consumer(self) -> Any:
-        from kafka import KafkaConsumer, TopicPartition
-
-        k = self.settings.kafka
-        isolation = "read_committed" if self.mode == "exactly-once" else "read_uncommitted"
-        consumer = KafkaConsumer(
-            bootstrap_servers=k.bootstrap, isolation_level=isolation, enable_auto_commit=False,
-            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
-        partitions = []
-        for topic in (k.results_topic, k.dead_letter_topic):
-            found = consumer.partitions_for_topic(topic) or set()
-            deadline = time.monotonic() + 10
-            while not found and time.monotonic() < deadline:
-                time.sleep(0.2)
-                found = consumer.partitions_for_topic(topic) or set()
-            partitions += [TopicPartition(topic, p) for p in sorted(found)]
-        consumer.assign(partitions)
-        consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            consumer.position(tp)  # resolve the lazy seek now, before anything is sent
-        return consumer
-
-    def _read_loop(self, consumer: Any) -> None:
-        results_topic = self.settings.kafka.results_topic
-        while not self._stop.is_set():
-            try:
-                batches = consumer.poll(timeout_ms=200, max_records=5000)
-            except Exception as exc:  # noqa: BLE001 - a broker restart surfaces as many errors
-                self.say(f"reader: {type(exc).__name__}: {exc} (retrying)")
-                time.sleep(0.5)
-                continue
-            now = time.monotonic()
-            for tp, records in batches.items():
-                for record in records:
-                    try:
-                        self._take(tp.topic == results_topic, record.value, now)
-                    except Exception as exc:  # noqa: BLE001 - one odd record must not stop the reader
-                        self.read.undecodable += 1
-                        self.say(f"reader: {type(exc).__name__}: {exc} (record skipped)")
-
-    def _take(self, is_result: bool, value: bytes, now: float) -> None:
-        read = self.read
-        try:
-            if is_result:
-                result = self.codec.decode_result(value)
-                if result.request_id is not None and result.request_id.startswith(self.prefix):
-                    read.results.append(result)
-                    read.arrivals.append(now)
-                    read.answered.add(result.request_id)
-                    if result.status is not Status.OK:
-                        read.failed.add(result.request_id)
-            else:
-                dead = self.codec.decode_dead_letter(value)
-                read.dead_letters.append(dead)
-                read.dead_keys.add(digest(dead.original))
-        except DecodeError:
-            read.undecodable += 1
+    # -- restarts and failures -------------------------------------------------------------
 
     def _monitor_restarts(self) -> None:
         polls = 0
@@ -645,6 +571,7 @@ class Campaign:
                 "code_failures": [{"at_s": round((f.at_ms - mixed_start_ms) / 1000, 1), "exception": f.exception,
                                    "message": f.message} for f in from_code[:20]],
                 "failures_seen": len(self.failures_seen),
+                "failure_exceptions": dict(Counter(f.exception for f in self.failures_seen.values())),
             },
             "oracle": self._oracle(verdict),
             "undecodable_records_read": self.read.undecodable,

@@ -224,6 +224,9 @@ def _run_section(report: dict[str, Any]) -> list[str]:
         f"{restarts['attributed_to_faults']} |",
         f"| job failures recorded during phase 2 / within the fault windows | "
         f"{restarts.get('failures_recorded', 'n/a')} / {restarts.get('failures_in_fault_windows', 'n/a')} |",
+        *([f"| root exceptions of the failures (whole campaign) | "
+           f"{', '.join(f'`{name}` × {n}' for name, n in restarts['failure_exceptions'].items()) or 'none'} |"]
+          if "failure_exceptions" in restarts else []),
         f"| recovery time after a fault, median / max | {_s(rec['median'])} / {_s(rec['max'])} |",
         f"| recovery time after a TaskManager kill, median / max | {_s(kill_rec['median'])} / "
         f"{_s(kill_rec['max'])} |",

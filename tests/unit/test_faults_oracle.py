@@ -231,3 +231,13 @@ def test_at_least_once_verdict_names_its_identical_duplicates() -> None:
     summary = judge("at-least-once", EXPECTED, results).summary()
     assert "1 requests answered more than once, every copy identical" in _verdict(summary)
     assert _verdict(judge("exactly-once", EXPECTED, results).summary()) == "**FAILED**"
+
+
+def test_report_names_failures_blamed_on_python_code_and_every_root_exception() -> None:
+    from aimass.faults.report import _code_failures
+
+    restarts = {"failures_from_code": 1, "failures_seen": 3,
+                "code_failures": [{"at_s": 4.2, "exception": "pemja.core.PythonException", "message": "a | b"}]}
+    text = _code_failures(restarts)
+    assert "1 of 3 recorded" in text and "+4.2 s `pemja.core.PythonException`: a \\| b" in text
+    assert _code_failures({}) == ""  # reports from before the check
