@@ -22,8 +22,9 @@ Public API:
   :func:`~aimass.faults.inject.num_restarts`, :func:`~aimass.faults.inject.failures` (each
   blamed on Python code or not), :func:`~aimass.faults.inject.failure_times`,
   :func:`~aimass.faults.inject.aim_at_checkpoint`, :func:`~aimass.faults.inject.checkpoint_spanning`.
-* :mod:`aimass.faults.campaign`: :class:`~aimass.faults.campaign.Plan`,
-  :data:`~aimass.faults.campaign.SMOKE`, :class:`~aimass.faults.campaign.Campaign` (bad input
+* :mod:`aimass.faults.plan` (pure): :class:`~aimass.faults.plan.Plan` (what a campaign sends and
+  breaks) and :data:`~aimass.faults.plan.SMOKE`, the short one.
+* :mod:`aimass.faults.campaign`: :class:`~aimass.faults.campaign.Campaign` (bad input
   alone, then paced traffic under faults, then the verdict and the report's figures).
 * :mod:`aimass.faults.report`: :func:`~aimass.faults.report.render` (``docs/RELIABILITY.md``).
 * :mod:`aimass.faults.run`: ``python -m aimass.faults`` (``make faults``, ``make faults-smoke``)

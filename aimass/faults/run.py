@@ -31,7 +31,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from aimass.faults.campaign import SMOKE, Campaign, Plan, largest_value
+from aimass.faults.campaign import Campaign
+from aimass.faults.plan import SMOKE, Plan, largest_value
 from aimass.faults.report import load_reports, render
 from aimass.settings import PROJECT_ROOT, Settings
 

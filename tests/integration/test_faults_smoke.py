@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from aimass.faults.campaign import SMOKE, Campaign
+from aimass.faults.campaign import Campaign
+from aimass.faults.plan import SMOKE
 from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.local import LocalStack

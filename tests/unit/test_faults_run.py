@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aimass.faults.campaign import SMOKE, Plan
 from aimass.faults.inject import descendants, failures
+from aimass.faults.plan import SMOKE, Plan
 from aimass.faults.report import load_reports
 from aimass.faults.run import parse_args, plan_from
 
@@ -116,7 +116,7 @@ def test_every_other_oversized_record_is_as_large_as_the_requests_topic_takes(pa
     import random
 
     from aimass.codec import Codec
-    from aimass.faults.campaign import bad_records
+    from aimass.faults.plan import bad_records
     from aimass.settings import Settings
 
     settings = Settings.load(env={"AIMASS_JOB_MAX_PAYLOAD_BYTES": str(payload)})
