@@ -24,6 +24,8 @@ Public API:
   :func:`~aimass.faults.inject.aim_at_checkpoint`, :func:`~aimass.faults.inject.checkpoint_spanning`.
 * :mod:`aimass.faults.plan` (pure): :class:`~aimass.faults.plan.Plan` (what a campaign sends and
   breaks) and :data:`~aimass.faults.plan.SMOKE`, the short one.
+* :mod:`aimass.faults.schedule`: :class:`~aimass.faults.schedule.FaultSchedule` (when and how
+  the traffic phase's faults strike).
 * :mod:`aimass.faults.campaign`: :class:`~aimass.faults.campaign.Campaign` (bad input
   alone, then paced traffic under faults, then the verdict and the report's figures).
 * :mod:`aimass.faults.report`: :func:`~aimass.faults.report.render` (``docs/RELIABILITY.md``).

@@ -38,19 +38,15 @@ from aimass.faults.fuzz import Mutator, load_corpus
 from aimass.faults.inject import (
     Failure,
     Fault,
-    checkpoint_spanning,
     failure_times,
     failures,
-    kill_python_worker,
-    kill_taskmanager,
     num_restarts,
-    python_workers,
-    restart_broker,
 )
 from aimass.faults.malformed import KINDS, BadRecord, digits_request
 from aimass.faults.oracle import Expectation, Verdict, digest, judge, longest_gap, recovery_times
 from aimass.faults.plan import Plan, bad_records, largest_value
 from aimass.faults.reader import Reader
+from aimass.faults.schedule import FaultSchedule
 from aimass.messages import Reason, Status
 from aimass.settings import Settings
 from aimass.stack import jobs
@@ -118,7 +114,10 @@ class Campaign:
             bad_start, bad_start_ms = time.monotonic(), int(time.time() * 1000)
             bad_only = [self._make_bad() for _ in range(self.plan.bad_only)]
             if self.plan.corpus:
-                bad_only += load_corpus(Path(self.plan.corpus), largest_value(self.settings))
+                corpus = list(load_corpus(Path(self.plan.corpus), largest_value(self.settings), self.codec,
+                                          self.settings.job.max_payload_bytes))
+                self.read.also.update(r.request_id for r in corpus if r.request_id is not None)
+                bad_only += corpus
             self.say(f"phase 1: {len(bad_only)} bad records only, no fault")
             self._send_paced(prod, [(record, None) for record in bad_only], max(self.plan.rate, 50.0))
             self._wait_answers(self.plan.settle_s)
@@ -153,7 +152,10 @@ class Campaign:
             sender = threading.Thread(target=self._send_paced, args=(prod, traffic, self.plan.rate),
                                       name="faults-sender", daemon=True)
             sender.start()
-            faults = self._inject(mixed_start, duration)
+            schedule = FaultSchedule(self.stack, self.job_id, self.plan, self.rng,
+                                     self.settings.job.checkpoint_interval_ms, self._wait_recovered, self.say)
+            faults = schedule.run(mixed_start, duration)
+            self.campaign_problems += schedule.problems
             sender.join()
 
             # Phase 3: settle and linger.
@@ -341,77 +343,6 @@ class Campaign:
 
     # -- faults ----------------------------------------------------------------------------
 
-    def _inject(self, start: float, duration: float) -> list[Fault]:
-        plan = self.plan
-        kinds = (["taskmanager-kill"] * plan.kills + ["python-worker-kill"] * plan.python_worker_kills
-                 + ["broker-restart"] * plan.broker_restarts)
-        self.rng.shuffle(kinds)
-        moments = sorted(self.rng.uniform(0.1, 0.85) * duration for _ in kinds)
-        aimed = set(self.rng.sample(range(plan.kills), round(plan.kills * plan.checkpoint_kill_share)))
-        # Which faults are followed, while the job is still recovering, by one more kill.
-        followed = set(self.rng.sample(range(len(kinds)), min(plan.back_to_back_kills, len(kinds))))
-        faults: list[Fault] = []
-        kill_index = 0
-        try:
-            for i, (kind, moment) in enumerate(zip(kinds, moments, strict=True)):
-                if faults:
-                    recovered = self._wait_recovered(faults[-1])
-                    self._sleep_until(recovered + plan.min_fault_spacing_s)
-                self._sleep_until(start + moment)
-                if kind == "taskmanager-kill":
-                    struck = [self._kill_taskmanager(kill_index in aimed)]
-                    kill_index += 1
-                elif kind == "python-worker-kill":
-                    struck = [self._kill_python_worker()]
-                else:
-                    struck = [restart_broker(self.stack, plan.broker_down_s)]
-                if i in followed:
-                    self._sleep_until(struck[0].at + struck[0].down_s + self.rng.uniform(1.0, 8.0))
-                    struck.append(dataclasses.replace(self._kill_taskmanager(False), back_to_back=True))
-                for fault in self._landed(struck):
-                    self._record(faults, fault, start)
-            if faults:
-                self._wait_recovered(faults[-1])
-        except TimeoutError as exc:
-            # The job did not come back: the verdict must say so, and the report still be written.
-            self.campaign_problems.append(f"{exc}; {len(faults)} of {len(kinds) + len(followed)} faults injected")
-            self.say(f"  {exc}: no more faults")
-        return faults
-
-    def _record(self, faults: list[Fault], fault: Fault, start: float) -> None:
-        faults.append(fault)
-        where = " during a checkpoint" if fault.during_checkpoint else ""
-        where += " while still recovering" if fault.back_to_back else ""
-        self.say(f"  {fault.kind}{where} at +{fault.at - start:.1f} s")
-
-    def _kill_taskmanager(self, aim: bool) -> Fault:
-        down = self.rng.uniform(0, self.plan.max_taskmanager_down_s)
-        return kill_taskmanager(self.stack, 0, self.job_id, during_checkpoint=aim, down_s=down,
-                                interval_ms=self.settings.job.checkpoint_interval_ms)
-
-    def _landed(self, faults: list[Fault]) -> list[Fault]:
-        """``faults`` with whether each TaskManager kill landed inside a checkpoint."""
-        if not any(f.kind == "taskmanager-kill" for f in faults):
-            return faults
-        # Checkpoint statistics lag a few seconds behind; by then the TaskManager is still
-        # starting, so no newer checkpoint has pushed these out of the history.
-        self._sleep_until(faults[-1].at + 4.0)
-        out = []
-        for fault in faults:
-            if fault.kind == "taskmanager-kill":
-                with contextlib.suppress(Exception):
-                    fault = dataclasses.replace(
-                        fault, during_checkpoint=checkpoint_spanning(self.stack.flink, self.job_id, fault.at_ms))
-            out.append(fault)
-        return out
-
-    def _kill_python_worker(self) -> Fault:
-        # After a restart the workers come up with the tasks: give them the time to.
-        deadline = time.monotonic() + 60
-        while not python_workers(self.stack, 0) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        return kill_python_worker(self.stack, 0)
-
     def _wait_recovered(self, fault: Fault) -> float:
         """Block until a result arrives after ``fault``; returns its arrival time."""
         deadline = time.monotonic() + self.plan.recover_timeout_s
@@ -423,12 +354,6 @@ class Campaign:
                 return time.monotonic()  # nothing left to answer: nothing to wait for
             time.sleep(0.2)
         raise TimeoutError(f"no result within {self.plan.recover_timeout_s:.0f} s after the {fault.kind}")
-
-    @staticmethod
-    def _sleep_until(moment: float) -> None:
-        delay = moment - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
 
     # -- verdict and report ----------------------------------------------------------------
 

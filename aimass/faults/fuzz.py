@@ -11,9 +11,11 @@ beforehand; what the job owes them is only that nothing is lost and nothing cras
   **a dead letter** of the record's bytes whose reason matches the result's status, and an ``ok``
   result owes none. A new seed gives records no run has sent before.
 * :func:`load_corpus` reads a folder of files, each the value of one record (``--bad-corpus`` of
-  ``python -m aimass.faults``: malformed inputs from outside the repository). Each owes a dead
-  letter of its bytes, with whatever reason; its error result, if its id is readable, is not
-  tracked (nothing is known of its id).
+  ``python -m aimass.faults``: malformed inputs from outside the repository). A file whose
+  request id the job can read (the id :meth:`aimass.codec.Codec.decode_request` returns or names
+  in its error) owes what a fuzzed record owes: one result for that id, of any status, and a
+  dead letter unless ``ok`` (so a file that is in fact a valid request is answered, not lost).
+  A file with no readable id owes a dead letter of its bytes, with whatever reason.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aimass.codec import HEADER_SIZE, Codec
+from aimass.codec import HEADER_SIZE, Codec, DecodeError
 from aimass.faults.malformed import BadRecord, avro_long, avro_string, digits_request
 
 #: The mutations a :class:`Mutator` picks from (one to three per record).
@@ -40,7 +42,8 @@ CORPUS = "corpus"
 DESCRIPTIONS = {
     FUZZED: "a valid request with its body damaged at random (bit flips, bytes overwritten, inserted, deleted "
     "or repeated, a varint made extreme): owes one result of any status, and a dead letter unless `ok`",
-    CORPUS: "a file of `--bad-corpus`, sent as it is: owes a dead letter",
+    CORPUS: "a file of `--bad-corpus`, sent as it is: owes a dead letter, or with a readable id what a fuzzed "
+    "record owes",
 }
 
 
@@ -105,22 +108,41 @@ class Mutator:
         return body
 
 
-def load_corpus(folder: Path, max_bytes: int) -> Iterator[BadRecord]:
+def readable_id(codec: Codec, value: bytes, max_payload_bytes: int) -> str | None:
+    """The request id the job answers ``value`` under: the decoded request's, or the one its
+    decoding error names (None: a dead letter only)."""
+    try:
+        return codec.decode_request(value, max_payload_bytes).request_id
+    except DecodeError as exc:
+        return exc.request_id
+
+
+def load_corpus(folder: Path, max_bytes: int, codec: Codec, max_payload_bytes: int) -> Iterator[BadRecord]:
     """The records of ``folder``: every regular file, recursively, in name order, each once.
 
-    Files with the same bytes are sent once (a dead letter is matched by its bytes). A file
-    larger than ``max_bytes`` (the requests topic's record limit) is refused, since the broker
-    would refuse it too.
+    Files with the same bytes are sent once (a dead letter is matched by its bytes). A record's
+    ``request_id`` is the id the job can read from it (:func:`readable_id`), and its ``reason``
+    and ``status`` are None: any answer (see the module).
+
+    Args:
+        folder: The corpus.
+        max_bytes: The requests topic's record limit: a larger file is refused, as the broker would.
+        codec: The codec of the data contract.
+        max_payload_bytes: The job's payload limit (the job reads no id past it but the peeked one).
 
     Raises:
-        ValueError: ``folder`` is not a folder, holds no file, or holds a file over ``max_bytes``.
+        ValueError: ``folder`` is not a folder or holds no file, a file is over ``max_bytes``, or
+            two files carry the same readable request id (the job de-duplicates by id: only one
+            could be answered).
     """
     if not folder.is_dir():
         raise ValueError(f"--bad-corpus {folder}: not a folder")
     seen: set[bytes] = set()
+    ids: dict[str, Path] = {}
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:
         raise ValueError(f"--bad-corpus {folder}: no file in it (each file is the value of one record)")
+    records = []
     for path in files:
         value = path.read_bytes()
         if len(value) > max_bytes:
@@ -129,4 +151,11 @@ def load_corpus(folder: Path, max_bytes: int) -> Iterator[BadRecord]:
         if value in seen:
             continue
         seen.add(value)
-        yield BadRecord(CORPUS, value, None)
+        rid = readable_id(codec, value, max_payload_bytes)
+        if rid is not None:
+            if rid in ids:
+                raise ValueError(f"--bad-corpus: {ids[rid]} and {path} both carry request id {rid[:80]!r}; the job "
+                                 "de-duplicates by id, so give each record its own")
+            ids[rid] = path
+        records.append(BadRecord(CORPUS, value, None, rid, None))
+    yield from records

@@ -3,7 +3,8 @@
 The reader starts at the end of the results and dead-letter topics (so earlier traffic on a
 shared stack is left out), with ``read_committed`` in exactly-once mode and
 ``read_uncommitted`` in at-least-once mode, and keeps polling through broker restarts until it
-is stopped. Only results whose request id starts with the campaign's prefix are kept; every
+is stopped. Only results whose request id starts with the campaign's prefix (or is one of
+:attr:`Reader.also`, ids of records from outside the campaign) are kept; every
 dead letter is kept (they are matched to what was sent by the digest of their bytes).
 """
 
@@ -42,6 +43,8 @@ class Reader:
         self.failed: set[str] = set()
         """Ids answered with a status other than ok."""
         self.undecodable = 0
+        self.also: set[str] = set()
+        """More request ids to keep results of (a ``--bad-corpus``'s); add them before sending."""
         self._stop = threading.Event()
         self._consumer: Any = None
         self._thread = threading.Thread(target=self._loop, name="faults-reader", daemon=True)
@@ -102,12 +105,13 @@ class Reader:
         try:
             if is_result:
                 result = self.codec.decode_result(value)
-                if result.request_id is not None and result.request_id.startswith(self.prefix):
+                rid = result.request_id
+                if rid is not None and (rid.startswith(self.prefix) or rid in self.also):
                     self.results.append(result)
                     self.arrivals.append(now)
-                    self.answered.add(result.request_id)
+                    self.answered.add(rid)
                     if result.status is not Status.OK:
-                        self.failed.add(result.request_id)
+                        self.failed.add(rid)
             else:
                 dead = self.codec.decode_dead_letter(value)
                 self.dead_letters.append(dead)

@@ -97,8 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="send oversized records just over max_payload_bytes only, none as large as the "
                              "requests topic takes")
     parser.add_argument("--bad-corpus", type=Path, default=None, metavar="DIR",
-                        help="also send every file under DIR as one bad record in phase 1 (each owes a dead "
-                             "letter): malformed inputs of your own")
+                        help="also send every file under DIR as one record in phase 1: malformed inputs of your "
+                             "own (each owes a dead letter; one with a readable id, one answer for it)")
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end (to look at it)")
     return parser.parse_args(argv)
 
@@ -165,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         from aimass.faults.fuzz import load_corpus
 
         try:
-            count = sum(1 for _ in load_corpus(Path(plan.corpus), largest_value(settings)))
-            say(f"--bad-corpus: {count} distinct records in {plan.corpus}")
+            from aimass.codec import Codec
+
+            corpus = list(load_corpus(Path(plan.corpus), largest_value(settings), Codec(settings.paths.schemas_dir),
+                                      settings.job.max_payload_bytes))
+            with_id = sum(1 for r in corpus if r.request_id is not None)
+            say(f"--bad-corpus: {len(corpus)} distinct records in {plan.corpus}, {with_id} with a request id "
+                "the job can read")
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
     build_demo_models(settings.paths.models_dir)

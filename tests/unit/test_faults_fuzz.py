@@ -68,17 +68,30 @@ def test_corpus_sends_each_distinct_file_once_and_refuses_what_the_broker_would(
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b").write_bytes(b"\xc3\x01junk")
     (tmp_path / "sub" / "copy-of-a").write_bytes(b"\x00\x01")
-    records = list(load_corpus(tmp_path, 100))
+    records = list(load_corpus(tmp_path, 100, CODEC, 100))
     assert [r.value for r in records] == [b"\x00\x01", b"\xc3\x01junk"]
     assert all(r.kind == CORPUS and r.reason is None and r.request_id is None for r in records)
     (tmp_path / "big").write_bytes(b"x" * 101)
     with pytest.raises(ValueError, match="more than the requests topic takes"):
-        list(load_corpus(tmp_path, 100))
+        list(load_corpus(tmp_path, 100, CODEC, 100))
     with pytest.raises(ValueError, match="not a folder"):
-        list(load_corpus(tmp_path / "none", 100))
+        list(load_corpus(tmp_path / "none", 100, CODEC, 100))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no file in it"):
-        list(load_corpus(tmp_path / "empty", 100))
+        list(load_corpus(tmp_path / "empty", 100, CODEC, 100))
+
+
+def test_corpus_records_carry_the_id_the_job_reads_and_ids_must_not_repeat(tmp_path: Path) -> None:
+    valid = CODEC.encode_request(digits_request("c-valid", PIXELS))
+    (tmp_path / "valid").write_bytes(valid)  # not malformed at all: owed an ok result, not a dead letter
+    (tmp_path / "cut").write_bytes(CODEC.encode_request(digits_request("c-cut", PIXELS))[:-7])
+    (tmp_path / "schema").write_bytes(b"\xc3\x01" + bytes(8) + valid[10:])  # unknown fingerprint: no id
+    records = {r.value: r.request_id for r in load_corpus(tmp_path, 4096, CODEC, 4096)}
+    assert records[valid] == "c-valid" and records[b"\xc3\x01" + bytes(8) + valid[10:]] is None
+    assert "c-cut" in records.values()
+    (tmp_path / "again").write_bytes(valid[:-3])  # another record with the id c-valid
+    with pytest.raises(ValueError, match="both carry request id 'c-valid'"):
+        list(load_corpus(tmp_path, 4096, CODEC, 4096))
 
 
 def test_both_kinds_are_described_on_one_line() -> None:
