@@ -150,7 +150,7 @@ class Codec:
         if len(data) > self._scan_above:
             flood = _flood(data)
             if flood is not None:
-                raise DecodeError(Reason.INVALID_INPUT, flood, self.peek_request_id(data))
+                raise DecodeError(flood[0], flood[1], self.peek_request_id(data))
         try:
             record = self._read(self._request, data)
         except DecodeError as exc:
@@ -480,6 +480,8 @@ def _long_at(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if value >> 64:  # a tenth byte with bits past the 64th: no Avro long
+                raise _Malformed
             return (value >> 1) ^ -(value & 1), pos
         shift += 7
     raise _Malformed
@@ -510,17 +512,23 @@ def _block(data: bytes, pos: int) -> tuple[int, int]:
     return count, pos
 
 
-def _flood(data: bytes) -> str | None:
+def _flood(data: bytes) -> tuple[Reason, str] | None:
     """Why a request would decode into too many objects, else None; builds none itself.
 
     Follows the body up to the end of ``inputs``, reading only lengths and counts, and stops
-    at the first limit passed, so its cost is bounded by the limits, not by the record.
+    at the first limit passed, so its cost is bounded by the limits, not by the record. A body
+    it cannot follow is refused as ``UNDECODABLE`` rather than handed to the decoder: every
+    canonical request can be followed, and fastavro is laxer than this reader (a union branch
+    of -1 picks the last branch, varints may run past 10 bytes), so "cannot follow" would
+    otherwise let a flood through to be built in full (seconds and hundreds of MB a record).
     """
     try:
         pos = _skip(data, _skip(data, HEADER_SIZE))  # request_id, model
         branch, pos = _long_at(data, pos)
         if branch == 1:  # version is a string
             pos = _skip(data, pos)
+        elif branch != 0:
+            raise _Malformed
         inputs = 0
         while True:
             count, pos = _block(data, pos)
@@ -528,7 +536,7 @@ def _flood(data: bytes) -> str | None:
                 return None
             inputs += count
             if inputs > MAX_INPUTS:
-                return f"more than {MAX_INPUTS} inputs"
+                return Reason.INVALID_INPUT, f"more than {MAX_INPUTS} inputs"
             for _ in range(count):
                 pos = _skip(data, _skip(data, pos))  # name, dtype
                 dims = 0
@@ -538,12 +546,13 @@ def _flood(data: bytes) -> str | None:
                         break
                     dims += count_dims
                     if dims > MAX_DIMS:
-                        return f"an input has more than {MAX_DIMS} dimensions"
+                        return Reason.INVALID_INPUT, f"an input has more than {MAX_DIMS} dimensions"
                     for _ in range(count_dims):
                         _, pos = _long_at(data, pos)
                 pos = _skip(data, pos)  # data
     except _Malformed:
-        return None
+        return Reason.UNDECODABLE, ("the request body cannot be read up to the end of its inputs (a length, count "
+                                    "or union branch out of range, or a varint longer than 10 bytes)")
 
 
 def _check_int32(field: str, value: int) -> None:

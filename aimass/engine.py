@@ -20,7 +20,9 @@ from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache, 
 from aimass.settings import JobSettings
 
 MAX_EMPTY_ROWS = 4096
-"""Most rows a request may declare when its rows hold no data (a zero dimension after the first)."""
+"""Most cells a tensor of no data may declare: the product of its non-zero dimensions, when a
+dimension after the first is zero (``(rows, 0)``, or ``(1, A, 0)`` for a model with dynamic
+inner dimensions)."""
 
 class InferenceEngine:
     """Validates requests and serves batches of them, grouped by model version."""
@@ -262,10 +264,14 @@ def _shape_problem(tensor: Tensor, want: TensorSpec) -> str | None:
             return f"{where} has a negative dimension in shape {list(shape)}"
     if shape[0] < 1:
         return f"{where} has no rows (shape {list(shape)})"
-    if shape[0] > MAX_EMPTY_ROWS and 0 in shape[1:]:
-        # Rows of no data cost nothing on the wire but one slot each in a batch, and ONNX
-        # Runtime may still allocate an output row for each: bound them.
-        return f"{where} declares {shape[0]} rows of no data (shape {list(shape)}; at most {MAX_EMPTY_ROWS})"
+    if 0 in shape[1:]:
+        # A tensor of no data costs nothing on the wire, but its other dimensions still size
+        # the batch and what ONNX Runtime allocates (a ReduceSum over the empty axis of
+        # (1, 2**31, 0) is an 8 GiB output): bound their product, not only the rows.
+        cells = math.prod(d for d in shape if d)
+        if cells > MAX_EMPTY_ROWS:
+            return (f"{where} declares {cells} rows of no data (shape {list(shape)}: the product of its non-zero "
+                    f"dimensions; at most {MAX_EMPTY_ROWS})")
     return None
 
 

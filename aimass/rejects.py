@@ -81,12 +81,16 @@ def reject(
             )
         )
 
-    dead = dead_letter(original, message)
-    if limit is not None and len(dead) + RECORD_OVERHEAD_BYTES > limit:
-        keep = max(limit - RECORD_OVERHEAD_BYTES - (len(dead) - len(original)) - 512, 0)
+    # Sized before it is built: a record far over the limit (a compressed batch lets a producer
+    # past the broker's record limit) must not be copied whole into a dead letter first.
+    envelope = len(dead_letter(b"", message)) + 10  # everything but the original, and its length prefix
+    if limit is not None and envelope + len(original) + RECORD_OVERHEAD_BYTES > limit:
+        keep = max(limit - RECORD_OVERHEAD_BYTES - envelope - 512, 0)
         note = (f" [original of {len(original)} bytes cut to its first {keep} for the dead-letter topic; "
                 f"sha256 {hashlib.sha256(original).hexdigest()}]")
         dead = dead_letter(original[:keep], message + note)
+    else:
+        dead = dead_letter(original, message)
     if request_id is None or not error_result:
         return Rejection(None, None, dead)
     result = codec.encode_result(

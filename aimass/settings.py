@@ -193,7 +193,10 @@ class JobSettings:
     @property
     def request_record_limit(self) -> int:
         """``max.message.bytes`` of the requests topic: the payload limit plus headroom for the
-        record envelope, so the broker itself refuses anything much larger at produce time."""
+        record envelope, so the broker refuses most larger records at produce time. Not all: the
+        limit applies to a batch as compressed, so a producer that raises its own
+        ``max.request.size`` can send a highly compressible record far larger; the job refuses it
+        (``OVERSIZED``) and cuts its dead letter to fit (:func:`aimass.rejects.reject`)."""
         return self.max_payload_bytes + 1024
 
     @property

@@ -81,17 +81,23 @@ class BatchInfer(KeyedProcessFunction):
         try:
             request = self.codec.decode_request(original, self.max_bytes)
         except self.core.decode_error as exc:
-            yield from self._reject(original, topic, partition, offset, exc.reason, exc.message, exc.request_id)
+            # Under an id already accepted, a dead letter only: the id's one result is that request's.
+            answered = exc.request_id is not None and self.seen.contains(exc.request_id)
+            yield from self._reject(original, topic, partition, offset, exc.reason, exc.message, exc.request_id,
+                                    error_result=not answered)
             return
+        answered = self.seen.contains(request.request_id)
         problem = self.engine.check(request, int(time.time() * 1000))
         if problem is not None:
+            # Under an accepted id (a resubmission past its deadline, another record reusing the
+            # id), a dead letter only: no second result may replace the id's one on its topic.
             reason, message = problem
             yield from self._reject(
                 original, topic, partition, offset, reason, message, request.request_id, request.model,
-                request.created_at_ms,
+                request.created_at_ms, error_result=not answered,
             )
             return
-        if self.seen.contains(request.request_id):
+        if answered:
             return  # a resubmission of a request already accepted: its result is on its way
         self.seen.put(request.request_id, received_ms)
         self.pending.add(value[1:6])

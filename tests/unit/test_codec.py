@@ -419,6 +419,33 @@ def test_object_flood_is_refused_before_decoding(body: bytes) -> None:
     assert peak < 1_000_000
 
 
+_COUNT = _MIB4 // 4 - 64  # a block of this many empty tensors fills 4 MiB
+LAX_FLOODS = {
+    # fastavro takes a union branch of -1 as the last branch (the version string); the scan
+    # used to skip only branch 1, lose its place and let the decoder build a million dicts.
+    "version under union branch -1": _str("r-1") + _str("m") + _long(-1) + _str("1") + _long(_COUNT)
+    + b"\0\0\0\0" * _COUNT + b"\0\0\0\0",
+    # fastavro reads varints past 10 bytes; the scan cannot (no Avro long is that long).
+    "inputs count as an 11-byte varint": _HEAD + _long(_COUNT)[:-1] + bytes([_long(_COUNT)[-1] | 0x80])
+    + b"\x80" * (10 - len(_long(_COUNT))) + b"\x00" + b"\0\0\0\0" * _COUNT,
+}
+
+
+@pytest.mark.parametrize("body", LAX_FLOODS.values(), ids=list(LAX_FLOODS))
+def test_a_flood_the_scan_cannot_follow_is_refused_not_decoded(body: bytes) -> None:
+    data = REQUEST_HEADER + body
+    assert SCAN_ABOVE_BYTES < len(data) <= MAX_BYTES
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        error = decode_error(data, MAX_BYTES)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (error.reason, error.request_id) == (Reason.UNDECODABLE, "r-1")
+    assert time.perf_counter() - started < 1.0 and peak < 1_000_000
+
+
 def test_input_count_limit_is_the_same_for_small_records() -> None:
     most = [Tensor(f"i{n}", "uint8", (1,), b"\0") for n in range(MAX_INPUTS)]
     assert len(CODEC.decode_request(CODEC.encode_request(request(*most))).inputs) == MAX_INPUTS

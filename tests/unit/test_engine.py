@@ -477,3 +477,17 @@ def test_rows_of_no_data_are_bounded_for_dynamic_row_shapes(tmp_path: Path) -> N
     assert problem is not None and "rows of no data" in problem
     assert input_problem(spec, [Tensor("tokens", "int64", (MAX_EMPTY_ROWS, 0), b"")]) is None
     assert input_problem(spec, [Tensor("tokens", "int64", (3, 2), b"\x00" * 48)]) is None
+
+
+def test_inner_dimensions_of_no_data_are_bounded_too(tmp_path: Path) -> None:
+    """``(1, 2**31, 0)``: one row of no data, but a reduction over the empty axis would make
+    ONNX Runtime allocate a (1, 2**31) output from a 40-byte request."""
+    from aimass.engine import MAX_EMPTY_ROWS, input_problem
+    from aimass.models import ModelSpec, TensorSpec
+
+    spec = ModelSpec("dyn", "1", tmp_path, (TensorSpec("x", "float32", (None, None, None)),),
+                     (TensorSpec("y", "float32", (None, None)),))
+    for shape in ((1, 2**31, 0), (64, 65, 0), (1, 0, 2**20)):
+        problem = input_problem(spec, [Tensor("x", "float32", shape, b"")])
+        assert problem is not None and "of no data" in problem, shape
+    assert input_problem(spec, [Tensor("x", "float32", (2, MAX_EMPTY_ROWS // 2, 0), b"")]) is None

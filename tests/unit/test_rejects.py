@@ -61,6 +61,27 @@ def test_a_dead_letter_too_large_for_its_topic_keeps_the_head_and_digest_of_the_
     assert CODEC.decode_dead_letter(whole.dead_letter).original == original
 
 
+def test_a_record_far_over_the_limit_is_cut_before_its_dead_letter_is_built() -> None:
+    """A compressed batch carries records far past the broker's record limit: 64 MiB of zeros here."""
+    import tracemalloc
+
+    original = bytes(64 * 1024 * 1024)
+    limit = 300 * 1024
+    tracemalloc.start()
+    try:
+        rejection = reject(CODEC, original, SOURCE, Reason.OVERSIZED, "too big", NOW, "r", limit=limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(rejection.dead_letter) + RECORD_OVERHEAD_BYTES <= limit
+    assert peak < 8 * limit  # the cut and its envelope, not a copy of the original
+    # Exactly at the limit: one byte more than fits is cut, what fits travels whole.
+    envelope = len(reject(CODEC, b"", SOURCE, Reason.OVERSIZED, "too big", NOW, "r").dead_letter)
+    fits = limit - RECORD_OVERHEAD_BYTES - envelope - 10
+    assert CODEC.decode_dead_letter(reject(CODEC, original[:fits], SOURCE, Reason.OVERSIZED, "too big", NOW, "r",
+                                           limit=limit).dead_letter).original == original[:fits]
+
+
 def ok_result(request_id: str, nbytes: int) -> InferenceResult:
     out = Tensor("y", "uint8", (1, nbytes), bytes(nbytes))
     return InferenceResult(request_id, "m", Status.OK, NOW, "1", (out,), None, Timings(1.0, 1, 2.0, 3.0))
