@@ -283,12 +283,21 @@ def _throughput_lines(throughput: dict[str, Any], plan: dict[str, Any]) -> list[
           f"{b['valid_per_s']:,.0f} |" for i, b in enumerate(throughput["bursts"])),
         "",
         f"Mean: {throughput['clean_per_s']:,.0f}/s clean, {throughput['with_bad_per_s']:,.0f}/s with bad records: "
-        f"**{throughput['loss']:.1%} throughput loss**. Compare the two clean bursts for the noise on this",
+        f"{_loss(throughput['loss'])}. Compare the two clean bursts for the noise on this",
         "shared machine. The bad records are ~1 % by count but not by bytes: every other `oversized`",
         "record is as large as the requests topic takes and travels on as a dead letter, so the loss",
         "follows the bytes moved more than the records rejected.",
         "",
     ]
+
+
+def _loss(loss: float | None) -> str:
+    """The throughput loss in words: a negative one is no loss, only noise."""
+    if loss is None:
+        return "**loss not measured**"
+    if loss < 0:
+        return f"**no loss measured** (the bursts with bad records were {-loss:.1%} faster: noise, and warm-up)"
+    return f"**{loss:.1%} throughput loss**"
 
 
 def _mb(value: int | None) -> str:

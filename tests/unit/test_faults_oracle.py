@@ -241,3 +241,11 @@ def test_report_names_failures_blamed_on_python_code_and_every_root_exception() 
     text = _code_failures(restarts)
     assert "1 of 3 recorded" in text and "+4.2 s `pemja.core.PythonException`: a \\| b" in text
     assert _code_failures({}) == ""  # reports from before the check
+
+
+def test_a_negative_throughput_loss_is_reported_as_no_loss() -> None:
+    from aimass.faults.report import _loss
+
+    assert _loss(0.234) == "**23.4% throughput loss**"
+    assert _loss(-0.078).startswith("**no loss measured** (the bursts with bad records were 7.8% faster")
+    assert _loss(None) == "**loss not measured**"
