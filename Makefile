@@ -20,10 +20,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-$(STATE)/jars/.resolved: pom.xml
+JAVA_SOURCES := $(shell find java/src -name '*.java' 2>/dev/null)
+
+$(STATE)/jars/.resolved: pom.xml java/pom.xml $(JAVA_SOURCES)
 	@command -v java >/dev/null || { echo "error: java not found; install a JDK 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: mvn not found; install Maven (apt-get install maven): it resolves the Kafka and connector jars"; exit 1; }
-	@echo "resolving JVM artifacts from Maven Central (pom.xml) ..."
+	@echo "resolving JVM artifacts from Maven Central and building the job's Java operators (pom.xml, java/) ..."
 	@mvn -q -B package || { echo "error: Maven could not resolve the jars; is Maven Central reachable (proxy in ~/.m2/settings.xml)?"; exit 1; }
 	@touch $@
 
@@ -41,10 +43,12 @@ setup: $(BIN)/.installed $(STATE)/jars/.resolved models/.built ## install the ve
 run: setup ## run the main job on the local stack with demo traffic (the README's first command)
 	$(BIN)/aimass demo
 
-test: setup $(BIN)/.bench-installed ## run the whole test suite: unit, pipeline and integration (the README's second command)
+test: setup $(BIN)/.bench-installed ## run the whole test suite: JUnit (java/), then unit, pipeline and integration (the README's second command)
+	mvn -q -B -f java/pom.xml test
 	$(BIN)/pytest -q tests
 
-test-unit: setup ## unit tests only (no Flink, no Kafka)
+test-unit: setup ## unit tests only (no Flink, no Kafka): JUnit and pytest
+	mvn -q -B -f java/pom.xml test
 	$(BIN)/pytest -q tests/unit
 
 test-integration: setup $(BIN)/.bench-installed ## integration tests on the real local stack

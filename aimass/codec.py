@@ -110,6 +110,11 @@ class Codec:
         """Schema full name -> its 8-byte CRC-64-AVRO fingerprint, as written on the wire."""
         return {name: fp for fp, name in self._known.items()}
 
+    @property
+    def request_header(self) -> bytes:
+        """The 10 bytes every request starts with: C3 01 and the request schema's fingerprint."""
+        return self._request.header
+
     # -- requests ------------------------------------------------------------------------------
 
     def encode_request(self, req: InferenceRequest) -> bytes:

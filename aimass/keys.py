@@ -1,22 +1,21 @@
-"""Keys of the inference operator: which lane of which model a request joins.
+"""Lanes: the keys requests are micro-batched under, and where Flink puts them.
 
 Keying by model alone puts a hot model on one subtask; keying by request id never fills a
-batch. So each model has ``lanes`` keys, and a request joins the lane chosen by a hash of its
-id: a resubmitted id lands on the same key (and its de-duplication state) at any parallelism.
+batch. So requests are keyed by ``lanes`` lanes: a request joins lane ``crc32(id) % lanes``
+(:func:`lane_of`), whatever its model, so every record of one id meets the same lane and is
+served in arrival order (de-duplication itself is keyed by request id, downstream).
 
-Flink sends a key to key group ``murmur(key.hashCode()) % max_parallelism`` and key group
-``g`` to subtask ``g * parallelism // max_parallelism``. PyFlink's ``key_by`` keys the Java
-stream by a one-field ``Row`` holding our string, whose ``hashCode`` is the string's plus 62
-(``RowUtils.deepHashCodeRow`` of an INSERT row). Keys named naively (``digits#0``,
-``digits#1``) land on arbitrary key groups, so two of them often share a subtask while another
-subtask idles. :func:`lane_keys` instead picks, for lane ``k``, a key whose key group lies in
-the ``k``-th of ``lanes`` equal slices of the key-group range (its first group). Every parallelism that divides
-``lanes`` then gets exactly ``lanes / parallelism`` lanes per subtask, before and after a
-rescale, with the lanes and their state unchanged (others get lanes within one of even).
+The job's Java router (``java/.../Lanes.java``) keys a lane by an ``Integer``. Flink sends a key
+to key group ``murmur(key.hashCode()) % max_parallelism`` and key group ``g`` to subtask
+``g * parallelism // max_parallelism``. Naive keys (0, 1, 2, ...) land on arbitrary key groups,
+so two often share a subtask while another idles. :func:`lane_keys` instead picks, for lane
+``k``, the smallest non-negative int whose key group is the first group of the ``k``-th of
+``lanes`` equal slices of the key-group range. Every parallelism that divides ``lanes`` then
+gets exactly ``lanes / parallelism`` lanes per subtask, before and after a rescale, with the
+lanes and their state unchanged (others get lanes within one of even).
 
-The hash functions mirror ``String.hashCode``, ``Row.hashCode`` and Flink's
-``MathUtils.murmurHash``; the unit tests hold vectors printed by Flink's own
-``KeyGroupRangeAssignment``, and the integration tests read per-subtask record counts.
+This module mirrors the Java side (``Integer.hashCode`` is the value; Flink's
+``MathUtils.murmurHash``); both are checked against ``tests/vectors/lanes.json``.
 """
 
 from __future__ import annotations
@@ -30,15 +29,6 @@ _MASK = 0xFFFFFFFF
 def _int32(value: int) -> int:
     value &= _MASK
     return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def java_string_hash(text: str) -> int:
-    """``java.lang.String.hashCode`` (over UTF-16 code units)."""
-    h = 0
-    data = text.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + (data[i] << 8 | data[i + 1])) & _MASK
-    return _int32(h)
 
 
 def _rotl(value: int, shift: int) -> int:
@@ -65,24 +55,19 @@ def murmur_hash(code: int) -> int:
     return -signed if signed != -(1 << 31) else 0
 
 
-def row_key_hash(key: str) -> int:
-    """``Row.of(key).hashCode()``: how the Java side of PyFlink's ``key_by`` hashes our key."""
-    return _int32(java_string_hash(key) + 62)
+def key_group(key: int, max_parallelism: int) -> int:
+    """Flink's key group of an ``Integer`` key."""
+    return murmur_hash(_int32(key)) % max_parallelism
 
 
-def key_group(key: str, max_parallelism: int) -> int:
-    """Flink's key group of a key given to PyFlink's ``key_by`` as a string."""
-    return murmur_hash(row_key_hash(key)) % max_parallelism
-
-
-def subtask_of(key: str, max_parallelism: int, parallelism: int) -> int:
+def subtask_of(key: int, max_parallelism: int, parallelism: int) -> int:
     """The subtask that owns ``key`` at ``parallelism``."""
     return key_group(key, max_parallelism) * parallelism // max_parallelism
 
 
-@functools.lru_cache(maxsize=4096)
-def lane_keys(model: str, lanes: int, max_parallelism: int) -> tuple[str, ...]:
-    """One key per lane of ``model``; lane ``k``'s key is in the first key group of slice ``k``.
+@functools.lru_cache(maxsize=256)
+def lane_keys(lanes: int, max_parallelism: int) -> tuple[int, ...]:
+    """One key per lane; lane ``k``'s key is in the first key group of slice ``k``.
 
     (The first group of each slice, not any group in it, keeps parallelisms that do not divide
     ``lanes`` within one lane of even too.)
@@ -92,13 +77,18 @@ def lane_keys(model: str, lanes: int, max_parallelism: int) -> tuple[str, ...]:
     keys = []
     for lane in range(lanes):
         first = lane * max_parallelism // lanes
-        suffix = 0
-        while key_group(f"{model}#{lane}.{suffix}", max_parallelism) != first:
-            suffix += 1
-        keys.append(f"{model}#{lane}.{suffix}")
+        key = 0
+        while key_group(key, max_parallelism) != first:
+            key += 1
+        keys.append(key)
     return tuple(keys)
 
 
-def lane_key(model: str, request_id: str, lanes: int, max_parallelism: int) -> str:
-    """The key of a request: its model's lane chosen by a stable hash of its id."""
-    return lane_keys(model, lanes, max_parallelism)[zlib.crc32(request_id.encode()) % lanes]
+def lane_of(request_id: str, lanes: int) -> int:
+    """The lane of a request id: ``crc32`` of its UTF-8 bytes, modulo ``lanes``."""
+    return zlib.crc32(request_id.encode("utf-8")) % lanes
+
+
+def lane_key(request_id: str, lanes: int, max_parallelism: int) -> int:
+    """The key of a request: its lane's key."""
+    return lane_keys(lanes, max_parallelism)[lane_of(request_id, lanes)]

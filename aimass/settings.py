@@ -140,6 +140,18 @@ class FlinkSettings:
     """``jobmanager.memory.process.size``."""
     start_timeout_s: float = 90.0
     """How long ``up`` waits for the JobManager REST API and the TaskManagers to register."""
+    log_file_bytes: int = 20 * 1024 * 1024
+    """Size at which a Flink process's log (``<state_dir>/logs/flink-*.log``) and its stdout and
+    stderr (``jobmanager.out``, ``taskmanager-N.out``) roll over to a numbered older file."""
+    log_backups: int = 4
+    """Rolled-over files kept of each; older ones are deleted. A Flink process keeps at most
+    ``(1 + log_backups) * log_file_bytes`` of ``.log`` files, and as much again of ``.out`` files."""
+
+    def __post_init__(self) -> None:
+        if self.log_file_bytes < 1024 * 1024 or self.log_backups < 1:
+            raise SettingsError(
+                "AIMASS_FLINK_LOG_FILE_BYTES must be at least 1048576 and AIMASS_FLINK_LOG_BACKUPS at least 1"
+            )
 
     @property
     def rest_url(self) -> str:
@@ -158,19 +170,21 @@ class JobSettings:
     max_parallelism: int = 128
     """``pipeline.max-parallelism``: fixed, since keyed state is split into this many groups."""
     lanes: int = 4
-    """Keys per model (see aimass/keys.py). They are spread evenly over the key groups, so every
-    parallelism dividing ``lanes`` gets the same number of lanes per subtask, and a rescale
-    moves whole lanes with their state. Fewer lanes than the parallelism you scale to leave
+    """Micro-batching keys (see aimass/keys.py): a request joins lane ``crc32(id) % lanes``,
+    whatever its model. They are spread evenly over the key groups, so every parallelism
+    dividing ``lanes`` gets the same number of lanes per subtask, and a rescale moves whole
+    lanes with their pending requests. Fewer lanes than the parallelism you scale to leave
     subtasks idle; many more make batches fill more slowly (each lane gets less traffic).
-    Set it before the job's first start: a lane count change re-keys requests, so ids seen
-    before it are not de-duplicated against ids after it."""
+    De-duplication is keyed by request id and does not depend on it."""
     delivery: Delivery = "exactly-once"
     """``exactly-once`` (transactional sink, results visible at each checkpoint) or
     ``at-least-once`` (lower latency; duplicates are identical and keyed by request id)."""
     checkpoint_interval_ms: int = 1000
     """Checkpoint interval; in exactly-once mode also the result visibility delay."""
-    state_backend: StateBackend = "hashmap"
-    """``hashmap`` (heap) or ``rocksdb``."""
+    state_backend: StateBackend = "rocksdb"
+    """``rocksdb`` (default: incremental checkpoints, so a checkpoint costs the ids claimed and the
+    requests buffered since the last one, and state lives off the heap) or ``hashmap`` (heap;
+    every checkpoint copies all de-duplication entries: its cost grows with ``dedup_ttl_s``)."""
     restart_attempts: int = 1000
     """Fixed-delay restart strategy: attempts before the job fails for good."""
     restart_delay_ms: int = 2000
@@ -186,7 +200,13 @@ class JobSettings:
     max_delay_ms: int = 20
     """Default longest wait for a batch to fill when a model's metadata does not say."""
     dedup_ttl_s: int = 3600
-    """How long a seen request id is remembered for de-duplication."""
+    """How long a request id that has its result is remembered: within it, a resubmission, the
+    same id under another model, or a bad record reusing the id gets no second result. The
+    de-duplication state holds one small entry per id of the last ``dedup_ttl_s`` seconds
+    (about 100 bytes on RocksDB); expired entries are dropped by RocksDB compaction."""
+    batch_max_bytes: int = 16 * 1024 * 1024
+    """A lane's batch is flushed when its records reach this many bytes, whatever their count
+    (bounds the frame handed to Python)."""
     max_payload_bytes: int = 4 * 1024 * 1024
     """Requests larger than this are refused (OVERSIZED)."""
 

@@ -2,11 +2,16 @@
 
 ::
 
-    requests ─ route (peek id, model) ─┬─ key_by(model, lane) ─ BatchInfer ─┬─ results topic
-                                       │   (decode, validate, batch, infer) │
-                                       ├─ error results ────────────────────┘
-                                       └─ dead letters ─────────────────────┬─ dead-letter topic
-                                                 BatchInfer dead letters ───┘
+    requests ─ route ─ key_by(lane) ─ micro-batch ─ batch-infer ─ split-outputs ─ key_by(id) ─ dedup ─ results
+               (Java:   peek id,      (Java: keyed   (Python, once  (Java)   │                (Java: one result
+               lane, limits)          state, timer)  per batch)              └─ dead letters ─ dead-letter topic
+
+Routing, micro-batching and de-duplication are small Java operators (``java/``, shipped with
+the job as ``pipeline.jars``); Python is called once per batch, with one byte frame in and one
+out (:mod:`aimass.frames`), and does all the decoding, validation, inference and encoding
+(:class:`aimass.batches.BatchServer`). State: each lane's pending records, and one entry per
+claimed request id (TTL ``job.dedup_ttl_s``), on RocksDB with incremental checkpoints, so a
+checkpoint costs what changed since the last one.
 
 :func:`build_pipeline` is a function of its source and returns its two output streams, so a
 pipeline test can wire an in-memory collection; :func:`main` wires the Kafka tables.
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from pyflink.common import Configuration
 from pyflink.common.typeinfo import Types
@@ -26,33 +33,95 @@ from pyflink.table import StreamTableEnvironment
 
 from aimass.kafka_config import job_client_properties
 from aimass.settings import Settings
-from udfs.batch_infer import BatchInfer
-from udfs.decode import DEAD_LETTERS, ERROR_RESULTS, RESULT_ROW, DecodeRequests
+from udfs.infer_batch import InferBatch
 
 #: Row type of the source: the raw record value and its Kafka position.
 SOURCE_ROW = Types.ROW_NAMED(
     ["value", "topic", "partition", "offset"],
     [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
 )
+#: Row type of the results stream: Kafka key (request id) and value.
+RESULT_ROW = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+#: Row type of the dead-letter stream.
+DEAD_LETTER_ROW = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
+FRAME = Types.PRIMITIVE_ARRAY(Types.BYTE())
+
+
+def ops_jar(settings: Settings) -> Path:
+    """The job's Java operators, built by Maven from ``java/`` (``make setup``)."""
+    jar = settings.paths.jars_dir / "job" / "aimass-flink-ops.jar"
+    if not jar.is_file():
+        raise SystemExit(f"error: {jar} is missing: run `make setup` (Maven builds it from java/)")
+    return jar
+
+
+def _graph(env: StreamExecutionEnvironment, settings: Settings) -> Any:
+    """The Java ``ai.aimass.flink.Graph``, with the operators' jar added to the job once."""
+    from pyflink.java_gateway import get_gateway
+
+    uri = ops_jar(settings).as_uri()
+    jvm = get_gateway().jvm
+    config = jvm.org.apache.flink.python.util.PythonConfigUtil.getEnvironmentConfig(
+        env._j_stream_execution_environment)
+    if uri not in (config.getString("pipeline.jars", None) or ""):
+        env.add_jars(uri)
+    return get_gateway().jvm.ai.aimass.flink.Graph
+
+
+def _batch_limits(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
+    """Per model, flush records and delay from its newest version's metadata (job defaults else)."""
+    from aimass.models import ModelError, ModelRepository
+
+    records: dict[str, int] = {}
+    delays: dict[str, int] = {}
+    repository = ModelRepository(settings.paths.models_dir)
+    for name in repository.names():
+        try:
+            spec = repository.resolve(name)
+        except ModelError:
+            continue  # served (or refused) per request; the job's defaults batch it
+        if spec.max_batch_size is not None:
+            records[name] = spec.max_batch_size
+        if spec.max_delay_ms is not None:
+            delays[name] = spec.max_delay_ms
+    return records, delays
 
 
 def build_pipeline(source: DataStream, settings: Settings) -> tuple[DataStream, DataStream]:
-    """Wire route -> key_by -> BatchInfer; returns (results, dead letters) as Row streams."""
+    """Wire route -> micro-batch -> batch-infer -> dedup; returns (results, dead letters) as Row streams."""
+    from pyflink.java_gateway import get_gateway
+
+    from aimass.codec import Codec
+
     job = settings.job
-    decoded = (
-        source.process(DecodeRequests(settings), output_type=Types.PICKLED_BYTE_ARRAY())
-        .name("decode-validate")
-        .uid("decode-validate")
+    graph = _graph(source.get_execution_environment(), settings)
+    gateway = get_gateway()
+    records, delays = _batch_limits(settings)
+    j_records, j_delays = gateway.jvm.java.util.HashMap(), gateway.jvm.java.util.HashMap()
+    for name, value in records.items():
+        j_records.put(name, value)
+    for name, value in delays.items():
+        j_delays.put(name, value)
+    header = Codec(settings.paths.schemas_dir).request_header
+    routed = DataStream(graph.route(
+        source._j_data_stream, header, job.lanes, job.max_parallelism, j_records, j_delays,
+        job.max_batch_size, job.max_delay_ms, job.batch_max_bytes,
+    )).name("route").uid("route")
+    batches = (
+        DataStream(graph.microBatch(routed._j_data_stream, job.batch_max_bytes))
+        .name("micro-batch").uid("micro-batch").set_parallelism(job.parallelism)
     )
-    inferred = (
-        decoded.key_by(lambda request: request[0], key_type=Types.STRING())
-        .process(BatchInfer(settings), output_type=RESULT_ROW)
-        .name("batch-infer")
-        .uid("batch-infer")
-        .set_parallelism(job.parallelism)
+    frames = (
+        batches.map(InferBatch(settings), output_type=FRAME)
+        .name("batch-infer").uid("batch-infer").set_parallelism(job.parallelism)
     )
-    results = inferred.union(decoded.get_side_output(ERROR_RESULTS))
-    dead_letters = decoded.get_side_output(DEAD_LETTERS).union(inferred.get_side_output(DEAD_LETTERS))
+    j_outputs = graph.outputs(frames._j_data_stream)
+    DataStream(j_outputs).name("split-outputs").uid("split-outputs").set_parallelism(job.parallelism)
+    dead_letters = DataStream(graph.deadLetters(j_outputs))
+    results = (
+        DataStream(graph.dedup(j_outputs, job.dedup_ttl_s))
+        .name("dedup").uid("dedup").set_parallelism(job.parallelism)
+    )
     return results, dead_letters
 
 
@@ -60,7 +129,7 @@ def job_configuration(settings: Settings) -> Configuration:
     """Flink configuration of the job: execution mode, checkpoints, state backend, restarts."""
     job = settings.job
     config = Configuration()
-    for key, value in {
+    values = {
         "pipeline.name": job.name,
         "pipeline.max-parallelism": str(job.max_parallelism),
         "parallelism.default": str(job.parallelism),
@@ -71,17 +140,18 @@ def job_configuration(settings: Settings) -> Configuration:
         "execution.checkpointing.dir": (settings.paths.state_dir / "checkpoints").as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "state.backend.type": job.state_backend,
+        # RocksDB: a checkpoint uploads the SST files written since the last one, not all state.
+        "execution.checkpointing.incremental": "true",
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(job.restart_attempts),
         "restart-strategy.fixed-delay.delay": f"{job.restart_delay_ms} ms",
-        # Process mode: bigger bundles and state caches cut the Java<->Python round trips
-        # per record (keyed state access is the cost to beat, see DESIGN.md).
-        "python.fn-execution.bundle.size": "10000",
-        "python.fn-execution.bundle.time": "5",
-        "python.state.cache-size": "100000",
-        "python.map-state.read-cache-size": "100000",
-        "python.map-state.write-cache-size": "100000",
-    }.items():
+    }
+    if job.python_mode == "process":
+        # Process mode only (thread mode ignores them): bundles amortise the gRPC hop. One element
+        # is a whole batch here, so small bundles; there is no Python state to cache.
+        values["python.fn-execution.bundle.size"] = "16"
+        values["python.fn-execution.bundle.time"] = "5"
+    for key, value in values.items():
         config.set_string(key, value)
     return config
 

@@ -5,7 +5,7 @@ Thread mode (Python inside the TaskManager JVM, via pemja) has two traps for C e
 1. **Concurrent imports.** Every Python operator of a TaskManager shares one interpreter and is
    opened concurrently, one Java thread each. Two of them importing C extensions (onnxruntime,
    numpy, fastavro) at the same moment deadlocked the TaskManager (PyFlink 2.2.1, pemja 0.5.7).
-   So the ``udfs`` modules import nothing heavy at module level, and :func:`open_core` imports
+   So the ``udfs`` modules import nothing heavy at module level, and :func:`open_server` imports
    and builds the core under one process-wide lock.
 2. **pybind11 and the GIL-state API.** pemja runs each operator on a thread state made with
    ``PyThreadState_New``. On the Java thread that first initialised the interpreter, CPython's
@@ -16,33 +16,21 @@ Thread mode (Python inside the TaskManager JVM, via pemja) has two traps for C e
    thread state properly, so the heavy imports and the first session build run on one such
    short-lived thread (:func:`_on_fresh_thread`); afterwards pybind11 never asks again.
 
-After :func:`open_core` returns, every heavy module is in ``sys.modules``.
+After :func:`open_server` returns, every heavy module is in ``sys.modules``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from aimass.codec import Codec, DecodeError
-    from aimass.engine import InferenceEngine
+    from aimass.batches import BatchServer
     from aimass.settings import Settings
 
 _LOCK = threading.Lock()
 T = TypeVar("T")
-
-
-class Core(NamedTuple):
-    """What an operator delegates to."""
-
-    codec: Codec
-    engine: InferenceEngine
-    decode_error: type[DecodeError]
-    """:class:`aimass.codec.DecodeError` (imported late, see above)."""
-    reject: Callable[..., Any]
-    """:func:`aimass.rejects.reject`."""
 
 
 def _on_fresh_thread(work: Callable[[], T]) -> T:
@@ -63,19 +51,18 @@ def _on_fresh_thread(work: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
-def _build(settings: Settings) -> Core:
-    from aimass.codec import Codec, DecodeError
+def _build(settings: Settings) -> BatchServer:
+    from aimass.batches import BatchServer
+    from aimass.codec import Codec
     from aimass.engine import InferenceEngine
     from aimass.models import ModelRepository, SessionCache
-    from aimass.rejects import reject
 
-    codec = Codec(settings.paths.schemas_dir)
     engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(settings.job), settings.job)
     engine.warm_up()
-    return Core(codec, engine, DecodeError, reject)
+    return BatchServer(Codec(settings.paths.schemas_dir), engine, settings.job)
 
 
-def open_core(settings: Settings) -> Core:
-    """Import and build the codec and the engine (serialised across operators)."""
+def open_server(settings: Settings) -> BatchServer:
+    """Import and build the batch server (codec, engine, sessions), serialised across operators."""
     with _LOCK:
         return _on_fresh_thread(lambda: _build(settings))

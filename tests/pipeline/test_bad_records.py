@@ -119,8 +119,8 @@ def _same_lane_ids(model: str, settings: Settings, count: int) -> list[str]:
     """Ids whose requests share one lane, so that they are batched together."""
     job = settings.job
     ids = [f"{model}-{i}" for i in range(200)]
-    lane = lane_key(model, ids[0], job.lanes, job.max_parallelism)
-    return [i for i in ids if lane_key(model, i, job.lanes, job.max_parallelism) == lane][:count]
+    lane = lane_key(ids[0], job.lanes, job.max_parallelism)
+    return [i for i in ids if lane_key(i, job.lanes, job.max_parallelism) == lane][:count]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,144 @@
+"""The two byte frames between the job's Java steps and its Python inference step.
+
+One batch crosses into Python as one frame, and its answers cross back as one frame: a Python
+call per batch, not per record (the cost per call is in ``../shared/DESIGN.md``). All integers
+big-endian; the Java side is ``java/src/main/java/ai/aimass/flink/Frames.java``, and both are
+checked against ``tests/vectors/frames.json``::
+
+    batch   := VERSION:u8 count:i32 record{count}                 (Java to Python)
+    record  := partition:i32 offset:i64 received_ms:i64 topic:bytes value:bytes
+    outputs := VERSION:u8 count:i32 output{count}                 (Python to Java)
+    output  := kind:u8 key:bytes value:bytes
+    bytes   := length:i32 byte{length}
+
+An output of kind :data:`RESULT` claims its request id (the request was accepted: this is the
+id's one result), :data:`ERROR_RESULT` is a refused record's error result (written while the id
+has no result, claiming nothing), :data:`DEAD_LETTER` is written always.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+VERSION = 1
+RESULT, ERROR_RESULT, DEAD_LETTER = 0, 1, 2
+
+_HEAD = struct.Struct(">Bi")
+_RECORD = struct.Struct(">iqqi")
+_LEN = struct.Struct(">i")
+
+
+class FrameError(ValueError):
+    """A frame that does not follow the format (a bug on one side, never a user's record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One source record of a batch, as the Java router framed it."""
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+    received_ms: int
+
+
+def read_batch(frame: bytes) -> list[BatchRecord]:
+    """The records of a batch frame, in arrival order."""
+    view = memoryview(frame)
+    try:
+        version, count = _HEAD.unpack_from(view, 0)
+        if version != VERSION:
+            raise FrameError(f"batch frame of version {version}, expected {VERSION}")
+        pos, records = _HEAD.size, []
+        for _ in range(count):
+            partition, offset, received_ms, topic_len = _RECORD.unpack_from(view, pos)
+            pos += _RECORD.size
+            topic = bytes(view[pos : pos + topic_len]).decode("utf-8")
+            pos += topic_len
+            (value_len,) = _LEN.unpack_from(view, pos)
+            pos += _LEN.size
+            if topic_len < 0 or value_len < 0 or pos + value_len > len(view):
+                raise FrameError("a length past the frame's end")
+            records.append(BatchRecord(bytes(view[pos : pos + value_len]), topic, partition, offset, received_ms))
+            pos += value_len
+    except struct.error as exc:
+        raise FrameError(f"truncated batch frame: {exc}") from exc
+    if pos != len(view):
+        raise FrameError(f"{len(view) - pos} bytes after the last record")
+    return records
+
+
+def write_batch(records: list[BatchRecord]) -> bytes:
+    """A batch frame (the Java router writes these; here for tests and tools)."""
+    parts = [_HEAD.pack(VERSION, len(records))]
+    for r in records:
+        topic = r.topic.encode("utf-8")
+        head = _RECORD.pack(r.partition, r.offset, r.received_ms, len(topic))
+        parts += [head, topic, _LEN.pack(len(r.value)), r.value]
+    return b"".join(parts)
+
+
+class OutputsWriter:
+    """Builds one outputs frame."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._count = 0
+
+    def add(self, kind: int, key: str | None, value: bytes) -> None:
+        """Append one output (``key``: the request id; None for a dead letter without one)."""
+        encoded = (key or "").encode("utf-8")
+        self._parts += [struct.pack(">Bi", kind, len(encoded)), encoded, _LEN.pack(len(value)), value]
+        self._count += 1
+
+    def extend(self, other: OutputsWriter) -> None:
+        """Append every output of ``other``, in order."""
+        self._parts += other._parts
+        self._count += other._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def frame(self) -> bytes:
+        """The frame of everything added."""
+        return _HEAD.pack(VERSION, self._count) + b"".join(self._parts)
+
+
+def read_outputs(frame: bytes) -> list[tuple[int, str, bytes]]:
+    """``(kind, key, value)`` of each output of an outputs frame (tests and tools)."""
+    view = memoryview(frame)
+    try:
+        version, count = _HEAD.unpack_from(view, 0)
+        if version != VERSION:
+            raise FrameError(f"outputs frame of version {version}, expected {VERSION}")
+        pos, out = _HEAD.size, []
+        for _ in range(count):
+            kind, key_len = struct.unpack_from(">Bi", view, pos)
+            pos += 5
+            key = bytes(view[pos : pos + key_len]).decode("utf-8")
+            pos += key_len
+            (value_len,) = _LEN.unpack_from(view, pos)
+            pos += _LEN.size
+            if kind not in (RESULT, ERROR_RESULT, DEAD_LETTER) or pos + value_len > len(view):
+                raise FrameError("bad output entry")
+            out.append((kind, key, bytes(view[pos : pos + value_len])))
+            pos += value_len
+    except struct.error as exc:
+        raise FrameError(f"truncated outputs frame: {exc}") from exc
+    if pos != len(view):
+        raise FrameError(f"{len(view) - pos} bytes after the last output")
+    return out
+
+
+def dedup_verdict(claimed: bool, claims: bool) -> tuple[bool, bool]:
+    """``(write it, remember its id)`` for a result whose id is ``claimed`` already or not.
+
+    The rule the job's ``Dedup`` operator applies (``java/.../DedupRule.java``; vectors in
+    ``tests/vectors/dedup.tsv``): an id keeps the first result that claims it, and an error
+    result of a refused record is written only while the id has no result.
+    """
+    if claimed:
+        return False, False
+    return True, claims

@@ -1,0 +1,78 @@
+package ai.aimass.flink;
+
+import java.util.Map;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.api.java.tuple.Tuple3;
+import org.apache.flink.api.java.tuple.Tuple4;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
+import org.apache.flink.types.Row;
+
+/**
+ * The Java steps of the inference job, as the Python job definition calls them
+ * ({@code flink_jobs/inference_job.py} names each, gives it its uid and parallelism). Only plain
+ * values cross from Python: bytes, ints and maps of them.
+ */
+public final class Graph {
+    /** {@link Route}'s output type. */
+    public static final TypeInformation<Tuple4<Integer, Integer, Integer, byte[]>> ROUTED =
+            Types.TUPLE(Types.INT, Types.INT, Types.INT, PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
+    /** {@link Outputs}' main output type. */
+    public static final TypeInformation<Tuple3<String, byte[], Boolean>> RESULTS =
+            Types.TUPLE(Types.STRING, PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO, Types.BOOLEAN);
+
+    private Graph() {}
+
+    /** Source rows {@code (value, topic, partition, offset)} to routed records. */
+    public static SingleOutputStreamOperator<Tuple4<Integer, Integer, Integer, byte[]>> route(
+            DataStream<Row> source, byte[] requestHeader, int lanes, int maxParallelism,
+            Map<String, Integer> modelRecords, Map<String, Integer> modelDelays, int defaultRecords,
+            int defaultDelayMs, long maxBatchBytes) {
+        BatchLimits limits = new BatchLimits(modelRecords, modelDelays, defaultRecords, defaultDelayMs, maxBatchBytes);
+        return source.process(new Route(new RequestPeek(requestHeader), new Lanes(lanes, maxParallelism), limits), ROUTED);
+    }
+
+    /** Routed records keyed by lane to batch frames. */
+    public static SingleOutputStreamOperator<byte[]> microBatch(
+            DataStream<Tuple4<Integer, Integer, Integer, byte[]>> routed, long maxBatchBytes) {
+        return routed.keyBy(new LaneKey(), Types.INT)
+                .process(new MicroBatch(maxBatchBytes), PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
+    }
+
+    /** Outputs frames to results (main) and dead letters ({@link #deadLetters}). */
+    public static SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs(DataStream<byte[]> frames) {
+        return frames.process(new Outputs(), RESULTS);
+    }
+
+    /** The dead letters of {@link #outputs}. */
+    public static DataStream<Row> deadLetters(SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs) {
+        return outputs.getSideOutput(Outputs.DEAD_LETTERS);
+    }
+
+    /** Results keyed by request id to one result per id, as {@code Row(k, v)} for the results sink. */
+    public static SingleOutputStreamOperator<Row> dedup(
+            DataStream<Tuple3<String, byte[], Boolean>> results, long ttlSeconds) {
+        return results.keyBy(new RequestIdKey(), Types.STRING).process(new Dedup(ttlSeconds), Dedup.RESULT_ROW);
+    }
+
+    static final class LaneKey implements KeySelector<Tuple4<Integer, Integer, Integer, byte[]>, Integer> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public Integer getKey(Tuple4<Integer, Integer, Integer, byte[]> value) {
+            return value.f0;
+        }
+    }
+
+    static final class RequestIdKey implements KeySelector<Tuple3<String, byte[], Boolean>, String> {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        public String getKey(Tuple3<String, byte[], Boolean> value) {
+            return value.f0;
+        }
+    }
+}

@@ -1,0 +1,34 @@
+package ai.aimass.flink;
+
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.tuple.Tuple3;
+import org.apache.flink.streaming.api.functions.ProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+import org.apache.flink.util.OutputTag;
+
+/**
+ * Python's outputs frame of one batch to its records: results (and error results) on the main
+ * output as {@code (request id, value, claims id)} for {@link Dedup}; dead letters on
+ * {@link #DEAD_LETTERS} as {@code Row(v)} for the dead-letter sink.
+ */
+public final class Outputs extends ProcessFunction<byte[], Tuple3<String, byte[], Boolean>> {
+    private static final long serialVersionUID = 1L;
+
+    /** Row type of the dead-letter sink's records. */
+    public static final TypeInformation<Row> DEAD_LETTER_ROW =
+            Types.ROW_NAMED(new String[] {"v"}, Types.PRIMITIVE_ARRAY(Types.BYTE));
+    public static final OutputTag<Row> DEAD_LETTERS = new OutputTag<>("dead-letters", DEAD_LETTER_ROW);
+
+    @Override
+    public void processElement(byte[] frame, Context ctx, Collector<Tuple3<String, byte[], Boolean>> out) {
+        for (Frames.Output o : Frames.outputs(frame)) {
+            if (o.kind() == Frames.DEAD_LETTER) {
+                ctx.output(DEAD_LETTERS, Row.of((Object) o.value()));
+            } else {
+                out.collect(Tuple3.of(o.key(), o.value(), o.kind() == Frames.RESULT));
+            }
+        }
+    }
+}
