@@ -113,7 +113,7 @@ def build_pipeline(source: DataStream, settings: Settings) -> tuple[DataStream, 
     )
     frames = (
         batches.map(InferBatch(settings), output_type=FRAME)
-        .name("batch-infer").uid("batch-infer").set_parallelism(job.parallelism)
+        .name("batch-infer").uid("infer-batch").set_parallelism(job.parallelism)
     )
     j_outputs = graph.outputs(frames._j_data_stream)
     DataStream(j_outputs).name("split-outputs").uid("split-outputs").set_parallelism(job.parallelism)
