@@ -7,7 +7,7 @@ STATE := .state
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke faults faults-smoke
+.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke soak faults faults-smoke
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench: setup $(BIN)/.bench-installed ## full benchmark on its own stack -> bench
 
 bench-smoke: setup $(BIN)/.bench-installed ## the benchmark harness end to end in a few minutes (figures not meaningful)
 	$(BIN)/python -m bench --smoke --out bench/out/smoke $(BENCH_ARGS)
+
+soak: setup $(BIN)/.bench-installed ## the job at 50% of its sustained rate for 30 min, sampled every 5 s -> bench/out/soak/ (SOAK_ARGS="--set job.dedup_ttl_s=120 --duration 10m"; --help)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 faults: setup ## fault campaign on its own stack: 6 TaskManager kills, a broker restart, ~20k requests -> docs/RELIABILITY.md (FAULTS_ARGS="--mode at-least-once" or "--python-mode process" for the others)
 	$(BIN)/python -m aimass.faults $(FAULTS_ARGS)

@@ -264,6 +264,8 @@ def parse(argv: list[str] | None = None) -> tuple[Options, int, bool]:
     parser.add_argument("--port-offset", type=int, default=0, help="move the bench stack's ports and state folder")
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack running at the end")
     parser.add_argument("--keep-topics", action="store_true", help="keep each run's topics (disk!)")
+    parser.add_argument("--soak", action="store_true",
+                        help="run the soak instead (`python -m bench.soak`; see `python -m bench.soak --help`)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     options = Options(
@@ -300,7 +302,15 @@ def run_bench(options: Options, settings: Settings, manage_stack: bool = True, k
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; exit status 1 when a run failed or a request went unserved."""
+    """Command-line entry point; exit status 1 when a run failed or a request went unserved.
+
+    ``--soak`` hands the other arguments to :func:`bench.soak.main`.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if "--soak" in args:
+        from bench.soak import main as soak
+
+        return soak([a for a in args if a != "--soak"])
     options, offset, keep = parse(argv)
     settings = Settings.load(env=bench_env(offset))
     data = run_bench(options, settings, keep_stack=keep)
