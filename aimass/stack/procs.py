@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class ManagedProcess:
     log_dir: Path
     marker: str
     """A string that appears in the process's command line (the state folder path)."""
+    out_max_bytes: int = 0
+    """Roll the ``.out`` file over at this size, keeping ``out_backups`` older ones
+    (:mod:`aimass.stack.outcap`); 0: append to it without limit."""
+    out_backups: int = 1
+    """Rolled-over ``.out`` files kept (``<name>.out.1`` is the newest) when ``out_max_bytes`` is set."""
 
     @property
     def pid_file(self) -> Path:
@@ -59,10 +65,18 @@ class ManagedProcess:
         return False
 
     def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
-        """Start detached (own session), output appended to the log file; returns the pid."""
+        """Start detached (own session), output appended to the log file; returns the pid.
+
+        With ``out_max_bytes`` the command is started through :mod:`aimass.stack.outcap`,
+        which execs it (the pid stays the command's) with its output piped into a writer
+        that rotates the log file.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as out:
+        if self.out_max_bytes > 0:
+            argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("outcap.py")), str(self.log_file),
+                    str(self.out_max_bytes), str(self.out_backups), "--", *argv]
+        with open(self.log_file, "ab") as out:  # the wrapper's own output, until it hands over to the pipe
             proc = subprocess.Popen(  # noqa: S603 - argv is built by the project, not from input
                 list(argv),
                 stdin=subprocess.DEVNULL,
