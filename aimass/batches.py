@@ -30,6 +30,7 @@ from aimass.rejects import Source, deliverable, reject
 
 if TYPE_CHECKING:
     from aimass.engine import InferenceEngine
+    from aimass.models import ModelSpec
     from aimass.settings import JobSettings
 
 
@@ -51,7 +52,7 @@ class BatchServer:
         records = read_batch(frame)
         now = self.clock()
         answers: list[OutputsWriter] = [OutputsWriter() for _ in records]
-        accepted: list[tuple[int, InferenceRequest]] = []
+        accepted: list[tuple[int, InferenceRequest, ModelSpec]] = []
         ids: set[str] = set()
         for i, record in enumerate(records):
             try:
@@ -59,17 +60,18 @@ class BatchServer:
             except DecodeError as exc:
                 self._refuse(answers[i], record, exc.reason, exc.message, now, exc.request_id)
                 continue
-            problem = self.engine.check(request, now)
-            if problem is not None:
-                self._refuse(answers[i], record, problem[0], problem[1], now, request.request_id,
+            spec = self.engine.admit(request, now)
+            if isinstance(spec, tuple):
+                self._refuse(answers[i], record, spec[0], spec[1], now, request.request_id,
                              request.model, request.created_at_ms)
             elif request.request_id not in ids:
                 ids.add(request.request_id)
-                accepted.append((i, request))
+                accepted.append((i, request, spec))
         if accepted:
-            requests = [request for _, request in accepted]
-            results = self.engine.run(requests, [records[i].received_ms for i, _ in accepted], self.clock())
-            for (i, request), result in zip(accepted, results, strict=True):
+            requests = [request for _, request, _ in accepted]
+            received = [records[i].received_ms for i, _, _ in accepted]
+            results = self.engine.run(requests, received, now, [spec for _, _, spec in accepted])
+            for (i, request, _), result in zip(accepted, results, strict=True):
                 result, encoded = deliverable(self.codec, result, self.output_limit)  # too large: an error
                 answers[i].add(RESULT, request.request_id, encoded)
                 if result.status is not Status.OK:

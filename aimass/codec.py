@@ -24,6 +24,7 @@ from typing import Any, NoReturn, cast
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
+from aimass.avro_fast import read_request, write_result
 from aimass.messages import (
     DTYPES,
     DeadLetter,
@@ -156,12 +157,15 @@ class Codec:
             flood = _flood(data)
             if flood is not None:
                 raise DecodeError(flood[0], flood[1], self.peek_request_id(data))
-        try:
-            record = self._read(self._request, data)
-        except DecodeError as exc:
-            if exc.reason is Reason.UNDECODABLE:
-                exc.request_id = self.peek_request_id(data)
-            raise
+        # The fast reader takes plain, complete requests; fastavro reads (and names) the rest.
+        record = read_request(data, HEADER_SIZE) if data[:HEADER_SIZE] == self._request.header else None
+        if record is None:
+            try:
+                record = self._read(self._request, data)
+            except DecodeError as exc:
+                if exc.reason is Reason.UNDECODABLE:
+                    exc.request_id = self.peek_request_id(data)
+                raise
         return _request_from(record)
 
     def peek_request_id(self, data: bytes) -> str | None:
@@ -210,6 +214,9 @@ class Codec:
             ValueError: A field does not fit its Avro type.
         """
         _check_int32("timings.batch_size", res.timings.batch_size)
+        fast = write_result(self._result.header, res)
+        if fast is not None:
+            return fast
         record = {
             "request_id": res.request_id,
             "model": res.model,

@@ -40,11 +40,12 @@ class InferenceEngine:
         count in every input, and that the deadline has not passed. Never raises: a failure
         of the check itself is this request's INTERNAL_ERROR, not the operator's.
         """
-        found = self._spec_for(req, now_ms)
+        found = self.admit(req, now_ms)
         return found if isinstance(found, tuple) else None
 
-    def _spec_for(self, req: InferenceRequest, now_ms: int) -> ModelSpec | tuple[Reason, str]:
-        """The spec that serves ``req``, or why none does (see :meth:`check`)."""
+    def admit(self, req: InferenceRequest, now_ms: int) -> ModelSpec | tuple[Reason, str]:
+        """The spec that serves ``req``, or why none does (see :meth:`check`); pass the specs of
+        admitted requests to :meth:`run` to skip checking them again."""
         try:
             try:
                 spec = self.repository.resolve(req.model, req.version)
@@ -85,7 +86,8 @@ class InferenceEngine:
         )
 
     def run(
-        self, requests: Sequence[InferenceRequest], received_ms: Sequence[int], now_ms: int
+        self, requests: Sequence[InferenceRequest], received_ms: Sequence[int], now_ms: int,
+        specs: Sequence[ModelSpec] | None = None,
     ) -> list[InferenceResult]:
         """Serve ``requests`` (received at ``received_ms``); one result each, in order.
 
@@ -95,15 +97,16 @@ class InferenceEngine:
         that group only, and a group whose call fails is run again one request at a time, so
         a request that passes validation but makes ONNX Runtime fail (an index out of range,
         dimensions the metadata cannot express) gets its INTERNAL_ERROR alone while the
-        requests batched with it are served.
+        requests batched with it are served. ``specs``: what :meth:`admit` returned for each
+        request at ``now_ms`` (they are then not checked again).
         """
-        if len(received_ms) != len(requests):
-            raise ValueError(f"{len(requests)} requests but {len(received_ms)} receive times")
+        if len(received_ms) != len(requests) or (specs is not None and len(specs) != len(requests)):
+            raise ValueError(f"{len(requests)} requests but {len(received_ms)} receive times or specs")
         started = time.perf_counter()
         results: list[InferenceResult | None] = [None] * len(requests)
         groups: dict[tuple[object, ...], tuple[ModelSpec, list[int]]] = {}
         for i, req in enumerate(requests):
-            spec = self._spec_for(req, now_ms)
+            spec = self.admit(req, now_ms) if specs is None else specs[i]
             if isinstance(spec, tuple):
                 reason, message = spec
                 results[i] = _error(req, reason.status(), message, received_ms[i], now_ms)

@@ -1,9 +1,10 @@
 """Bad records of every kind get exactly the answer their maker says the job owes.
 
-The job's answer is worked out here the way its two operators work it out (route, decode,
-check, run), on a stand-in ``digits`` model, so a kind whose claim is wrong, or a record that
-escapes as an exception or takes long to route, fails here in milliseconds, before a
-MiniCluster (tests/pipeline/test_bad_records.py) or a campaign ever sees it.
+The job's answer is worked out here by the job's own Python step (:class:`aimass.batches.BatchServer`,
+a batch of one record) on a stand-in ``digits`` model, so a kind whose claim is wrong, or a
+record that escapes as an exception or takes long to answer, fails here in milliseconds, before
+a MiniCluster (tests/pipeline/test_bad_records.py) or a campaign ever sees it. (Routing is
+Java's and only reads the id for a lane; tests/vectors/peek.tsv holds it to Python's reading.)
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from aimass.codec import Codec, DecodeError
+from aimass.batches import BatchServer
+from aimass.codec import Codec
 from aimass.engine import InferenceEngine
 from aimass.faults.malformed import DESCRIPTIONS, KINDS, BadRecords
-from aimass.keys import lane_key
+from aimass.frames import DEAD_LETTER, RESULT, BatchRecord, read_outputs, write_batch
 from aimass.messages import DTYPES, InferenceRequest, Reason, Status, Tensor
 from aimass.models import ModelRepository, SessionCache
-from aimass.rejects import RECORD_OVERHEAD_BYTES, Source, deliverable, reject
+from aimass.rejects import RECORD_OVERHEAD_BYTES, Source, reject
 from aimass.settings import JobSettings
 
 CODEC = Codec()
@@ -89,21 +91,22 @@ def answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reaso
 
 
 def _answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reason | None, str | None, Status | None]:
-    route = CODEC.peek_route(value) if len(value) <= max_bytes else None  # DecodeRequests
-    if route is not None:
-        lane_key(route[1], route[0], 4, 128)
-    try:  # DecodeRequests (unroutable) or BatchInfer
-        request = CODEC.decode_request(value, max_bytes)
-    except DecodeError as exc:
-        return exc.reason, exc.request_id, exc.reason.status() if exc.request_id is not None else None
-    assert route == (request.request_id, request.model)
-    now = int(time.time() * 1000)
-    problem = engine.check(request, now)
-    if problem is not None:
-        return problem[0], request.request_id, problem[0].status()
-    (result,) = engine.run([request], [now], now)
-    result, _ = deliverable(CODEC, result, SETTINGS.output_record_limit)
-    reason = None if result.status is Status.OK else Reason(result.status.value)
+    """What the job's Python step answers for ``value``: (dead-letter reason, result id, status)."""
+    from dataclasses import replace
+
+    server = BatchServer(CODEC, engine, replace(SETTINGS, max_payload_bytes=max_bytes))
+    outputs = read_outputs(server.serve(write_batch([BatchRecord(value, "t", 0, 0, int(time.time() * 1000))])))
+    results = [(kind, key, CODEC.decode_result(v)) for kind, key, v in outputs if kind != DEAD_LETTER]
+    dead = [CODEC.decode_dead_letter(v) for kind, _, v in outputs if kind == DEAD_LETTER]
+    assert len(results) <= 1 and len(dead) <= 1, outputs
+    reason = dead[0].reason if dead else None
+    if not results:
+        return reason, None, None
+    ((kind, key, result),) = results
+    assert key == result.request_id
+    # A dead letter exactly when the answer is not OK; an OK answer is an accepted request's.
+    assert (reason is None) == (result.status is Status.OK), (reason, result.status)
+    assert kind == RESULT or reason is not None
     return reason, result.request_id, result.status
 
 

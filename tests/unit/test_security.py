@@ -130,7 +130,7 @@ def test_wire_path_neither_unpickles_nor_evaluates(path: Path) -> None:
 
 
 def test_the_job_decodes_with_the_payload_limit() -> None:
-    tree = ast.parse((PROJECT_ROOT / "udfs" / "decode.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PROJECT_ROOT / "aimass" / "batches.py").read_text(encoding="utf-8"))
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "decode_request"]
     assert calls and all(len(c.args) + len(c.keywords) == 2 for c in calls), "decode_request without max_bytes"
 
