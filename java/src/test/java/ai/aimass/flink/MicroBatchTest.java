@@ -98,4 +98,28 @@ class MicroBatchTest {
         restored.setProcessingTime(100);
         assertEquals(List.of(2), counts(restored));
     }
+
+    @Test
+    void recordsRestoredInALaneCountTowardsItsNextFlush() throws Exception {
+        var h = harness(1 << 20);
+        h.setProcessingTime(0);
+        for (int i = 0; i < 3; i++) {
+            h.processElement(record(3, 5, 100, 10), 0);
+        }
+        OperatorSubtaskState snapshot = h.snapshot(1, 1);
+        h.close();
+
+        var restored = new KeyedOneInputStreamOperatorTestHarness<>(
+                new KeyedProcessOperator<>(new MicroBatch(1 << 20)), new Graph.LaneKey(), Types.INT);
+        restored.setup();
+        restored.initializeState(snapshot);
+        restored.open();
+        restored.setProcessingTime(10);
+        restored.processElement(record(3, 5, 100, 10), 0);
+        assertTrue(counts(restored).isEmpty());
+        restored.processElement(record(3, 5, 100, 10), 0);  // 3 restored + 2: the model's 5
+        assertEquals(List.of(5), counts(restored));
+        restored.setProcessingTime(200);  // the restored timer and the new one find nothing
+        assertEquals(List.of(5), counts(restored));
+    }
 }
