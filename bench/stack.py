@@ -32,7 +32,10 @@ def bench_env(port_offset: int = 0) -> dict[str, str]:
         "AIMASS_FLINK_RPC_PORT": port(36123),
         "AIMASS_FLINK_BLOB_PORT": port(36124),
         "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": f"{port(36200)}-{port(36299)}",
-        "AIMASS_FLINK_SLOTS": "2",
+        # Two TaskManagers of one slot: parallelism 2 gets two Python interpreters (two GILs),
+        # as on a real cluster; parallelism 1 runs on one of them.
+        "AIMASS_FLINK_TASKMANAGERS": "2",
+        "AIMASS_FLINK_SLOTS": "1",
         "AIMASS_JOB_NAME": "aimass-bench",
         "AIMASS_JOB_USE_GPU": "false",
     }

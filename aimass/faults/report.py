@@ -31,6 +31,63 @@ KNOWN_PROBLEMS = """## Known problems found by these campaigns
   stacks running); most of it is the TaskManager's start and the job's restore.
 """
 
+FENCED_PRODUCER = """## The `producer is already fenced ... data loss` error after a recovery
+
+After a TaskManager is killed, the restarted job's Kafka committer often logs one of these for
+each sink subtask that had a transaction in flight (it shows up at the TaskManager kill of
+`tests/integration/test_exactly_once_kill.py`, for example):
+
+```
+ERROR org.apache.flink.connector.kafka.sink.internal.KafkaCommitter [] - Unable to commit transaction
+(CommitRequestImpl{state=RECEIVED, numRetries=0, committable=KafkaCommittable{producerId=262, epoch=4,
+transactionalId='aimass-b-0-131', producer=null}}) because its producer is already fenced. This means that you
+either have a different producer with the same 'transactional.id' (...) or recovery took longer than
+'transaction.timeout.ms' (600000ms). In both cases this most likely signals data loss, ...
+```
+
+**What it is.** The exactly-once sink commits in two phases. At checkpoint N each writer
+flushes its transaction and hands a committable (transactional id, producer id, epoch) to the
+committer, which keeps it in checkpoint N's state and commits it once N is complete. A
+TaskManager killed after that commit but before checkpoint N+1 completes is restored from N,
+whose state still holds the committable, so the restored committer commits it a second time:
+`KafkaCommitter.commit` resumes a producer with the saved id and epoch
+(`FlinkKafkaInternalProducer.resumeTransaction`) and calls `commitTransaction`. The broker runs
+`transaction.version` 2 (the Kafka 4 default, KIP-890), which bumps the producer epoch when a
+transaction ends. So the saved epoch is now one behind, the broker answers `PRODUCER_FENCED`, and
+`KafkaCommitter.logFencedRequest` logs the message above. It is an ERROR because the job uses the
+default transactional-id naming (`reusesTransactionalIds` is false). The request is marked
+failed with a known reason: the job does not fail or restart because of it. (Connector
+`flink-sql-connector-kafka` 5.0.0-2.2, class
+`org.apache.flink.connector.kafka.sink.internal.KafkaCommitter`, read from the jar in
+`.state/jars/flink/`.)
+
+**Why it is harmless here.** The transaction it names was committed before the kill, as part of
+the completed checkpoint it came from, so its records are already visible to `read_committed`
+consumers. On the local stack, a SIGKILL of the TaskManager under load logged the line above for
+`aimass-b-0-131` (epoch 4). The broker then reported that transaction as committed, one epoch on:
+
+```
+$ java -cp ".state/jars/kafka/*" org.apache.kafka.tools.TransactionsCommand \\
+    --bootstrap-server 127.0.0.1:19092 describe --transactional-id aimass-b-0-131   # the stack's broker
+TransactionalId  ProducerId  ProducerEpoch  TransactionState  ...
+aimass-b-0-131   262         5              CompleteCommit
+```
+
+All the traffic sent across the kill was answered, read with `read_committed`. The three
+campaigns above kill TaskManagers the same way, several times each, and lose nothing under
+their `read_committed` oracles.
+
+**When it would be real.** The connector logs the same message, word for word, when the broker
+has *aborted* the transaction: recovery took longer than `transaction.timeout.ms`
+(`AIMASS_JOB_TRANSACTION_TIMEOUT_MS`, 10 minutes), or another job writes with the same
+`AIMASS_JOB_TRANSACTIONAL_ID_PREFIX`. That is why the error is not filtered out of the logs: a
+log4j filter can only match the text, and the text is the same in both cases. To tell which case
+you have, describe the transactional id it names, as above. `CompleteCommit` means nothing was
+lost. `CompleteAbort` means that transaction's records were lost. (The connector's `POOLING`
+naming strategy, `'sink.transaction-naming-strategy'`, makes it log this as a WARN that calls it
+expected during recovery. It has not been tried here.)
+"""
+
 SECURITY = """## Security
 
 Model names and versions that try to leave the model repository, payload size limits, and the
@@ -121,6 +178,7 @@ def render(reports: list[dict[str, Any]]) -> str:
         "  duplicate would be seen.",
         "",
         KNOWN_PROBLEMS,
+        FENCED_PRODUCER,
         SECURITY,
     ]
     return "\n".join(lines)
