@@ -108,6 +108,9 @@ class FlinkCluster:
             "pipeline.max-parallelism": j.max_parallelism,
             "execution.checkpointing.dir": (paths.state_dir / "checkpoints").as_uri(),
             "execution.checkpointing.savepoint-dir": (paths.state_dir / "savepoints").as_uri(),
+            # RocksDB's working files under the state folder (not the TaskManager's /tmp), where
+            # `aimass status`, the soak and `aimass down --purge` see them.
+            "state.backend.rocksdb.localdir": str(paths.state_dir / "rocksdb"),
             "env.pid.dir": str(paths.state_dir / "run"),
             "env.log.dir": str(paths.state_dir / "logs"),
             "python.executable": venv_python,

@@ -144,3 +144,9 @@ def test_log4j_applies_the_filter_the_threshold_and_the_rolling_policy(tmp_path:
     assert "'pendingCommittables'" not in done.stdout
     assert " INFO " not in done.stdout
     assert "ERROR StatusLogger" not in done.stderr  # log4j's own complaints about the configuration
+
+
+def test_rocksdb_works_under_the_state_folder(tmp_path: Path) -> None:
+    settings = Settings.load(env={"AIMASS_PATHS_STATE_DIR": str(tmp_path / "state")})
+    config = FlinkCluster(settings).config()
+    assert config["state.backend.rocksdb.localdir"] == str(tmp_path / "state" / "rocksdb")
