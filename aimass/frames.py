@@ -44,13 +44,24 @@ class BatchRecord:
     received_ms: int
 
 
+def _head(view: memoryview, what: str) -> int:
+    """The entry count of a frame, after checking its version."""
+    version, count = _HEAD.unpack_from(view, 0)
+    if version != VERSION:
+        raise FrameError(f"{what} frame of version {version}, expected {VERSION}")
+    return int(count)
+
+
+def _end(view: memoryview, pos: int, what: str) -> None:
+    if pos != len(view):
+        raise FrameError(f"{len(view) - pos} bytes after the last {what}")
+
+
 def read_batch(frame: bytes) -> list[BatchRecord]:
     """The records of a batch frame, in arrival order."""
     view = memoryview(frame)
     try:
-        version, count = _HEAD.unpack_from(view, 0)
-        if version != VERSION:
-            raise FrameError(f"batch frame of version {version}, expected {VERSION}")
+        count = _head(view, "batch")
         pos, records = _HEAD.size, []
         for _ in range(count):
             partition, offset, received_ms, topic_len = _RECORD.unpack_from(view, pos)
@@ -65,8 +76,7 @@ def read_batch(frame: bytes) -> list[BatchRecord]:
             pos += value_len
     except struct.error as exc:
         raise FrameError(f"truncated batch frame: {exc}") from exc
-    if pos != len(view):
-        raise FrameError(f"{len(view) - pos} bytes after the last record")
+    _end(view, pos, "record")
     return records
 
 
@@ -110,9 +120,7 @@ def read_outputs(frame: bytes) -> list[tuple[int, str, bytes]]:
     """``(kind, key, value)`` of each output of an outputs frame (tests and tools)."""
     view = memoryview(frame)
     try:
-        version, count = _HEAD.unpack_from(view, 0)
-        if version != VERSION:
-            raise FrameError(f"outputs frame of version {version}, expected {VERSION}")
+        count = _head(view, "outputs")
         pos, out = _HEAD.size, []
         for _ in range(count):
             kind, key_len = struct.unpack_from(">Bi", view, pos)
@@ -127,8 +135,7 @@ def read_outputs(frame: bytes) -> list[tuple[int, str, bytes]]:
             pos += value_len
     except struct.error as exc:
         raise FrameError(f"truncated outputs frame: {exc}") from exc
-    if pos != len(view):
-        raise FrameError(f"{len(view) - pos} bytes after the last output")
+    _end(view, pos, "output")
     return out
 
 

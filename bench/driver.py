@@ -35,30 +35,27 @@ def _phase_of(rid: str) -> int:
         return -1
 
 
-class Collector:
-    """Reads every result of a topic in a background thread."""
+class TopicReader:
+    """Reads a whole topic (read_committed, from the beginning) in a background thread; a
+    subclass's ``_run`` polls ``self.consumer`` until ``self._stop`` is set."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, name: str) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-collector-{uuid.uuid4().hex[:8]}",  # required; never committed
+            "group.id": f"{name}-{uuid.uuid4().hex[:8]}",  # required; never committed
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": 5,
             "fetch.max.bytes": 64 * 1024 * 1024,
         })
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        self.arrivals: dict[str, float] = {}
-        self.values: dict[str, bytes] = {}
-        self.duplicates = 0
-        self.per_phase: dict[int, int] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> Collector:
-        """Start reading."""
+    def start(self) -> Any:
+        """Start reading; returns self."""
         self._thread.start()
         return self
 
@@ -67,6 +64,25 @@ class Collector:
         self._stop.set()
         self._thread.join()
         self.consumer.close()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Collector(TopicReader):
+    """Reads every result of a topic in a background thread."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.values: dict[str, bytes] = {}
+        self.duplicates = 0
+        self.per_phase: dict[int, int] = {}
+        super().__init__(bootstrap, topic, partitions, "bench-collector")
+
+    def start(self) -> Collector:
+        """Start reading."""
+        super().start()
+        return self
 
     def _run(self) -> None:
         arrivals, values, per_phase = self.arrivals, self.values, self.per_phase

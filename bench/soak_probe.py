@@ -12,9 +12,7 @@ processes that run the job (``/proc``, :mod:`bench.meter`), the job's state and 
 from __future__ import annotations
 
 import os
-import threading
 import time
-import uuid
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from aimass.codec import Codec, DecodeError
 from aimass.messages import Status
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
+from bench.driver import TopicReader
 from bench.meter import tree, usage
 
 try:
@@ -53,7 +52,7 @@ class Schedule:
     """Set when production starts; results seen before are not timed."""
 
 
-class SoakCollector:
+class SoakCollector(TopicReader):
     """Reads every result of the soak's topic; counts, times and spot-checks the soak's phase.
 
     Args:
@@ -67,16 +66,6 @@ class SoakCollector:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, codec: Codec, schedule: Schedule,
                  check_every: int = 1) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-soak-collector-{uuid.uuid4().hex[:8]}",  # required; never committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 5,
-        })
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.codec = codec
         self.schedule = schedule
         self.check_every = max(1, check_every)
@@ -91,19 +80,12 @@ class SoakCollector:
         self.batch_rows = 0
         self.latencies_ms = array("f")
         """Every timed result's latency, in arrival order (4 bytes each)."""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-soak-collector", daemon=True)
+        super().__init__(bootstrap, topic, partitions, "bench-soak-collector")
 
     def start(self) -> SoakCollector:
         """Start reading."""
-        self._thread.start()
+        super().start()
         return self
-
-    def close(self) -> None:
-        """Stop reading and close the consumer."""
-        self._stop.set()
-        self._thread.join()
-        self.consumer.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():

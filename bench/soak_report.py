@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import _fmt
+
 #: The reference soak length the windows are written for.
 REFERENCE_S = 1800.0
 MB = 1024 * 1024
@@ -220,16 +222,6 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def _mb(value: float | None) -> float | None:
     return None if value is None else value / MB
-
-
-def _fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "**no**"
-    if isinstance(value, float | int):
-        return f"{value:,.{digits}f}"
-    return str(value)
 
 
 def markdown(summary: dict[str, Any]) -> str:
