@@ -48,6 +48,18 @@ class DedupTest {
     }
 
     @Test
+    void anIdIsForgottenAfterItsTtl() throws Exception {
+        var h = harness(60);
+        h.setStateTtlProcessingTime(0);
+        h.processElement(result("a", 1, true), 0);
+        h.setStateTtlProcessingTime(59_000);
+        h.processElement(result("a", 2, true), 0);   // within the TTL: a duplicate
+        h.setStateTtlProcessingTime(61_000);
+        h.processElement(result("a", 3, true), 0);   // past it: a new request under a reused id
+        assertEquals(List.of("a:1", "a:3"), written(h));
+    }
+
+    @Test
     void claimedIdsSurviveARestore() throws Exception {
         var h = harness(3600);
         h.processElement(result("a", 1, true), 0);

@@ -22,6 +22,20 @@ class MicroBatchTest {
                 new MicroBatch(maxBytes), new Graph.LaneKey(), Types.INT);
     }
 
+    /** A new harness restored from a snapshot of {@code h} (which is closed). */
+    private static KeyedOneInputStreamOperatorTestHarness<Integer, Tuple4<Integer, Integer, Integer, byte[]>, byte[]>
+            restore(KeyedOneInputStreamOperatorTestHarness<Integer, Tuple4<Integer, Integer, Integer, byte[]>, byte[]> h)
+            throws Exception {
+        OperatorSubtaskState snapshot = h.snapshot(1, 1);
+        h.close();
+        var restored = new KeyedOneInputStreamOperatorTestHarness<>(
+                new KeyedProcessOperator<>(new MicroBatch(1 << 20)), new Graph.LaneKey(), Types.INT);
+        restored.setup();
+        restored.initializeState(snapshot);
+        restored.open();
+        return restored;
+    }
+
     private static Tuple4<Integer, Integer, Integer, byte[]> record(int lane, int records, int delay, int size) {
         return Tuple4.of(lane, records, delay, new byte[size]);
     }
@@ -85,14 +99,7 @@ class MicroBatchTest {
         h.setProcessingTime(0);
         h.processElement(record(3, 10, 100, 10), 0);
         h.processElement(record(3, 10, 100, 10), 0);
-        OperatorSubtaskState snapshot = h.snapshot(1, 1);
-        h.close();
-
-        var restored = new KeyedOneInputStreamOperatorTestHarness<>(
-                new KeyedProcessOperator<>(new MicroBatch(1 << 20)), new Graph.LaneKey(), Types.INT);
-        restored.setup();
-        restored.initializeState(snapshot);
-        restored.open();
+        var restored = restore(h);
         restored.setProcessingTime(0);
         assertTrue(counts(restored).isEmpty());
         restored.setProcessingTime(100);
@@ -106,14 +113,7 @@ class MicroBatchTest {
         for (int i = 0; i < 3; i++) {
             h.processElement(record(3, 5, 100, 10), 0);
         }
-        OperatorSubtaskState snapshot = h.snapshot(1, 1);
-        h.close();
-
-        var restored = new KeyedOneInputStreamOperatorTestHarness<>(
-                new KeyedProcessOperator<>(new MicroBatch(1 << 20)), new Graph.LaneKey(), Types.INT);
-        restored.setup();
-        restored.initializeState(snapshot);
-        restored.open();
+        var restored = restore(h);
         restored.setProcessingTime(10);
         restored.processElement(record(3, 5, 100, 10), 0);
         assertTrue(counts(restored).isEmpty());
