@@ -34,3 +34,4 @@ def test_state_is_on_rocksdb_with_incremental_checkpoints_by_default() -> None:
     config = _config()
     assert config["state.backend.type"] == "rocksdb"
     assert config["execution.checkpointing.incremental"] == "true"
+    assert config["state.backend.rocksdb.use-bloom-filter"] == "true"

@@ -38,8 +38,8 @@ public final class Graph {
     /** Routed records keyed by lane to batch frames. */
     public static SingleOutputStreamOperator<byte[]> microBatch(
             DataStream<Tuple4<Integer, Integer, Integer, byte[]>> routed, long maxBatchBytes) {
-        return routed.keyBy(new LaneKey(), Types.INT)
-                .process(new MicroBatch(maxBatchBytes), PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
+        return routed.keyBy(new LaneKey(), Types.INT).transform(
+                "micro-batch", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO, new MicroBatch(maxBatchBytes));
     }
 
     /** Outputs frames to results (main) and dead letters ({@link #deadLetters}). */

@@ -1,110 +1,157 @@
 package ai.aimass.flink;
 
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.flink.api.common.functions.OpenContext;
+import java.util.concurrent.ScheduledFuture;
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.java.tuple.Tuple4;
-import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
-import org.apache.flink.util.Collector;
+import org.apache.flink.runtime.state.StateInitializationContext;
+import org.apache.flink.runtime.state.StateSnapshotContext;
+import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.BoundedOneInput;
+import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 
 /**
- * Micro-batching per lane in checkpointed keyed state: records wait in {@code pending} (their framed
- * bytes) until the lane holds as many as the newest record's model allows, or their bytes reach the
- * limit, or the earliest record's delay is up; then one batch frame goes to Python. A failure or a
- * rescale loses no pending record: they are in state with their timer, and a batch once emitted is
- * downstream of the checkpoint barrier that follows it.
+ * Micro-batching per lane: routed records wait in memory until their lane holds as many as the
+ * newest record's model allows, or their bytes reach the limit, or the earliest record's delay is
+ * up; then one batch frame goes to Python.
  *
- * <p>One state call per record ({@code pending.add}). A lane's count, bytes and due time are kept
- * on the heap ({@link #open}): they follow from {@code pending}, so after a restore or a rescale
- * they are counted again from it, once, when the lane's first record or timer comes.
+ * <p>Pending records live on the heap and go into operator state only at a checkpoint (the few
+ * records waiting at that moment), not into the keyed state backend per record: written per record
+ * to RocksDB, every request's bytes were flushed to disk at each checkpoint and compacted away
+ * again, which took a third of a core at 7k requests/s (the soak in bench/RESULTS.md). A failure
+ * loses no record: the ones pending at the last checkpoint are restored and flushed again, and a
+ * batch once emitted is downstream of the barrier that follows it. On a rescale the restored
+ * records are spread over the new subtasks (operator list state) and flushed there, whatever their
+ * lane. At the end of a bounded input everything pending is flushed.
  */
-public final class MicroBatch extends KeyedProcessFunction<Integer, Tuple4<Integer, Integer, Integer, byte[]>, byte[]> {
+public final class MicroBatch extends AbstractStreamOperator<byte[]>
+        implements OneInputStreamOperator<Tuple4<Integer, Integer, Integer, byte[]>, byte[]>, BoundedOneInput {
     private static final long serialVersionUID = 1L;
-    private static final int COUNT = 0;
-    private static final int BYTES = 1;
-    private static final int DUE = 2;
 
     private final long maxBytes;
-    private transient ListState<byte[]> pending;
-    /** Lane key to {count, bytes, due ms} of its pending batch (due: Long.MAX_VALUE when none). */
-    private transient Map<Integer, long[]> open;
+    private transient Map<Integer, Lane> lanes;
+    private transient ListState<byte[]> checkpointed;
+    private transient List<byte[]> restored;
+
+    /** One lane's pending batch. */
+    private static final class Lane {
+        final List<Tuple4<Integer, Integer, Integer, byte[]>> records = new ArrayList<>();
+        long bytes;
+        long due = Long.MAX_VALUE;
+        ScheduledFuture<?> timer;
+    }
 
     public MicroBatch(long maxBytes) {
         this.maxBytes = maxBytes;
     }
 
     @Override
-    public void open(OpenContext context) {
-        pending = getRuntimeContext().getListState(
+    public void initializeState(StateInitializationContext context) throws Exception {
+        super.initializeState(context);
+        checkpointed = context.getOperatorStateStore().getListState(
                 new ListStateDescriptor<>("pending", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
-        open = new HashMap<>();
+        restored = new ArrayList<>();
+        if (context.isRestored()) {
+            for (byte[] entry : checkpointed.get()) {
+                restored.add(entry);
+            }
+        }
     }
 
     @Override
-    public void processElement(Tuple4<Integer, Integer, Integer, byte[]> record, Context ctx, Collector<byte[]> out)
-            throws Exception {
-        long[] m = lane(ctx.getCurrentKey());
-        pending.add(record.f3);
-        m[COUNT] += 1;
-        m[BYTES] += record.f3.length;
-        if (m[COUNT] >= record.f1 || m[BYTES] >= maxBytes) {
-            if (m[DUE] != Long.MAX_VALUE) {
-                ctx.timerService().deleteProcessingTimeTimer(m[DUE]);
-            }
-            flush(m, out);
+    public void open() throws Exception {
+        super.open();
+        lanes = new HashMap<>();
+        long now = getProcessingTimeService().getCurrentProcessingTime();
+        for (byte[] entry : restored) {  // back in their lanes; each lane's timer set afresh
+            ByteBuffer buf = ByteBuffer.wrap(entry);
+            int key = buf.getInt();
+            int records = buf.getInt();
+            int delay = buf.getInt();
+            byte[] frame = new byte[buf.remaining()];
+            buf.get(frame);
+            Lane lane = lanes.computeIfAbsent(key, k -> new Lane());
+            lane.records.add(Tuple4.of(key, records, delay, frame));
+            lane.bytes += frame.length;
+            schedule(key, lane, now + delay);
+        }
+        restored = null;
+    }
+
+    @Override
+    public void processElement(StreamRecord<Tuple4<Integer, Integer, Integer, byte[]>> element) throws Exception {
+        Tuple4<Integer, Integer, Integer, byte[]> record = element.getValue();
+        Lane lane = lanes.computeIfAbsent(record.f0, k -> new Lane());
+        lane.records.add(record);
+        lane.bytes += record.f3.length;
+        if (lane.records.size() >= record.f1 || lane.bytes >= maxBytes) {
+            flush(lane);
             return;
         }
-        long due = ctx.timerService().currentProcessingTime() + record.f2;
-        if (due < m[DUE]) {  // the batch's first record, or one whose model waits less than the others'
-            ctx.timerService().registerProcessingTimeTimer(due);
-            m[DUE] = due;
+        schedule(record.f0, lane, getProcessingTimeService().getCurrentProcessingTime() + record.f2);
+    }
+
+    /** Set the lane's timer to {@code due} unless it is due earlier already. */
+    private void schedule(int key, Lane lane, long due) {
+        if (due >= lane.due) {
+            return;
         }
+        if (lane.timer != null) {
+            lane.timer.cancel(false);
+        }
+        lane.due = due;
+        lane.timer = getProcessingTimeService().registerTimer(due, time -> onTimer(key, time));
+    }
+
+    private void onTimer(int key, long time) {
+        Lane lane = lanes.get(key);
+        if (lane != null && time >= lane.due) {
+            flush(lane);
+        }
+    }
+
+    private void flush(Lane lane) {
+        if (lane.timer != null) {
+            lane.timer.cancel(false);
+            lane.timer = null;
+        }
+        lane.due = Long.MAX_VALUE;
+        if (lane.records.isEmpty()) {
+            return;
+        }
+        List<byte[]> frames = new ArrayList<>(lane.records.size());
+        for (Tuple4<Integer, Integer, Integer, byte[]> r : lane.records) {
+            frames.add(r.f3);
+        }
+        lane.records.clear();
+        lane.bytes = 0;
+        output.collect(new StreamRecord<>(Frames.batch(frames)));
     }
 
     @Override
-    public void onTimer(long timestamp, OnTimerContext ctx, Collector<byte[]> out) throws Exception {
-        long[] m = open.get(ctx.getCurrentKey());
-        if (m == null) {  // a timer restored from a checkpoint, before any record of its lane
-            flush(lane(ctx.getCurrentKey()), out);
-        } else if (timestamp >= m[DUE]) {  // earlier timers of batches already flushed: nothing
-            flush(m, out);
-        }
-    }
-
-    /** The lane's heap figures, counted from {@code pending} the first time (after a restore). */
-    private long[] lane(Integer key) throws Exception {
-        long[] m = open.get(key);
-        if (m == null) {
-            m = new long[] {0, 0, Long.MAX_VALUE};
-            Iterable<byte[]> stored = pending.get();
-            if (stored != null) {
-                for (byte[] r : stored) {
-                    m[COUNT] += 1;
-                    m[BYTES] += r.length;
-                }
+    public void snapshotState(StateSnapshotContext context) throws Exception {
+        super.snapshotState(context);
+        List<byte[]> entries = new ArrayList<>();
+        for (Lane lane : lanes.values()) {
+            for (Tuple4<Integer, Integer, Integer, byte[]> r : lane.records) {
+                entries.add(ByteBuffer.allocate(12 + r.f3.length).putInt(r.f0).putInt(r.f1).putInt(r.f2).put(r.f3)
+                        .array());
             }
-            open.put(key, m);
         }
-        return m;
+        checkpointed.update(entries);
     }
 
-    private void flush(long[] m, Collector<byte[]> out) throws Exception {
-        List<byte[]> records = new ArrayList<>();
-        Iterable<byte[]> stored = pending.get();
-        if (stored != null) {
-            stored.forEach(records::add);
-        }
-        pending.clear();
-        m[COUNT] = 0;
-        m[BYTES] = 0;
-        m[DUE] = Long.MAX_VALUE;
-        if (!records.isEmpty()) {
-            out.collect(Frames.batch(records));
+    @Override
+    public void endInput() {
+        for (Lane lane : lanes.values()) {
+            flush(lane);
         }
     }
 }

@@ -9,17 +9,16 @@ import java.util.List;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple4;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
-import org.apache.flink.streaming.api.operators.KeyedProcessOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
-import org.apache.flink.streaming.util.ProcessFunctionTestHarnesses;
 import org.junit.jupiter.api.Test;
 
 class MicroBatchTest {
     private static KeyedOneInputStreamOperatorTestHarness<Integer, Tuple4<Integer, Integer, Integer, byte[]>, byte[]>
             harness(long maxBytes) throws Exception {
-        return ProcessFunctionTestHarnesses.forKeyedProcessFunction(
-                new MicroBatch(maxBytes), new Graph.LaneKey(), Types.INT);
+        var h = new KeyedOneInputStreamOperatorTestHarness<>(new MicroBatch(maxBytes), new Graph.LaneKey(), Types.INT);
+        h.open();
+        return h;
     }
 
     /** A new harness restored from a snapshot of {@code h} (which is closed). */
@@ -28,8 +27,8 @@ class MicroBatchTest {
             throws Exception {
         OperatorSubtaskState snapshot = h.snapshot(1, 1);
         h.close();
-        var restored = new KeyedOneInputStreamOperatorTestHarness<>(
-                new KeyedProcessOperator<>(new MicroBatch(1 << 20)), new Graph.LaneKey(), Types.INT);
+        var restored = new KeyedOneInputStreamOperatorTestHarness<>(new MicroBatch(1 << 20), new Graph.LaneKey(),
+                Types.INT);
         restored.setup();
         restored.initializeState(snapshot);
         restored.open();
@@ -121,5 +120,16 @@ class MicroBatchTest {
         assertEquals(List.of(5), counts(restored));
         restored.setProcessingTime(200);  // the restored timer and the new one find nothing
         assertEquals(List.of(5), counts(restored));
+    }
+
+    @Test
+    void theEndOfABoundedInputFlushesEveryLane() throws Exception {
+        var h = harness(1 << 20);
+        h.setProcessingTime(0);
+        h.processElement(record(1, 10, 1000, 10), 0);
+        h.processElement(record(2, 10, 1000, 10), 0);
+        h.processElement(record(2, 10, 1000, 10), 0);
+        h.endInput();
+        assertEquals(List.of(1, 2), counts(h).stream().sorted().toList());
     }
 }
