@@ -255,7 +255,6 @@ def test_progress_line_shows_the_figures_and_missing_ones_as_dashes() -> None:
 
 
 def test_plots_are_png_files(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     from bench.soak_plot import plots
 
     samples = _run(120, p50_ms=lambda t: 30.0, p99_ms=lambda t: 80.0, ckpt_duration_ms=lambda t: 40)

@@ -8,7 +8,6 @@ on a filter log4j never applies.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -117,7 +116,6 @@ public class Probe {
 """
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK (java) to run log4j")
 def test_log4j_applies_the_filter_the_threshold_and_the_rolling_policy(tmp_path: Path) -> None:
     jars = [*(pyflink_home() / "lib").glob("log4j-api-*.jar"), *(pyflink_home() / "lib").glob("log4j-core-*.jar")]
     assert len(jars) == 2, jars
