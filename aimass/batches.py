@@ -11,7 +11,10 @@ answers each record in arrival order:
 * a refused record: a dead letter, and an error result (``ERROR_RESULT``: claims nothing)
   when its id can be read;
 * a second accepted record of an id already accepted in the same batch: nothing (its twin's
-  result is the id's one), without running it.
+  result is the id's one), without running it;
+* a record that makes the codec or the engine raise (a bug: neither should): INTERNAL_ERROR for
+  it (or for the batch's accepted requests), never an exception out of the operator, which
+  would restart the job and meet the same record again.
 
 Which result an id keeps across batches is decided downstream, keyed by request id
 (``java/.../Dedup.java``): the first that claims it; an error result only while none has.
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from aimass.codec import Codec, DecodeError
 from aimass.frames import DEAD_LETTER, ERROR_RESULT, RESULT, BatchRecord, OutputsWriter, read_batch
-from aimass.messages import InferenceRequest, Reason, Status
+from aimass.messages import InferenceRequest, InferenceResult, Reason, Status, clip
 from aimass.rejects import Source, deliverable, reject
 
 if TYPE_CHECKING:
@@ -37,6 +40,10 @@ if TYPE_CHECKING:
 def wall_ms() -> int:
     """Epoch milliseconds now."""
     return int(time.time() * 1000)
+
+
+def _bug(doing: str, exc: Exception) -> str:
+    return clip(f"the job failed {doing} this request (a bug, please report it): {type(exc).__name__}: {exc}")
 
 
 class BatchServer:
@@ -60,6 +67,10 @@ class BatchServer:
             except DecodeError as exc:
                 self._refuse(answers[i], record, exc.reason, exc.message, now, exc.request_id)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a codec bug fails this record, never the job
+                self._refuse(answers[i], record, Reason.INTERNAL_ERROR, _bug("decoding", exc), now,
+                             self.codec.peek_request_id(record.value))
+                continue
             spec = self.engine.admit(request, now)
             if isinstance(spec, tuple):
                 self._refuse(answers[i], record, spec[0], spec[1], now, request.request_id,
@@ -70,7 +81,13 @@ class BatchServer:
         if accepted:
             requests = [request for _, request, _ in accepted]
             received = [records[i].received_ms for i, _, _ in accepted]
-            results = self.engine.run(requests, received, now, [spec for _, _, spec in accepted])
+            try:
+                results = self.engine.run(requests, received, now, [spec for _, _, spec in accepted])
+            except Exception as exc:  # noqa: BLE001 - documented never to raise; if it does, the batch's
+                # requests get INTERNAL_ERROR results (their ids are claimed: they were accepted)
+                message = _bug("serving", exc)
+                results = [InferenceResult(r.request_id, r.model, Status.INTERNAL_ERROR, self.clock(),
+                                           error=f"{Reason.INTERNAL_ERROR.value}: {message}") for r in requests]
             for (i, request, _), result in zip(accepted, results, strict=True):
                 result, encoded = deliverable(self.codec, result, self.output_limit)  # too large: an error
                 answers[i].add(RESULT, request.request_id, encoded)

@@ -131,3 +131,29 @@ def test_answers_keep_the_order_of_their_records(downstream: Downstream) -> None
 def test_records_without_a_readable_id_get_a_dead_letter_only(downstream: Downstream) -> None:
     out = downstream.send(b"", b"plain text", b"\xc3\x01" + bytes(20))
     assert [type(o).__name__ for o in out] == ["DeadLetter"] * 3
+
+
+def test_a_codec_or_engine_bug_fails_its_records_not_the_operator(
+    downstream: Downstream, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codec, server = downstream.codec, downstream.server
+    value = codec.encode_request(_digits("bug-1"))
+
+    def broken_decode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server.codec, "decode_request", broken_decode)
+    out = downstream.send(value)
+    assert _kinds(out) == [("InferenceResult", Status.INTERNAL_ERROR), ("DeadLetter", Reason.INTERNAL_ERROR)]
+    assert "boom" in out[0].error  # type: ignore[union-attr, operator]
+    monkeypatch.undo()
+
+    def broken_run(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bang")
+
+    monkeypatch.setattr(server.engine, "run", broken_run)
+    out = downstream.send(codec.encode_request(_digits("bug-2")))
+    assert _kinds(out) == [("InferenceResult", Status.INTERNAL_ERROR), ("DeadLetter", Reason.INTERNAL_ERROR)]
+    # It was accepted: its error result claims the id, so a resubmission gets nothing new.
+    monkeypatch.undo()
+    assert downstream.send(codec.encode_request(_digits("bug-2"))) == []
