@@ -210,4 +210,17 @@ def _write_result(header: bytes, res: InferenceResult) -> bytes:
     out += _DOUBLE.pack(timings.inference_ms)
     out += _DOUBLE.pack(timings.end_to_end_ms)
     _put_long(out, res.completed_at_ms)
+    route = res.route
+    if route is None:
+        out.append(0)
+    else:
+        out.append(2)
+        out += _name(route.rule)
+        _put_optional_string(out, route.alias)
+        _put_long(out, route.bucket)
+        _put_optional_string(out, route.primary_version)
+        if route.agrees is None:
+            out.append(0)
+        else:
+            out += b"\x02\x01" if route.agrees else b"\x02\x00"
     return bytes(out)

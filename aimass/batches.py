@@ -3,8 +3,9 @@
 The job's Java steps route each Kafka record to a lane and micro-batch it there in
 checkpointed state (``java/``); a lane's batch reaches Python as one frame
 (:mod:`aimass.frames`). :class:`BatchServer` decodes and validates every record, runs the
-accepted ones through the engine (one ONNX Runtime call per model version group), and
-answers each record in arrival order:
+accepted ones through the engine (one ONNX Runtime call per model version group), each at the
+version the job's routing chose for it (the record's route, docs/CONTROL.md), and answers
+each record in arrival order:
 
 * an accepted request: its result (kind ``RESULT``: it claims its id), and a dead letter as
   well when that result is not OK;
@@ -12,6 +13,11 @@ answers each record in arrival order:
   when its id can be read;
 * a second accepted record of an id already accepted in the same batch: nothing (its twin's
   result is the id's one), without running it;
+* a request routed with a shadow version: its result as above, and the shadow's result (kind
+  ``SHADOW``, to the shadow topic) with whether the two agree (:mod:`aimass.control.shadow`);
+* a request the routing could not place (rule UNKNOWN): UNKNOWN_MODEL, naming what exists;
+* a route update (rule CONTROL, forwarded by ``Route`` to every lane): no answer; the store
+  registers its versions and starts loading the new ones;
 * a record that makes the codec or the engine raise (a bug: neither should): INTERNAL_ERROR for
   it (or for the batch's accepted requests), never an exception out of the operator, which
   would restart the job and meet the same record again.
@@ -22,16 +28,36 @@ Which result an id keeps across batches is decided downstream, keyed by request 
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aimass.codec import Codec, DecodeError
-from aimass.frames import DEAD_LETTER, ERROR_RESULT, RESULT, BatchRecord, OutputsWriter, read_batch
-from aimass.messages import InferenceRequest, InferenceResult, Reason, Status, clip
+from aimass.control.shadow import ShadowStats, agrees
+from aimass.frames import (
+    ALIAS,
+    CONTROL,
+    DEAD_LETTER,
+    DEFAULT,
+    ERROR_RESULT,
+    NONE,
+    PINNED,
+    RESULT,
+    SHADOW,
+    SPLIT,
+    UNKNOWN,
+    BatchRecord,
+    OutputsWriter,
+    read_batch,
+)
+from aimass.messages import InferenceRequest, InferenceResult, Reason, Route, Status, clip
 from aimass.rejects import Source, deliverable, reject
 
 if TYPE_CHECKING:
+    from aimass.control.store import ModelStore
     from aimass.engine import InferenceEngine
     from aimass.models import ModelSpec
     from aimass.settings import JobSettings
@@ -42,6 +68,15 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+log = logging.getLogger("aimass")
+_RULE_NAMES = {DEFAULT: "default", PINNED: "pinned", ALIAS: "alias", SPLIT: "split"}
+
+
+def _route(record: BatchRecord) -> Route:
+    """The route a result carries: the rule that chose its version, and the alias or bucket."""
+    return Route(_RULE_NAMES.get(record.rule, "default"), record.alias or None, record.bucket)
+
+
 def _bug(doing: str, exc: Exception) -> str:
     return clip(f"the job failed {doing} this request (a bug, please report it): {type(exc).__name__}: {exc}")
 
@@ -50,18 +85,23 @@ class BatchServer:
     """Answers batch frames (see the module docstring)."""
 
     def __init__(self, codec: Codec, engine: InferenceEngine, job: JobSettings,
-                 clock: Callable[[], int] = wall_ms) -> None:
-        self.codec, self.engine, self.clock = codec, engine, clock
+                 clock: Callable[[], int] = wall_ms, store: ModelStore | None = None) -> None:
+        self.codec, self.engine, self.clock, self.store = codec, engine, clock, store
         self.max_bytes, self.output_limit = job.max_payload_bytes, job.output_record_limit
+        self.shadow_stats = ShadowStats()
 
     def serve(self, frame: bytes) -> bytes:
         """The outputs frame answering every record of the batch frame ``frame``."""
         records = read_batch(frame)
         now = self.clock()
         answers: list[OutputsWriter] = [OutputsWriter() for _ in records]
-        accepted: list[tuple[int, InferenceRequest, ModelSpec]] = []
+        accepted: list[tuple[int, InferenceRequest, ModelSpec, Route]] = []
+        shadows: list[tuple[int, InferenceRequest, ModelSpec]] = []
         ids: set[str] = set()
         for i, record in enumerate(records):
+            if record.rule == CONTROL:
+                self._control(record.value)
+                continue
             try:
                 request = self.codec.decode_request(record.value, self.max_bytes)
             except DecodeError as exc:
@@ -71,34 +111,73 @@ class BatchServer:
                 self._refuse(answers[i], record, Reason.INTERNAL_ERROR, _bug("decoding", exc), now,
                              self.codec.peek_request_id(record.value))
                 continue
-            spec = self.engine.admit(request, now)
+            if record.rule in (UNKNOWN, NONE):
+                detail = record.detail if record.rule == UNKNOWN else (
+                    "the job's router could not read this request's id or model, its decoder could (a bug, "
+                    "please report it)")
+                self._refuse(answers[i], record, Reason.UNKNOWN_MODEL if record.rule == UNKNOWN else
+                             Reason.INTERNAL_ERROR, detail, now, request.request_id, request.model,
+                             request.created_at_ms)
+                continue
+            spec = self.engine.admit(request, now, record.version or None)  # empty: tests, tools
             if isinstance(spec, tuple):
                 self._refuse(answers[i], record, spec[0], spec[1], now, request.request_id,
                              request.model, request.created_at_ms)
             elif request.request_id not in ids:
                 ids.add(request.request_id)
-                accepted.append((i, request, spec))
+                accepted.append((i, request, spec, _route(record)))
+                if record.shadow:
+                    shadow = self.engine.admit(request, now, record.shadow)
+                    if not isinstance(shadow, tuple):  # a shadow that cannot take it: nothing to compare
+                        shadows.append((i, request, shadow))
         if accepted:
-            requests = [request for _, request, _ in accepted]
-            received = [records[i].received_ms for i, _, _ in accepted]
-            try:
-                results = self.engine.run(requests, received, now, [spec for _, _, spec in accepted])
-            except Exception as exc:  # noqa: BLE001 - documented never to raise; if it does, the batch's
-                # requests get INTERNAL_ERROR results (their ids are claimed: they were accepted)
-                message = _bug("serving", exc)
-                results = [InferenceResult(r.request_id, r.model, Status.INTERNAL_ERROR, self.clock(),
-                                           error=f"{Reason.INTERNAL_ERROR.value}: {message}") for r in requests]
-            for (i, request, _), result in zip(accepted, results, strict=True):
-                result, encoded = deliverable(self.codec, result, self.output_limit)  # too large: an error
-                answers[i].add(RESULT, request.request_id, encoded)
-                if result.status is not Status.OK:
-                    reason = Reason(result.status.value)  # every non-OK status has its reason code
-                    self._refuse(answers[i], records[i], reason, result.error or "", now, request.request_id,
-                                 error_result=False)
+            self._run(records, answers, accepted, shadows, now)
         out = OutputsWriter()
         for answer in answers:
             out.extend(answer)
         return out.frame()
+
+    def _run(self, records: list[BatchRecord], answers: list[OutputsWriter],
+             accepted: list[tuple[int, InferenceRequest, ModelSpec, Route]],
+             shadows: list[tuple[int, InferenceRequest, ModelSpec]], now: int) -> None:
+        """One engine call for the batch's accepted requests and their shadows; answers each."""
+        requests = [request for _, request, _, _ in accepted] + [request for _, request, _ in shadows]
+        received = [records[i].received_ms for i, *_ in accepted] + [records[i].received_ms for i, *_ in shadows]
+        specs = [spec for _, _, spec, _ in accepted] + [spec for _, _, spec in shadows]
+        routes: list[Route | None] = [route for *_, route in accepted] + [None] * len(shadows)
+        try:
+            results = self.engine.run(requests, received, now, specs, routes)
+        except Exception as exc:  # noqa: BLE001 - documented never to raise; if it does, the batch's
+            # requests get INTERNAL_ERROR results (their ids are claimed: they were accepted)
+            message = _bug("serving", exc)
+            results = [InferenceResult(r.request_id, r.model, Status.INTERNAL_ERROR, self.clock(),
+                                       error=f"{Reason.INTERNAL_ERROR.value}: {message}") for r in requests]
+        primary: dict[int, InferenceResult] = {}
+        for (i, request, _, _), result in zip(accepted, results, strict=False):
+            primary[i] = result
+            result, encoded = deliverable(self.codec, result, self.output_limit)  # too large: an error
+            answers[i].add(RESULT, request.request_id, encoded)
+            if result.status is not Status.OK:
+                reason = Reason(result.status.value)  # every non-OK status has its reason code
+                self._refuse(answers[i], records[i], reason, result.error or "", now, request.request_id,
+                             error_result=False)
+        for (i, request, _), result in zip(shadows, results[len(accepted):], strict=True):
+            agreed = agrees(primary[i], result)
+            self.shadow_stats.record(request.model, agreed)
+            result = replace(result, route=Route("shadow", primary_version=primary[i].version, agrees=agreed))
+            _, encoded = deliverable(self.codec, result, self.output_limit)
+            answers[i].add(SHADOW, request.request_id, encoded)
+
+    def _control(self, value: bytes) -> None:
+        """A route update forwarded by ``Route``: register its versions (loads start now)."""
+        if self.store is None:
+            return
+        try:
+            update = json.loads(value)
+        except ValueError:
+            log.error("route update that is not JSON, ignored (a bug): %r", value[:200])
+            return
+        self.store.apply(update)
 
     def _refuse(
         self, answer: OutputsWriter, record: BatchRecord, reason: Reason, message: str, now: int,

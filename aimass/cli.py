@@ -1,7 +1,9 @@
 """``aimass``: run the local stack and the inference job.
 
 Commands: ``up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``rescale``, ``taskmanagers``,
-``models``, ``demo``, ``compress``, and the client's ``request``, ``result``, ``watch``, ``gateway``.
+``models``, ``demo``, ``compress``, the control topic's ``deploy``, ``retire``, ``alias``, ``split``,
+``shadow``, ``promote``, ``rollback``, ``routes``, ``sync``, and the client's ``request``, ``result``,
+``watch``, ``gateway``.
 Every command reads the same settings (``AIMASS_*`` variables, see ``aimass/settings.py``).
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from aimass.autoscale.cli import register as register_autoscale
 from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
+from aimass.control.cli import register as register_control
 from aimass.settings import Settings, SettingsError
 from aimass.stack.procs import StackError, tail
 from aimass.stack.rescale import Vertex
@@ -201,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     register_autoscale(sub)
     register_compress(sub)
+    register_control(sub)
     register_client(sub)
     return parser
 

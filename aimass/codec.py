@@ -31,6 +31,7 @@ from aimass.messages import (
     InferenceRequest,
     InferenceResult,
     Reason,
+    Route,
     Status,
     Tensor,
     Timings,
@@ -231,6 +232,10 @@ class Codec:
                 "end_to_end_ms": res.timings.end_to_end_ms,
             },
             "completed_at_ms": res.completed_at_ms,
+            "route": None if res.route is None else {
+                "rule": res.route.rule, "alias": res.route.alias, "bucket": res.route.bucket,
+                "primary_version": res.route.primary_version, "agrees": res.route.agrees,
+            },
         }
         return _write(self._result, record)
 
@@ -257,6 +262,7 @@ class Codec:
                 inference_ms=timings["inference_ms"],
                 end_to_end_ms=timings["end_to_end_ms"],
             ),
+            route=None if record["route"] is None else Route(**record["route"]),
         )
 
     # -- dead letters --------------------------------------------------------------------------

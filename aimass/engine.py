@@ -7,17 +7,29 @@ numpy calls each), never per row, so multi-row requests cost what one-row reques
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
 
-from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings, clip
-from aimass.models import ModelError, ModelRepository, ModelSpec, SessionCache, TensorSpec
+from aimass.messages import DTYPES, InferenceRequest, InferenceResult, Reason, Route, Status, Tensor, Timings, clip
+from aimass.models import ModelError, ModelSpec, SessionCache, TensorSpec
 from aimass.settings import JobSettings
+
+
+class Models(Protocol):
+    """Where the engine finds a model version: the local :class:`~aimass.models.ModelRepository`
+    (tools, tests) or, in the job, the versions deployed through the control topic
+    (:class:`aimass.control.store.ModelStore`)."""
+
+    def resolve(self, name: str, version: str | None = None) -> ModelSpec: ...
+    def names(self) -> list[str]: ...
+    def versions(self, name: str) -> list[str]: ...
 
 MAX_EMPTY_ROWS = 4096
 """Most cells a tensor of no data may declare: the product of its non-zero dimensions, when a
@@ -27,7 +39,7 @@ inner dimensions)."""
 class InferenceEngine:
     """Validates requests and serves batches of them, grouped by model version."""
 
-    def __init__(self, repository: ModelRepository, sessions: SessionCache, settings: JobSettings) -> None:
+    def __init__(self, repository: Models, sessions: SessionCache, settings: JobSettings) -> None:
         self.repository = repository
         self.sessions = sessions
         self.settings = settings
@@ -43,12 +55,13 @@ class InferenceEngine:
         found = self.admit(req, now_ms)
         return found if isinstance(found, tuple) else None
 
-    def admit(self, req: InferenceRequest, now_ms: int) -> ModelSpec | tuple[Reason, str]:
-        """The spec that serves ``req``, or why none does (see :meth:`check`); pass the specs of
-        admitted requests to :meth:`run` to skip checking them again."""
+    def admit(self, req: InferenceRequest, now_ms: int, version: str | None = None) -> ModelSpec | tuple[Reason, str]:
+        """The spec that serves ``req`` (at ``version`` when given: the version the job's routing
+        chose; else the one the request names), or why none does (see :meth:`check`); pass the
+        specs of admitted requests to :meth:`run` to skip checking them again."""
         try:
             try:
-                spec = self.repository.resolve(req.model, req.version)
+                spec = self.repository.resolve(req.model, req.version if version is None else version)
             except ModelError as exc:
                 return exc.reason, exc.message
             if req.deadline_ms is not None and now_ms > req.deadline_ms:
@@ -87,7 +100,7 @@ class InferenceEngine:
 
     def run(
         self, requests: Sequence[InferenceRequest], received_ms: Sequence[int], now_ms: int,
-        specs: Sequence[ModelSpec] | None = None,
+        specs: Sequence[ModelSpec] | None = None, routes: Sequence[Route | None] | None = None,
     ) -> list[InferenceResult]:
         """Serve ``requests`` (received at ``received_ms``); one result each, in order.
 
@@ -125,6 +138,10 @@ class InferenceEngine:
             served = self._serve(spec, members, received, now_ms, started)
             for i, result in zip(indices, served, strict=True):
                 results[i] = result
+        if routes is not None:
+            for i, route in enumerate(routes):
+                if route is not None:
+                    results[i] = dataclasses.replace(results[i], route=route)  # type: ignore[type-var]
         return results  # type: ignore[return-value]  # every slot is filled above
 
     def _serve(

@@ -7,13 +7,18 @@ checked against ``tests/vectors/frames.json``::
 
     batch   := VERSION:u8 count:i32 record{count}                 (Java to Python)
     record  := partition:i32 offset:i64 received_ms:i64 topic:bytes value:bytes
+               rule:u8 bucket:i32 version:bytes alias:bytes shadow:bytes detail:bytes
     outputs := VERSION:u8 count:i32 output{count}                 (Python to Java)
     output  := kind:u8 key:bytes value:bytes
     bytes   := length:i32 byte{length}
 
-An output of kind :data:`RESULT` claims its request id (the request was accepted: this is the
-id's one result), :data:`ERROR_RESULT` is a refused record's error result (written while the id
-has no result, claiming nothing), :data:`DEAD_LETTER` is written always.
+A record's route (``rule`` ... ``detail``) is the Java ``Route`` operator's decision
+(docs/CONTROL.md): the version that serves it, by which rule, and a shadow version; rule
+:data:`CONTROL` marks a route update (``value``) rather than a request. An output of kind
+:data:`RESULT` claims its request id (the request was accepted: this is the id's one result),
+:data:`ERROR_RESULT` is a refused record's error result (written while the id has no result,
+claiming nothing), :data:`DEAD_LETTER` is written always, :data:`SHADOW` is a shadow result
+(to the shadow topic).
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-VERSION = 1
-RESULT, ERROR_RESULT, DEAD_LETTER = 0, 1, 2
+VERSION = 2
+RESULT, ERROR_RESULT, DEAD_LETTER, SHADOW = 0, 1, 2, 3
+#: Route rules (``Frames.java``; names in :data:`aimass.control.routing.RULES`).
+NONE, DEFAULT, PINNED, ALIAS, SPLIT, UNKNOWN, CONTROL = range(7)
 
 _HEAD = struct.Struct(">Bi")
 _RECORD = struct.Struct(">iqqi")
 _LEN = struct.Struct(">i")
+_RULE = struct.Struct(">Bi")
 
 
 class FrameError(ValueError):
@@ -42,6 +50,12 @@ class BatchRecord:
     partition: int
     offset: int
     received_ms: int
+    rule: int = NONE
+    bucket: int = -1
+    version: str = ""
+    alias: str = ""
+    shadow: str = ""
+    detail: str = ""
 
 
 def _head(view: memoryview, what: str) -> int:
@@ -72,9 +86,20 @@ def read_batch(frame: bytes) -> list[BatchRecord]:
             pos += _LEN.size
             if topic_len < 0 or value_len < 0 or pos + value_len > len(view):
                 raise FrameError("a length past the frame's end")
-            records.append(BatchRecord(bytes(view[pos : pos + value_len]), topic, partition, offset, received_ms))
+            value = bytes(view[pos : pos + value_len])
             pos += value_len
-    except struct.error as exc:
+            rule, bucket = _RULE.unpack_from(view, pos)
+            pos += _RULE.size
+            texts = []
+            for _ in range(4):
+                (n,) = _LEN.unpack_from(view, pos)
+                pos += _LEN.size
+                if n < 0 or pos + n > len(view):
+                    raise FrameError("a length past the frame's end")
+                texts.append(bytes(view[pos : pos + n]).decode("utf-8"))
+                pos += n
+            records.append(BatchRecord(value, topic, partition, offset, received_ms, rule, bucket, *texts))
+    except (struct.error, UnicodeDecodeError) as exc:
         raise FrameError(f"truncated batch frame: {exc}") from exc
     _end(view, pos, "record")
     return records
@@ -86,7 +111,10 @@ def write_batch(records: list[BatchRecord]) -> bytes:
     for r in records:
         topic = r.topic.encode("utf-8")
         head = _RECORD.pack(r.partition, r.offset, r.received_ms, len(topic))
-        parts += [head, topic, _LEN.pack(len(r.value)), r.value]
+        parts += [head, topic, _LEN.pack(len(r.value)), r.value, _RULE.pack(r.rule, r.bucket)]
+        for text in (r.version, r.alias, r.shadow, r.detail):
+            encoded = text.encode("utf-8")
+            parts += [_LEN.pack(len(encoded)), encoded]
     return b"".join(parts)
 
 
@@ -129,7 +157,7 @@ def read_outputs(frame: bytes) -> list[tuple[int, str, bytes]]:
             pos += key_len
             (value_len,) = _LEN.unpack_from(view, pos)
             pos += _LEN.size
-            if kind not in (RESULT, ERROR_RESULT, DEAD_LETTER) or pos + value_len > len(view):
+            if kind not in (RESULT, ERROR_RESULT, DEAD_LETTER, SHADOW) or pos + value_len > len(view):
                 raise FrameError("bad output entry")
             out.append((kind, key, bytes(view[pos : pos + value_len])))
             pos += value_len

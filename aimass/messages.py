@@ -142,6 +142,21 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """How the job chose the version that served a request (``Route`` in ``result.avsc``)."""
+
+    rule: str
+    """``default``, ``pinned``, ``alias``, ``split``, or ``shadow`` (a shadow result)."""
+    alias: str | None = None
+    bucket: int = -1
+    """The split bucket (0..9999) when ``rule`` is ``split``."""
+    primary_version: str | None = None
+    """Shadow results: the version whose result the client got."""
+    agrees: bool | None = None
+    """Shadow results: whether the outputs agree with the primary's."""
+
+
+@dataclass(frozen=True, slots=True)
 class InferenceResult:
     """The answer to one request: outputs when ``status`` is OK, else an error message."""
 
@@ -153,6 +168,7 @@ class InferenceResult:
     outputs: tuple[Tensor, ...] = ()
     error: str | None = None
     timings: Timings = field(default_factory=Timings)
+    route: Route | None = None
 
     def output(self, name: str) -> np.ndarray:
         """The named output as a numpy array."""

@@ -74,6 +74,15 @@ class KafkaSettings:
     """Topic the job writes results to, keyed by request id (compacted)."""
     dead_letter_topic: str = "aimass.dead-letters"
     """Topic for records the job could not serve."""
+    control_topic: str = "aimass.control"
+    """The control topic (one partition, compacted): deploys, aliases, splits, shadows
+    (docs/CONTROL.md)."""
+    control_dead_letter_topic: str = "aimass.control-dead-letters"
+    """Control commands the job refused, with why."""
+    shadow_topic: str = "aimass.shadow-results"
+    """Results of shadow versions (never on the results topic), keyed by request id."""
+    blob_topic: str = "aimass.model-blobs"
+    """Model bytes in chunks, written by ``aimass deploy`` (one partition, compacted)."""
     partitions: int = 4
     """Partitions of each topic created by ``aimass up``."""
     transaction_max_timeout_ms: int = 900_000
@@ -224,6 +233,15 @@ class JobSettings:
         """Broker ``message.max.bytes`` and the sinks' ``max.request.size``: room for a dead
         letter carrying the largest request the requests topic accepts, plus its envelope."""
         return self.max_payload_bytes + 128 * 1024
+    model_cache_dir: Path | None = None
+    """Where a TaskManager keeps model versions fetched from the blob topic; unset:
+    ``<state_dir>/model-cache`` (set it on hosts that do not share the state folder)."""
+    model_load_timeout_s: float = 120.0
+    """How long a batch waits for a routed version still loading on its TaskManager before
+    its requests are answered INTERNAL_ERROR (still loading)."""
+    sync_models_dir: bool = True
+    """At submit, publish a deploy for every version in ``paths.models_dir`` the control topic
+    does not know yet (the embedded default; ``file://`` locations)."""
     intra_op_threads: int = 1
     """ONNX Runtime intra-op threads per slot (more oversubscribes small machines)."""
     use_gpu: bool = True

@@ -2,9 +2,18 @@
 
 ::
 
+    control ─ key_by(0) ─ control ─ control dead letters
+                (Python: the routing in keyed state)
+                   │ route updates, broadcast
     requests ─ route ─ key_by(lane) ─ micro-batch ─ batch-infer ─ split-outputs ─ key_by(id) ─ dedup ─ results
-               (Java:   peek id,      (Java: keyed   (Python, once  (Java)   │                (Java: one result
-               lane, limits)          state, timer)  per batch)              └─ dead letters ─ dead-letter topic
+       (Java: peek id, model,   (Java: heap,   (Python, once  (Java) │  │             (Java: one result
+        version; choose the      timers)       per batch)            │  └─ shadow results ─ shadow topic
+        version; the lane)                                           └─ dead letters ─ dead-letter topic
+
+Which version serves a request is decided by ``route`` from the routing the control topic
+builds (docs/CONTROL.md), at the request's Kafka timestamp, and travels with the record;
+the Python step serves exactly that version, loading it when the route update announcing it
+arrives (forwarded by ``route`` to every lane).
 
 Routing, micro-batching and de-duplication are small Java operators (``java/``, shipped with
 the job as ``pipeline.jars``); Python is called once per batch, with one byte frame in and one
@@ -25,7 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyflink.common import Configuration
 from pyflink.common.typeinfo import Types
@@ -34,10 +43,17 @@ from pyflink.table import StreamTableEnvironment
 
 from aimass.kafka_config import job_client_properties
 from aimass.settings import Settings
+from udfs.control import CONTROL_DEAD_LETTERS, ApplyControl
 from udfs.infer_batch import InferBatch
 
-#: Row type of the source: the raw record value and its Kafka position.
+#: Row type of a source in pipeline tests: the raw record value, its Kafka position and timestamp
+#: (epoch ms; the Kafka table gives an Instant, which ``Route`` reads as well).
 SOURCE_ROW = Types.ROW_NAMED(
+    ["value", "topic", "partition", "offset", "timestamp"],
+    [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
+)
+#: Row type of the control source.
+CONTROL_ROW = Types.ROW_NAMED(
     ["value", "topic", "partition", "offset"],
     [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
 )
@@ -69,44 +85,35 @@ def _graph(env: StreamExecutionEnvironment, settings: Settings) -> Any:
     return get_gateway().jvm.ai.aimass.flink.Graph
 
 
-def _batch_limits(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
-    """Per model, flush records and delay from its newest version's metadata (job defaults else)."""
-    from aimass.models import ModelError, ModelRepository
+class Outputs(NamedTuple):
+    """The job's output streams, as Row streams for their sinks."""
 
-    records: dict[str, int] = {}
-    delays: dict[str, int] = {}
-    repository = ModelRepository(settings.paths.models_dir)
-    for name in repository.names():
-        try:
-            spec = repository.resolve(name)
-        except ModelError:
-            continue  # served (or refused) per request; the job's defaults batch it
-        if spec.max_batch_size is not None:
-            records[name] = spec.max_batch_size
-        if spec.max_delay_ms is not None:
-            delays[name] = spec.max_delay_ms
-    return records, delays
+    results: DataStream
+    dead_letters: DataStream
+    shadows: DataStream
+    control_dead_letters: DataStream
 
 
-def build_pipeline(source: DataStream, settings: Settings) -> tuple[DataStream, DataStream]:
-    """Wire route -> micro-batch -> batch-infer -> dedup; returns (results, dead letters) as Row streams."""
-    from pyflink.java_gateway import get_gateway
+def build_pipeline(source: DataStream, control: DataStream, settings: Settings, ready_token: str = "") -> Outputs:
+    """Wire control -> route -> micro-batch -> batch-infer -> dedup (see the module docstring).
 
+    ``ready_token``: the marker ``route`` waits for on the control input before it routes
+    requests (empty: route from the start; a bounded control input also ends the wait).
+    """
     from aimass.codec import Codec
 
     job = settings.job
     graph = _graph(source.get_execution_environment(), settings)
-    gateway = get_gateway()
-    records, delays = _batch_limits(settings)
-    j_records, j_delays = gateway.jvm.java.util.HashMap(), gateway.jvm.java.util.HashMap()
-    for name, value in records.items():
-        j_records.put(name, value)
-    for name, value in delays.items():
-        j_delays.put(name, value)
+    updates = (
+        control.key_by(lambda row: 0, key_type=Types.INT())
+        .process(ApplyControl(settings), output_type=FRAME)
+        .name("control").uid("control").set_parallelism(1)
+    )
+    control_dead_letters = updates.get_side_output(CONTROL_DEAD_LETTERS)
     header = Codec(settings.paths.schemas_dir).request_header
     routed = DataStream(graph.route(
-        source._j_data_stream, header, job.lanes, job.max_parallelism, j_records, j_delays,
-        job.max_batch_size, job.max_delay_ms, job.batch_max_bytes,
+        source._j_data_stream, updates._j_data_stream, header, job.lanes, job.max_parallelism,
+        job.max_batch_size, job.max_delay_ms, job.batch_max_bytes, ready_token,
     )).name("route").uid("route")
     batches = (
         DataStream(graph.microBatch(routed._j_data_stream, job.batch_max_bytes))
@@ -118,12 +125,12 @@ def build_pipeline(source: DataStream, settings: Settings) -> tuple[DataStream, 
     )
     j_outputs = graph.outputs(frames._j_data_stream)
     DataStream(j_outputs).name("split-outputs").uid("split-outputs").set_parallelism(job.parallelism)
-    dead_letters = DataStream(graph.deadLetters(j_outputs))
     results = (
         DataStream(graph.dedup(j_outputs, job.dedup_ttl_s))
         .name("dedup").uid("dedup").set_parallelism(job.parallelism)
     )
-    return results, dead_letters
+    return Outputs(results, DataStream(graph.deadLetters(j_outputs)), DataStream(graph.shadows(j_outputs)),
+                   control_dead_letters)
 
 
 def job_configuration(settings: Settings) -> Configuration:
@@ -161,7 +168,7 @@ def job_configuration(settings: Settings) -> Configuration:
 
 
 def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
-    """Declare the requests source and the results and dead-letter sinks as Kafka tables."""
+    """Declare the requests and control sources and the four sinks as Kafka tables."""
     k, job = settings.kafka, settings.job
     common = f"'connector' = 'kafka', 'properties.bootstrap.servers' = '{k.bootstrap}'" + "".join(
         f", 'properties.{key}' = '{value}'" for key, value in job_client_properties(k)
@@ -179,7 +186,8 @@ def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
             `value` BYTES,
             `topic` STRING METADATA VIRTUAL,
             `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL
+            `offset` BIGINT METADATA VIRTUAL,
+            `timestamp` TIMESTAMP_LTZ(3) METADATA VIRTUAL
         ) WITH ({common}, 'topic' = '{k.requests_topic}',
             'properties.group.id' = '{job.consumer_group}',
             'properties.isolation.level' = 'read_committed',
@@ -198,6 +206,30 @@ def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
         WITH ({common}, 'topic' = '{k.dead_letter_topic}', 'value.format' = 'raw',
             'properties.max.request.size' = '{job.output_record_limit}',
             {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-dlq')})""")
+    # The whole control topic, from its start, on a fresh submit (a restore resumes at the
+    # checkpoint's offsets): the routing is rebuilt from the compacted commands.
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE control (
+            `value` BYTES,
+            `topic` STRING METADATA VIRTUAL,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL
+        ) WITH ({common}, 'topic' = '{k.control_topic}',
+            'properties.group.id' = '{job.consumer_group}-control',
+            'properties.isolation.level' = 'read_committed',
+            'scan.startup.mode' = 'earliest-offset',
+            'value.format' = 'raw')""")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE shadow_results (`k` STRING, `v` BYTES)
+        WITH ({common}, 'topic' = '{k.shadow_topic}',
+            'key.format' = 'raw', 'key.fields' = 'k',
+            'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
+            'properties.max.request.size' = '{job.output_record_limit}',
+            {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-shadow')})""")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE control_dead_letters (`v` BYTES)
+        WITH ({common}, 'topic' = '{k.control_dead_letter_topic}', 'value.format' = 'raw',
+            {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-cdlq')})""")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,14 +241,26 @@ def main(argv: list[str] | None = None) -> None:
     overrides = dict(item.split("=", 1) for item in args.set)
     settings = Settings.load(overrides=overrides)
 
+    from aimass.control.admin import ControlAdmin
+
+    # Before the job starts: the local folder's versions published (the embedded default), then
+    # this submit's marker, which `route` waits for before it routes the first request.
+    with ControlAdmin(settings) as admin:
+        if settings.job.sync_models_dir:
+            for line in admin.sync(settings.paths.models_dir):
+                print(f"[aimass] {line}", flush=True)
+        token = admin.mark(settings.job.name)
+
     env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings))
     t_env = StreamTableEnvironment.create(env)
     kafka_tables(t_env, settings)
     source = t_env.to_data_stream(t_env.from_path("requests"))
-    results, dead_letters = build_pipeline(source, settings)
+    control = t_env.to_data_stream(t_env.from_path("control"))
+    outputs = build_pipeline(source, control, settings, token)
     statements = t_env.create_statement_set()
-    statements.add_insert("results", t_env.from_data_stream(results))
-    statements.add_insert("dead_letters", t_env.from_data_stream(dead_letters))
+    for table, stream in (("results", outputs.results), ("dead_letters", outputs.dead_letters),
+                          ("shadow_results", outputs.shadows), ("control_dead_letters", outputs.control_dead_letters)):
+        statements.add_insert(table, t_env.from_data_stream(stream))
     statements.attach_as_datastream()
     env.execute(settings.job.name)
 

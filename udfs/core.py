@@ -54,12 +54,26 @@ def _on_fresh_thread(work: Callable[[], T]) -> T:
 def _build(settings: Settings) -> BatchServer:
     from aimass.batches import BatchServer
     from aimass.codec import Codec
+    from aimass.control.store import ModelStore
     from aimass.engine import InferenceEngine
-    from aimass.models import ModelRepository, SessionCache
+    from aimass.kafka_config import python_client_config
+    from aimass.models import SessionCache
 
-    engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(settings.job), settings.job)
-    engine.warm_up()
-    return BatchServer(Codec(settings.paths.schemas_dir), engine, settings.job)
+    def consumer() -> object:  # reads a deployed version's chunks from the blob topic
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+                             group_id=None, fetch_max_bytes=16 * 1024 * 1024,
+                             max_partition_fetch_bytes=8 * 1024 * 1024, **python_client_config(settings.kafka))
+
+    job = settings.job
+    sessions = SessionCache(job)
+    cache = job.model_cache_dir or settings.paths.state_dir / "model-cache"
+    # Versions arrive as route updates in the batches themselves (Route forwards every update to
+    # every lane before any request routed by it), so the store starts empty.
+    store = ModelStore(cache, sessions, consumer, job.model_load_timeout_s)
+    engine = InferenceEngine(store, sessions, job)
+    return BatchServer(Codec(settings.paths.schemas_dir), engine, job, store=store)
 
 
 def open_server(settings: Settings) -> BatchServer:

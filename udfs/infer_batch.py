@@ -9,7 +9,8 @@ crossing and no per-record state call from Python. All the logic is in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyflink.datastream.functions import MapFunction, RuntimeContext
 
@@ -26,10 +27,27 @@ class InferBatch(MapFunction):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.server: BatchServer | None = None
+        self.metrics: Any = None
+        self.counters: dict[tuple[str, str], Any] = {}
+        self.exported: dict[tuple[str, str], int] = {}
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.server = open_server(self.settings)
+        self.metrics = runtime_context.get_metrics_group()
 
     def map(self, value: bytes) -> bytes:
         assert self.server is not None  # built in open()
-        return self.server.serve(bytes(value))
+        out = self.server.serve(bytes(value))
+        counts = self.server.shadow_stats.counts
+        if counts != self.exported:
+            self._export(counts)
+        return out
+
+    def _export(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Shadow agreement per model as Flink counters: ``model.<name>.shadow_agree`` / ``shadow_disagree``."""
+        for key, count in counts.items():
+            counter = self.counters.get(key)
+            if counter is None:
+                counter = self.counters[key] = self.metrics.add_group("model", key[0]).counter(f"shadow_{key[1]}")
+            counter.inc(count - self.exported.get(key, 0))
+            self.exported[key] = count

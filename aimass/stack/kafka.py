@@ -306,7 +306,11 @@ class KafkaBroker:
         from kafka.errors import TopicAlreadyExistsError
 
         k = self.settings.kafka
-        wanted = names or [k.requests_topic, k.results_topic, k.dead_letter_topic]
+        wanted = names or [k.requests_topic, k.results_topic, k.dead_letter_topic, k.control_topic,
+                           k.control_dead_letter_topic, k.shadow_topic, k.blob_topic]
+        # The control topic orders every command, so it has one partition; so does the blob
+        # topic (a deploy names one offset range).
+        single = {k.control_topic, k.control_dead_letter_topic, k.blob_topic}
         admin = self.admin()
         try:
             existing = set(admin.list_topics())
@@ -319,11 +323,18 @@ class KafkaBroker:
                     # Refuse far-too-big requests at the broker; the job dead-letters the rest
                     # (a dead letter of any accepted request fits the output topics).
                     configs = {"max.message.bytes": str(self.settings.job.request_record_limit)}
-                if name == k.results_topic:
+                if name in (k.results_topic, k.shadow_topic):
                     # Keyed by request id: compaction turns the topic into a lookup table;
                     # delete still bounds it in time.
                     configs = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86_400_000)}
-                new.append(NewTopic(name, partitions or k.partitions, 1, topic_configs=configs))
+                if name == k.control_topic:
+                    # Keyed by what a command configures: the latest of each key is the routing.
+                    configs = {"cleanup.policy": "compact", "retention.ms": "-1"}
+                if name == k.blob_topic:
+                    # Every chunk has its own key: compaction keeps them all, for good.
+                    configs = {"cleanup.policy": "compact", "retention.ms": "-1", "max.message.bytes": str(2 << 20)}
+                count = 1 if name in single else partitions or k.partitions
+                new.append(NewTopic(name, count, 1, topic_configs=configs))
             if new:
                 with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                     admin.create_topics(new)

@@ -17,7 +17,7 @@ import pytest
 
 from aimass.batches import BatchServer
 from aimass.codec import Codec
-from aimass.frames import DEAD_LETTER, ERROR_RESULT, RESULT, BatchRecord, dedup_verdict, read_outputs, write_batch
+from aimass.frames import DEAD_LETTER, DEFAULT, ERROR_RESULT, RESULT, BatchRecord, dedup_verdict, read_outputs, write_batch
 from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status, Tensor
 from aimass.settings import Settings
 
@@ -43,7 +43,7 @@ class Downstream:
         records = []
         for value in values:
             self.offset += 1
-            records.append(BatchRecord(value, "requests", 0, self.offset, int(time.time() * 1000)))
+            records.append(BatchRecord(value, "requests", 0, self.offset, int(time.time() * 1000), DEFAULT))
         out: list[Any] = []
         for kind, key, value in read_outputs(self.server.serve(write_batch(records))):
             if kind == DEAD_LETTER:
@@ -121,7 +121,7 @@ def test_answers_keep_the_order_of_their_records(downstream: Downstream) -> None
     codec = downstream.codec
     values = [codec.encode_request(_digits(f"order-{i}", cols=64 if i % 3 else 5)) for i in range(12)]
     raw = read_outputs(downstream.server.serve(write_batch(
-        [BatchRecord(v, "requests", 0, i, 0) for i, v in enumerate(values)])))
+        [BatchRecord(v, "requests", 0, i, 0, DEFAULT) for i, v in enumerate(values)])))
     ids = [key for kind, key, _ in raw if kind != DEAD_LETTER]
     assert ids == [f"order-{i}" for i in range(12)]
     assert [kind for kind, _, _ in raw if kind != DEAD_LETTER] == [ERROR_RESULT if i % 3 == 0 else RESULT

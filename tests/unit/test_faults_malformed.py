@@ -24,7 +24,7 @@ from aimass.batches import BatchServer
 from aimass.codec import Codec
 from aimass.engine import InferenceEngine
 from aimass.faults.malformed import DESCRIPTIONS, KINDS, BadRecords
-from aimass.frames import DEAD_LETTER, RESULT, BatchRecord, read_outputs, write_batch
+from aimass.frames import DEAD_LETTER, DEFAULT, RESULT, BatchRecord, read_outputs, write_batch
 from aimass.messages import DTYPES, InferenceRequest, Reason, Status, Tensor
 from aimass.models import ModelRepository, SessionCache
 from aimass.rejects import RECORD_OVERHEAD_BYTES, Source, reject
@@ -95,7 +95,7 @@ def _answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reas
     from dataclasses import replace
 
     server = BatchServer(CODEC, engine, replace(SETTINGS, max_payload_bytes=max_bytes))
-    outputs = read_outputs(server.serve(write_batch([BatchRecord(value, "t", 0, 0, int(time.time() * 1000))])))
+    outputs = read_outputs(server.serve(write_batch([BatchRecord(value, "t", 0, 0, int(time.time() * 1000), DEFAULT)])))
     results = [(kind, key, CODEC.decode_result(v)) for kind, key, v in outputs if kind != DEAD_LETTER]
     dead = [CODEC.decode_dead_letter(v) for kind, _, v in outputs if kind == DEAD_LETTER]
     assert len(results) <= 1 and len(dead) <= 1, outputs

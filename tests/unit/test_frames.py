@@ -12,6 +12,7 @@ from aimass.frames import (
     DEAD_LETTER,
     ERROR_RESULT,
     RESULT,
+    SHADOW,
     BatchRecord,
     FrameError,
     OutputsWriter,
@@ -28,6 +29,12 @@ records = st.builds(
     partition=st.integers(-(2**31), 2**31 - 1),
     offset=st.integers(-(2**63), 2**63 - 1),
     received_ms=st.integers(-(2**63), 2**63 - 1),
+    rule=st.integers(0, 6),
+    bucket=st.integers(-1, 9999),
+    version=st.text(max_size=8),
+    alias=st.text(max_size=8),
+    shadow=st.text(max_size=8),
+    detail=st.text(max_size=30),
 )
 
 
@@ -36,7 +43,7 @@ def test_batch_frames_round_trip(batch: list[BatchRecord]) -> None:
     assert read_batch(write_batch(batch)) == batch
 
 
-@given(st.lists(st.tuples(st.sampled_from([RESULT, ERROR_RESULT, DEAD_LETTER]), st.text(max_size=10),
+@given(st.lists(st.tuples(st.sampled_from([RESULT, ERROR_RESULT, DEAD_LETTER, SHADOW]), st.text(max_size=10),
                           st.binary(max_size=100)), max_size=20))
 def test_outputs_frames_round_trip(outputs: list[tuple[int, str, bytes]]) -> None:
     writer = OutputsWriter()
@@ -55,7 +62,7 @@ def test_garbage_is_a_frame_error_never_another_exception(data: bytes) -> None:
 
 def test_damaged_frames_are_refused() -> None:
     good = write_batch([BatchRecord(b"abc", "t", 0, 1, 2)])
-    for bad in (b"\x02" + good[1:], good[:-1], good + b"\x00"):
+    for bad in (b"\x01" + good[1:], good[:-1], good + b"\x00"):
         with pytest.raises(FrameError):
             read_batch(bad)
 

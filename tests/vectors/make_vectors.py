@@ -8,12 +8,26 @@ when Java disagrees with them. Columns are tab-separated; bytes are hex.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from aimass.codec import Codec
-from aimass.frames import DEAD_LETTER, ERROR_RESULT, RESULT, BatchRecord, OutputsWriter, dedup_verdict, write_batch
+from aimass.control.commands import Command, Deploy, Promote, Retire, SetAlias, SetShadow, SetSplit
+from aimass.control.routing import RouteTable, Routing, shadow_bucket, split_bucket
+from aimass.frames import (
+    DEAD_LETTER,
+    ERROR_RESULT,
+    RESULT,
+    SHADOW,
+    SPLIT,
+    UNKNOWN,
+    BatchRecord,
+    OutputsWriter,
+    dedup_verdict,
+    write_batch,
+)
 from aimass.keys import lane_keys, lane_of
 from aimass.messages import InferenceRequest, Tensor
 
@@ -32,16 +46,18 @@ def lanes() -> str:
 def frames() -> str:
     records = [
         BatchRecord(b"", "aimass.requests", 0, 0, 1_700_000_000_000),
-        BatchRecord(bytes(range(256)), "t", 3, 2**40 + 7, 1),
-        BatchRecord(b"\xc3\x01abc", "", -1, -5, -1),
+        BatchRecord(bytes(range(256)), "t", 3, 2**40 + 7, 1, SPLIT, 4242, "2", "", "3", ""),
+        BatchRecord(b"\xc3\x01abc", "", -1, -5, -1, UNKNOWN, -1, "", "canary", "", "no model 'ü'"),
     ]
     out = OutputsWriter()
     out.add(RESULT, "req-1", b"\x01\x02")
     out.add(ERROR_RESULT, "ü-ß", b"")
     out.add(DEAD_LETTER, None, bytes(300))
-    rows = ["# name\thex"]
+    out.add(SHADOW, "req-1", b"\x03")
+    rows = ["# name\thex (records: partition offset received_ms topic value rule bucket version alias shadow detail)"]
     for i, r in enumerate(records):
-        rows.append(f"record{i}\t{r.partition}\t{r.offset}\t{r.received_ms}\t{r.topic}\t{r.value.hex()}")
+        rows.append(f"record{i}\t{r.partition}\t{r.offset}\t{r.received_ms}\t{r.topic}\t{r.value.hex()}\t{r.rule}"
+                    f"\t{r.bucket}\t{r.version}\t{r.alias}\t{r.shadow}\t{r.detail}")
     rows.append(f"batch\t{write_batch(records).hex()}")
     rows.append(f"outputs\t{out.frame().hex()}")
     return "\n".join(rows) + "\n"
@@ -81,7 +97,68 @@ def dedup() -> str:
     return "\n".join(rows) + "\n"
 
 
-VECTORS = {"lanes.tsv": lanes, "frames.tsv": frames, "peek.tsv": peeks, "dedup.tsv": dedup}
+def buckets() -> str:
+    rows = ["# request_id\tsplit_bucket\tshadow_bucket"]
+    for rid in ("req-0", "req-42", "a", "ü-ß-日本", "0c6b2a3e-1d2f-4c5b-9a8e-7f6d5c4b3a21", "x" * 1024):
+        rows.append(f"{rid}\t{split_bucket(rid)}\t{shadow_bucket(rid)}")
+    return "\n".join(rows) + "\n"
+
+
+def _deploy(model: str, version: str, **meta: object) -> Command:
+    metadata = {"inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 2]}],
+                "outputs": [{"name": "y", "dtype": "int64", "shape": [-1]}], **meta}
+    return Command(Deploy(model, version, f"file:///models/{model}/{version}", "ab" * 32, 10, json.dumps(metadata)),
+                   issued_at_ms=1000, command_id="c")
+
+
+def routes() -> str:
+    """Resolutions after command sequences (applied by :class:`Routing`, resolved by :class:`RouteTable`)."""
+    at = 5000
+    scenarios: dict[str, list[Command]] = {
+        "one-version": [_deploy("m", "1", max_batch_size=8, max_delay_ms=3)],
+        "newest-serving": [_deploy("m", "1"), _deploy("m", "10"), _deploy("m", "9"), _deploy("m", "11", serving=False)],
+        "stable-alias": [_deploy("m", "1"), _deploy("m", "2"), Command(SetAlias("m", "stable", "1"), 2000, None, "c"),
+                         Command(SetAlias("m", "canary", "2"), 2000, None, "c")],
+        "split": [_deploy("m", "1"), _deploy("m", "2"),
+                  Command(SetSplit("m", (("1", 0.9), ("2", 0.1))), 2000, None, "c")],
+        "split-later": [_deploy("m", "1"), _deploy("m", "2"),
+                        Command(SetSplit("m", (("1", 0.5), ("2", 0.5))), 2000, 9000, "c")],
+        "shadow": [_deploy("m", "1"), _deploy("m", "2"), Command(SetShadow("m", "2", 0.5), 2000, None, "c")],
+        "shadow-all-split": [_deploy("m", "1"), _deploy("m", "2"),
+                             Command(SetSplit("m", (("1", 0.7), ("2", 0.3))), 2000, None, "c"),
+                             Command(SetShadow("m", "2", 1.0), 2000, None, "c")],
+        "retired-all": [_deploy("m", "1"), Command(Retire("m", "1"), 2000, None, "c"), _deploy("n", "1")],
+        "no-serving": [_deploy("m", "1", serving=False)],
+        "promoted": [_deploy("m", "1"), _deploy("m", "2"), Command(SetSplit("m", (("1", 0.9), ("2", 0.1))), 2000,
+                                                                   None, "c"),
+                     Command(Promote("m", "1"), 3000, None, "c")],
+    }
+    ids = ["req-0", "req-1", "req-42", "ü-ß-日本"]
+    rows = ["# case\tupdates\tmodel\trequested or -\trequest_id\ttimestamp_ms\trule\tversion or -\talias or -"
+            "\tbucket\tshadow or -\tdetail or -"]
+    for name, commands in scenarios.items():
+        routing, table, updates = Routing(), RouteTable(), []
+        for command in commands:
+            update = routing.apply(command)
+            assert isinstance(update, dict), (name, update)
+            updates.append(update)
+            table.apply(update)
+        for update in updates:  # the resolution never reads a version's metadata or location
+            for entry in (update["route"] or {}).get("versions", {}).values():
+                del entry["metadata"], entry["uri"], entry["sha256"], entry["size_bytes"]
+        text = json.dumps(updates, separators=(",", ":"))
+        asked = [("m", None), ("m", "1"), ("m", "canary"), ("m", "7")] + ([("zz", None)] if name == "split" else [])
+        for model, requested in asked:
+            for rid in ids:
+                for ts in (0, at, 10_000):
+                    r = table.resolve(model, requested, rid, ts)
+                    rows.append("\t".join([name, text, model, requested or "-", rid, str(ts), r.rule, r.version or "-",
+                                           r.alias or "-", str(r.bucket), r.shadow or "-", r.detail or "-"]))
+    return "\n".join(rows) + "\n"
+
+
+VECTORS = {"lanes.tsv": lanes, "frames.tsv": frames, "peek.tsv": peeks, "dedup.tsv": dedup,
+           "buckets.tsv": buckets, "routes.tsv": routes}
 
 
 def main() -> None:

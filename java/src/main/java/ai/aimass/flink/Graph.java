@@ -1,6 +1,5 @@
 package ai.aimass.flink;
 
-import java.util.Map;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
@@ -26,13 +25,22 @@ public final class Graph {
 
     private Graph() {}
 
-    /** Source rows {@code (value, topic, partition, offset)} to routed records. */
+    /**
+     * Source rows {@code (value, topic, partition, offset, timestamp)} to routed records, by the route
+     * updates of {@code updates} (UTF-8 JSON from the Python control step; broadcast to every subtask).
+     * Requests are held until {@code updates} passes {@code {"kind": "ready", "token": readyToken}}
+     * (an empty token: from the start). {@code maxBatchBytes} is only checked here: {@link #microBatch}
+     * applies it.
+     */
     public static SingleOutputStreamOperator<Tuple4<Integer, Integer, Integer, byte[]>> route(
-            DataStream<Row> source, byte[] requestHeader, int lanes, int maxParallelism,
-            Map<String, Integer> modelRecords, Map<String, Integer> modelDelays, int defaultRecords,
-            int defaultDelayMs, long maxBatchBytes) {
-        BatchLimits limits = new BatchLimits(modelRecords, modelDelays, defaultRecords, defaultDelayMs, maxBatchBytes);
-        return source.process(new Route(new RequestPeek(requestHeader), new Lanes(lanes, maxParallelism), limits), ROUTED);
+            DataStream<Row> source, DataStream<byte[]> updates, byte[] requestHeader, int lanes, int maxParallelism,
+            int defaultRecords, int defaultDelayMs, long maxBatchBytes, String readyToken) {
+        if (maxBatchBytes < 1) {
+            throw new IllegalArgumentException("batch limits must be positive");
+        }
+        Route route = new Route(new RequestPeek(requestHeader), new Lanes(lanes, maxParallelism), defaultRecords,
+                defaultDelayMs, readyToken);
+        return source.connect(updates.broadcast()).transform("route", ROUTED, route);
     }
 
     /** Routed records keyed by lane to batch frames. */
@@ -42,7 +50,7 @@ public final class Graph {
                 "micro-batch", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO, new MicroBatch(maxBatchBytes));
     }
 
-    /** Outputs frames to results (main) and dead letters ({@link #deadLetters}). */
+    /** Outputs frames to results (main), dead letters ({@link #deadLetters}) and shadow results ({@link #shadows}). */
     public static SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs(DataStream<byte[]> frames) {
         return frames.process(new Outputs(), RESULTS);
     }
@@ -50,6 +58,11 @@ public final class Graph {
     /** The dead letters of {@link #outputs}. */
     public static DataStream<Row> deadLetters(SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs) {
         return outputs.getSideOutput(Outputs.DEAD_LETTERS);
+    }
+
+    /** The shadow results of {@link #outputs}, as {@code Row(k, v)} for the shadow-results sink. */
+    public static DataStream<Row> shadows(SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs) {
+        return outputs.getSideOutput(Outputs.SHADOWS);
     }
 
     /** Results keyed by request id to one result per id, as {@code Row(k, v)} for the results sink. */

@@ -11,7 +11,8 @@ import org.apache.flink.util.OutputTag;
 /**
  * Python's outputs frame of one batch to its records: results (and error results) on the main
  * output as {@code (request id, value, claims id)} for {@link Dedup}; dead letters on
- * {@link #DEAD_LETTERS} as {@code Row(v)} for the dead-letter sink.
+ * {@link #DEAD_LETTERS} as {@code Row(v)} for the dead-letter sink; shadow results on
+ * {@link #SHADOWS} as {@code Row(k, v)} (keyed by request id) for the shadow-results sink.
  */
 public final class Outputs extends ProcessFunction<byte[], Tuple3<String, byte[], Boolean>> {
     private static final long serialVersionUID = 1L;
@@ -20,12 +21,16 @@ public final class Outputs extends ProcessFunction<byte[], Tuple3<String, byte[]
     public static final TypeInformation<Row> DEAD_LETTER_ROW =
             Types.ROW_NAMED(new String[] {"v"}, Types.PRIMITIVE_ARRAY(Types.BYTE));
     public static final OutputTag<Row> DEAD_LETTERS = new OutputTag<>("dead-letters", DEAD_LETTER_ROW);
+    /** Shadow results: {@code Row(k, v)}, the type of {@link Dedup#RESULT_ROW}. */
+    public static final OutputTag<Row> SHADOWS = new OutputTag<>("shadows", Dedup.RESULT_ROW);
 
     @Override
     public void processElement(byte[] frame, Context ctx, Collector<Tuple3<String, byte[], Boolean>> out) {
         for (Frames.Output o : Frames.outputs(frame)) {
             if (o.kind() == Frames.DEAD_LETTER) {
                 ctx.output(DEAD_LETTERS, Row.of((Object) o.value()));
+            } else if (o.kind() == Frames.SHADOW) {
+                ctx.output(SHADOWS, Row.of(o.key(), o.value()));
             } else {
                 out.collect(Tuple3.of(o.key(), o.value(), o.kind() == Frames.RESULT));
             }

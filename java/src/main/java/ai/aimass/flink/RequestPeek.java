@@ -1,15 +1,21 @@
 package ai.aimass.flink;
 
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 
 /**
- * Reads the request id and model from the front of a request record, without decoding it.
+ * Reads the request id, model and requested version from the front of a request record, without
+ * decoding it.
  *
- * <p>For routing only: which lane a record joins, and whose batch limits apply. Python decodes and
- * validates every record in full ({@code aimass/codec.py}); this mirrors only
- * {@code Codec.peek_route}'s framing: the request schema's single-object header, then the first two
- * Avro strings (id of 1 to {@link #MAX_ID_BYTES} bytes, model of 1 to 64). Never throws.
+ * <p>For routing only: which lane a record joins, which version serves it and whose batch limits
+ * apply. Python decodes and validates every record in full ({@code aimass/codec.py}); this mirrors
+ * only {@code Codec.peek_route}'s framing: the request schema's single-object header, then the
+ * first two Avro strings (id of 1 to {@link #MAX_ID_BYTES} bytes, model of 1 to 64), then the
+ * {@code version} union {@code ["null", "string"]} (a zigzag varint branch, 0 null or 1 string, and
+ * for a string 1 to {@link #MAX_VERSION_BYTES} bytes of valid UTF-8). Never throws.
  */
 public final class RequestPeek implements java.io.Serializable {
     private static final long serialVersionUID = 1L;
@@ -17,6 +23,8 @@ public final class RequestPeek implements java.io.Serializable {
     public static final int MAX_ID_BYTES = 1024;
     /** Longest model name ({@code aimass.codec.NAME_PATTERN}). */
     public static final int MAX_MODEL_BYTES = 64;
+    /** Longest requested version a route can name (a version or alias name). */
+    public static final int MAX_VERSION_BYTES = 64;
 
     private final byte[] header;
 
@@ -26,7 +34,50 @@ public final class RequestPeek implements java.io.Serializable {
     }
 
     /** Where a string lies in a record. */
-    public record Span(int start, int length) {}
+    public record Span(int start, int length) {
+        /** The position just after the string. */
+        public int end() {
+            return start + length;
+        }
+    }
+
+    /**
+     * What the peek read of a record.
+     *
+     * @param id the request id's bytes; null when the record has no readable id
+     * @param model the model name; null when the id or the model is unreadable
+     * @param versionReadable the {@code version} field was read (null or a string)
+     * @param version the requested version; null when the field is null or unreadable
+     */
+    public record Peeked(Span id, String model, boolean versionReadable, String version) {
+        /** Id, model and requested version all read: the record can be routed by a route. */
+        public boolean routable() {
+            return id != null && model != null && versionReadable;
+        }
+    }
+
+    /** The id, model and requested version of a record, as far as they can be read. */
+    public Peeked peek(byte[] data) {
+        Span id = id(data);
+        if (id == null) {
+            return new Peeked(null, null, false, null);
+        }
+        Span model = string(data, id.end(), MAX_MODEL_BYTES);
+        if (model == null) {
+            return new Peeked(id, null, false, null);
+        }
+        String name = new String(data, model.start(), model.length(), StandardCharsets.UTF_8);
+        int[] at = {model.end()};
+        long branch = zigzag(data, at);
+        if (branch == 0) {
+            return new Peeked(id, name, true, null);
+        }
+        if (branch != 1) {
+            return new Peeked(id, name, false, null);
+        }
+        String version = utf8(data, string(data, at[0], MAX_VERSION_BYTES));
+        return new Peeked(id, name, version != null, version);
+    }
 
     /** The request id's bytes, or null when the record has no readable id. */
     public Span id(byte[] data) {
@@ -45,11 +96,25 @@ public final class RequestPeek implements java.io.Serializable {
 
     /** A non-empty Avro string of at most {@code max} bytes at {@code pos}, or null. */
     static Span string(byte[] data, int pos, int max) {
+        int[] at = {pos};
+        long length = zigzag(data, at);
+        if (length == Long.MIN_VALUE || length < 1 || length > max || at[0] + length > data.length) {
+            return null;
+        }
+        return new Span(at[0], (int) length);
+    }
+
+    /**
+     * The Avro (zigzag varint) long at {@code at[0]}, moving {@code at[0]} past it; Long.MIN_VALUE
+     * when the varint runs past the data or over 10 bytes (no value here is anywhere near it).
+     */
+    static long zigzag(byte[] data, int[] at) {
+        int pos = at[0];
         long raw = 0;
         int shift = 0;
         while (true) {
             if (pos >= data.length || shift > 63) {
-                return null;
+                return Long.MIN_VALUE;
             }
             int b = data[pos++] & 0xFF;
             raw |= (long) (b & 0x7F) << shift;
@@ -58,10 +123,23 @@ public final class RequestPeek implements java.io.Serializable {
             }
             shift += 7;
         }
-        long length = (raw >>> 1) ^ -(raw & 1);
-        if (length < 1 || length > max || pos + length > data.length) {
+        at[0] = pos;
+        return (raw >>> 1) ^ -(raw & 1);
+    }
+
+    /** The string at {@code span} when it is valid UTF-8 (as Python decodes it), else null. */
+    private static String utf8(byte[] data, Span span) {
+        if (span == null) {
             return null;
         }
-        return new Span(pos, (int) length);
+        try {
+            return StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(data, span.start(), span.length()))
+                    .toString();
+        } catch (CharacterCodingException e) {
+            return null;
+        }
     }
 }

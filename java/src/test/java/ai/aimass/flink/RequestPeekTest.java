@@ -1,15 +1,16 @@
 package ai.aimass.flink;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.flink.api.java.tuple.Tuple4;
 import org.junit.jupiter.api.Test;
 
 class RequestPeekTest {
@@ -46,25 +47,51 @@ class RequestPeekTest {
     }
 
     @Test
-    void routeFramesEveryRecordAndAppliesItsModelsLimits() throws Exception {
-        Lanes lanes = new Lanes(4, 128);
-        BatchLimits limits = new BatchLimits(Map.of("digits", 32), Map.of("digits", 20), 8, 50, 1 << 20);
-        Route route = new Route(peek(), lanes, limits);
-        byte[] good = Vectors.hex(row("good")[1]);
-        Tuple4<Integer, Integer, Integer, byte[]> routed = route.route(good, "t", 2, 9, 77);
-        byte[] id = "req-7".getBytes(StandardCharsets.UTF_8);
-        assertEquals(lanes.key(lanes.laneOf(id, 0, id.length)), routed.f0);
-        assertEquals(32, routed.f1);
-        assertEquals(20, routed.f2);
-        assertArrayEquals(Frames.record(2, 9, 77, new byte[] {'t'}, good), routed.f3);
-        // No id: spread by position, the job's default limits; still framed for Python to answer.
-        Tuple4<Integer, Integer, Integer, byte[]> garbage = route.route(new byte[] {1, 2, 3}, "t", 2, 10, 77);
-        assertEquals(lanes.key(lanes.laneOfPosition(2, 10)), garbage.f0);
-        assertEquals(8, garbage.f1);
-        assertEquals(50, garbage.f2);
-    }
+    void theRequestedVersionIsReadAfterTheModel() throws Exception {
+        RequestPeek peek = peek();
+        RequestPeek.Peeked good = peek.peek(Vectors.hex(row("good")[1]));
+        assertEquals(new RequestPeek.Peeked(good.id(), "digits", true, null), good);
+        assertTrue(good.routable());
+        assertEquals("req-7", new String(Vectors.hex(row("good")[1]), good.id().start(), good.id().length(),
+                StandardCharsets.UTF_8));
 
-    private static void assertArrayEquals(byte[] want, byte[] got) {
-        org.junit.jupiter.api.Assertions.assertArrayEquals(want, got);
+        RequestPeek.Peeked pinned = peek.peek(Requests.request("r", "digits", "2"));
+        assertEquals("2", pinned.version());
+        assertTrue(pinned.routable());
+        String longest = "v".repeat(RequestPeek.MAX_VERSION_BYTES);
+        assertEquals(longest, peek.peek(Requests.request("r", "m", longest)).version());
+        assertEquals("ü", peek.peek(Requests.request("r", "m", "ü")).version());
+        // A non-minimal varint for branch 0 is still branch 0 (as an Avro decoder reads it).
+        assertTrue(peek.peek(Requests.raw(Requests.avro("r"), Requests.avro("m"), new byte[] {(byte) 0x80, 0}))
+                .routable());
+
+        Map<String, byte[]> unreadable = new LinkedHashMap<>();
+        unreadable.put("too long", Requests.request("r", "m", longest + "v"));
+        unreadable.put("empty", Requests.request("r", "m", ""));
+        unreadable.put("branch 2", Requests.raw(Requests.avro("r"), Requests.avro("m"), new byte[] {4, 2, 'x'}));
+        unreadable.put("branch -1", Requests.raw(Requests.avro("r"), Requests.avro("m"), new byte[] {1, 2, 'x'}));
+        unreadable.put("ends after the model", Requests.raw(Requests.avro("r"), Requests.avro("m")));
+        unreadable.put("ends in the branch", Requests.raw(Requests.avro("r"), Requests.avro("m"), new byte[] {(byte) 0x82}));
+        unreadable.put("ends in the version", Requests.raw(Requests.avro("r"), Requests.avro("m"), new byte[] {2, 6, 'a'}));
+        unreadable.put("not UTF-8", Requests.raw(Requests.avro("r"), Requests.avro("m"), new byte[] {2, 2, (byte) 0xff}));
+        for (Map.Entry<String, byte[]> e : unreadable.entrySet()) {
+            RequestPeek.Peeked p = peek.peek(e.getValue());
+            assertNotNull(p.id(), e.getKey());
+            assertEquals("m", p.model(), e.getKey());
+            assertFalse(p.versionReadable(), e.getKey());
+            assertNull(p.version(), e.getKey());
+            assertFalse(p.routable(), e.getKey());
+        }
+        // No id or no model: nothing further is read.
+        for (String[] row : Vectors.rows("peek.tsv")) {
+            RequestPeek.Peeked p = peek.peek(Vectors.hex(row[1]));
+            if (row[2].equals("-")) {
+                assertNull(p.id(), row[0]);
+                assertFalse(p.routable(), row[0]);
+            }
+        }
+        assertFalse(peek.peek(Vectors.hex(row("truncated-after-id")[1])).routable());
+        assertNull(peek.peek(Vectors.hex(row("truncated-after-id")[1])).model());
+        assertFalse(peek.peek(null).routable());
     }
 }

@@ -1,0 +1,144 @@
+"""A TaskManager's deployed model versions: fetched, checked and loaded in the background.
+
+The batch step gives :meth:`ModelStore.apply` every route update ``Route`` forwards to its
+lanes (docs/CONTROL.md); a version seen for the first time is fetched from its URI
+(``file://`` in place, ``kafka:`` chunks into the model cache), its SHA-256 checked, its ONNX
+Runtime session opened, all on one loader thread while requests keep being served.
+:meth:`resolve` is what the engine asks: the spec of a routed version, waiting for its load
+when it is still under way, or a :class:`~aimass.models.ModelError` naming the model, the
+version and the cause when it cannot serve here. It never answers with another version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from aimass.control.blobs import BlobError, fetch, sha256_of
+from aimass.messages import Reason
+from aimass.models import METADATA_FILE, MODEL_FILE, ModelError, ModelSpec, SessionCache, version_key
+
+log = logging.getLogger("aimass")
+
+
+class ModelStore:
+    """Versions announced by route updates, by ``(model, version)``; see the module docstring."""
+
+    def __init__(self, cache_dir: Path, sessions: SessionCache, consumer_factory: Callable[[], Any] | None = None,
+                 load_timeout_s: float = 120.0) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.sessions = sessions
+        self.consumer_factory = consumer_factory
+        self.load_timeout_s = load_timeout_s
+        self._lock = threading.Lock()
+        self._loads: dict[tuple[str, str], tuple[str, Future[ModelSpec]]] = {}
+        self._seen: set[tuple[str, int]] = set()
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aimass-model-loader")
+
+    def apply(self, update: Mapping[str, Any]) -> None:
+        """Register the versions of a route update (the same update again is a no-op)."""
+        if update.get("kind") != "route":
+            return
+        model = update["model"]
+        key = (model, int(update["seq"]))
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        for version, entry in ((update.get("route") or {}).get("versions") or {}).items():
+            with self._lock:
+                known = self._loads.get((model, version))
+                if known is not None and known[0] == entry["sha256"]:
+                    continue
+                future = self._loader.submit(self._load, model, version, dict(entry))
+                self._loads[(model, version)] = (entry["sha256"], future)
+
+    def resolve(self, name: str, version: str | None = None) -> ModelSpec:
+        """The loaded spec of ``name`` ``version`` (``version`` None: the newest loaded, for tools).
+
+        Raises:
+            ModelError: UNKNOWN_MODEL when no route update named it here; INTERNAL_ERROR when it
+                did not load (the cause in words) or is still loading after ``load_timeout_s``.
+        """
+        if version is None:
+            versions = self.versions(name)
+            if not versions:
+                raise ModelError(Reason.UNKNOWN_MODEL, f"model {name!r} has no version deployed here")
+            version = versions[-1]
+        with self._lock:
+            found = self._loads.get((name, version))
+        if found is None:
+            raise ModelError(Reason.UNKNOWN_MODEL, f"model {name!r} version {version!r} is routed here but its deploy "
+                                                   "has not reached this TaskManager")
+        future = found[1]
+        if future.done():
+            if future.exception() is None:
+                return future.result()
+        else:
+            try:
+                return future.result(timeout=self.load_timeout_s)
+            except FutureTimeout:
+                raise ModelError(Reason.INTERNAL_ERROR, f"model {name!r} version {version!r} is still loading on this "
+                                                        f"TaskManager after {self.load_timeout_s:.0f} s") from None
+            except Exception:  # noqa: BLE001, S110 - reported below, like a load that failed earlier
+                pass
+        exc = future.exception()
+        cause = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+        raise ModelError(Reason.INTERNAL_ERROR,
+                         f"model {name!r} version {version!r} could not be loaded on this TaskManager: {cause}")
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted({name for name, _ in self._loads})
+
+    def versions(self, name: str) -> list[str]:
+        with self._lock:
+            return sorted((v for n, v in self._loads if n == name), key=version_key)
+
+    def wait_loaded(self, timeout_s: float | None = None) -> None:
+        """Block until every load started so far has finished (tests and tools)."""
+        with self._lock:
+            futures = [future for _, future in self._loads.values()]
+        for future in futures:
+            future.exception(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
+
+    # -- loading (on the loader thread) --------------------------------------------------------
+
+    def _load(self, model: str, version: str, entry: dict[str, Any]) -> ModelSpec:
+        uri, sha256 = entry["uri"], entry["sha256"]
+        if uri.startswith("file://"):
+            directory = Path(unquote(urlparse(uri).path))
+            if (directory.parent.name, directory.name) != (model, version):
+                raise ModelError(Reason.INTERNAL_ERROR,
+                                 f"{uri} is not a <model>/<version> directory of {model} {version}")
+            try:
+                digest, _ = sha256_of(directory / MODEL_FILE)
+            except OSError as exc:
+                raise ModelError(Reason.INTERNAL_ERROR, f"{directory / MODEL_FILE}: {exc}") from None
+            if digest != sha256:
+                raise ModelError(Reason.INTERNAL_ERROR, f"{directory / MODEL_FILE} has sha256 {digest[:12]}..., the "
+                                                        f"deploy says {sha256[:12]}... (changed since it was deployed)")
+        else:
+            if self.consumer_factory is None:
+                raise ModelError(Reason.INTERNAL_ERROR, f"{uri}: no Kafka client configured to fetch it")
+            directory = self.cache_dir / sha256[:16] / model / version
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / METADATA_FILE).write_text(json.dumps(entry["metadata"]), encoding="utf-8")
+            if not (directory / MODEL_FILE).is_file():  # written only whole and checked (blobs.fetch)
+                try:
+                    fetch(self.consumer_factory, uri, sha256, directory / MODEL_FILE)
+                except BlobError as exc:
+                    raise ModelError(Reason.INTERNAL_ERROR, str(exc)) from None
+        spec = ModelSpec.load(directory)
+        self.sessions.get(spec)  # open (and validate) the session now, not on the first request
+        log.info("model %s version %s loaded from %s", model, version, uri)
+        return spec
