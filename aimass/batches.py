@@ -98,9 +98,13 @@ class BatchServer:
         accepted: list[tuple[int, InferenceRequest, ModelSpec, Route]] = []
         shadows: list[tuple[int, InferenceRequest, ModelSpec]] = []
         ids: set[str] = set()
-        for i, record in enumerate(records):
+        # Route updates first: after a restore, records pending in MicroBatch may share a batch
+        # with (and precede) the updates Route sends again.
+        for record in records:
             if record.rule == CONTROL:
                 self._control(record.value)
+        for i, record in enumerate(records):
+            if record.rule == CONTROL:
                 continue
             try:
                 request = self.codec.decode_request(record.value, self.max_bytes)

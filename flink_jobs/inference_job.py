@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     # this submit's marker, which `route` waits for before it routes the first request.
     with ControlAdmin(settings) as admin:
         if settings.job.sync_models_dir:
-            for line in admin.sync(settings.paths.models_dir):
+            for line in admin.sync(settings.paths.models_dir, at_submit=True):
                 print(f"[aimass] {line}", flush=True)
         token = admin.mark(settings.job.name)
 

@@ -66,12 +66,18 @@ def _build(settings: Settings) -> BatchServer:
                              group_id=None, fetch_max_bytes=16 * 1024 * 1024,
                              max_partition_fetch_bytes=8 * 1024 * 1024, **python_client_config(settings.kafka))
 
+    def catalog() -> list[dict[str, object]]:  # the deployed versions, read from the control topic
+        from aimass.control.admin import ControlAdmin
+
+        routing, _ = ControlAdmin(settings).routing()
+        return [{**routing.update(model, None), "seq": -1} for model in routing.models]
+
     job = settings.job
     sessions = SessionCache(job)
     cache = job.model_cache_dir or settings.paths.state_dir / "model-cache"
     # Versions arrive as route updates in the batches themselves (Route forwards every update to
     # every lane before any request routed by it), so the store starts empty.
-    store = ModelStore(cache, sessions, consumer, job.model_load_timeout_s)
+    store = ModelStore(cache, sessions, consumer, job.model_load_timeout_s, catalog)
     engine = InferenceEngine(store, sessions, job)
     return BatchServer(Codec(settings.paths.schemas_dir), engine, job, store=store)
 

@@ -213,33 +213,49 @@ class ControlAdmin:
                          progress=progress).uri
         return self.publish(Deploy(spec.name, spec.version, uri, sha256, size, metadata), in_ms)
 
-    def sync(self, models_dir: Path) -> Iterator[str]:
+    def sync(self, models_dir: Path, at_submit: bool = False) -> Iterator[str]:
         """Publish a ``file://`` deploy for every version under ``models_dir`` the control topic
-        does not know; yields a line per version published or refused."""
-        repository = ModelRepository(models_dir)
+        does not know; yields a line per version published or refused. ``at_submit``: effective
+        for every request (the job is not running yet), else in ``activation_ms``."""
         routing, _ = self.routing()
-        for name in repository.names():
-            for version in repository.versions(name):
-                known = routing.models.get(name, {}).get("versions", {}).get(version)
-                directory = (Path(models_dir) / name / version).resolve()
-                try:
-                    sha256, size = sha256_of(directory / MODEL_FILE)
-                except OSError as exc:
-                    yield f"sync: {name} {version}: skipped: {exc}"
-                    continue
-                if known is not None:
-                    if known["sha256"] != sha256:
-                        yield (f"sync: {name} {version}: {directory / MODEL_FILE} differs from the deployed bytes; "
-                               "it keeps serving the deployed ones (deploy the change as a new version)")
-                    continue
+        for found in local_deploys(models_dir, routing, 0 if at_submit else now_ms() + self.activation_ms):
+            if isinstance(found, str):
+                yield found
+                continue
+            self._send(found)
+            action = found.action
+            assert isinstance(action, Deploy)
+            yield f"deployed {action.model} {action.version} from {action.uri}"
+
+
+def local_deploys(models_dir: Path, routing: Routing, effective_at_ms: int | None = None) -> Iterator[Command | str]:
+    """A deploy command (applied to ``routing``) for every version under ``models_dir`` that
+    ``routing`` lacks, or a line saying why a version is not deployed. ``effective_at_ms``: 0
+    at submit (the folder's versions route every request, including those already queued),
+    None (now) for a sync while the job runs."""
+    repository = ModelRepository(models_dir)
+    for name in repository.names():
+        for version in repository.versions(name):
+            known = routing.models.get(name, {}).get("versions", {}).get(version)
+            directory = (Path(models_dir) / name / version).resolve()
+            try:
+                sha256, size = sha256_of(directory / MODEL_FILE)
                 metadata = (directory / METADATA_FILE).read_text(encoding="utf-8")
-                command = Command(Deploy(name, version, directory.as_uri(), sha256, size, metadata), now_ms())
-                outcome = routing.apply(command)
-                if isinstance(outcome, Refusal):
-                    yield f"sync: {name} {version}: not deployed: {outcome.message}"
-                    continue
-                self._send(command)
-                yield f"deployed {name} {version} from {directory}"
+            except OSError as exc:
+                yield f"sync: {name} {version}: skipped: {exc}"
+                continue
+            if known is not None:
+                if known["sha256"] != sha256:
+                    yield (f"sync: {name} {version}: {directory / MODEL_FILE} differs from the deployed bytes; "
+                           "it keeps serving the deployed ones (deploy the change as a new version)")
+                continue
+            command = Command(Deploy(name, version, directory.as_uri(), sha256, size, metadata), now_ms(),
+                              effective_at_ms)
+            outcome = routing.apply(command)
+            if isinstance(outcome, Refusal):
+                yield f"sync: {name} {version}: not deployed: {outcome.message}"
+                continue
+            yield command
 
 
 def describe_routing(routing: Routing) -> list[dict[str, Any]]:

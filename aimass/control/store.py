@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -32,11 +33,13 @@ class ModelStore:
     """Versions announced by route updates, by ``(model, version)``; see the module docstring."""
 
     def __init__(self, cache_dir: Path, sessions: SessionCache, consumer_factory: Callable[[], Any] | None = None,
-                 load_timeout_s: float = 120.0) -> None:
+                 load_timeout_s: float = 120.0, catalog: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.sessions = sessions
         self.consumer_factory = consumer_factory
         self.load_timeout_s = load_timeout_s
+        self.catalog = catalog
+        self._asked: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._loads: dict[tuple[str, str], tuple[str, Future[ModelSpec]]] = {}
         self._seen: set[tuple[str, int]] = set()
@@ -50,7 +53,8 @@ class ModelStore:
         key = (model, int(update["seq"]))
         if key in self._seen:
             return
-        self._seen.add(key)
+        if key[1] >= 0:  # catalog reads (seq -1) are not Route's updates
+            self._seen.add(key)
         for version, entry in ((update.get("route") or {}).get("versions") or {}).items():
             with self._lock:
                 known = self._loads.get((model, version))
@@ -73,6 +77,9 @@ class ModelStore:
             version = versions[-1]
         with self._lock:
             found = self._loads.get((name, version))
+        if found is None and self._ask_catalog(name, version):
+            with self._lock:
+                found = self._loads.get((name, version))
         if found is None:
             raise ModelError(Reason.UNKNOWN_MODEL, f"model {name!r} version {version!r} is routed here but its deploy "
                                                    "has not reached this TaskManager")
@@ -92,6 +99,22 @@ class ModelStore:
         cause = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
         raise ModelError(Reason.INTERNAL_ERROR,
                          f"model {name!r} version {version!r} could not be loaded on this TaskManager: {cause}")
+
+    def _ask_catalog(self, name: str, version: str) -> bool:
+        """Register every deployed version the control topic names now (a version routed here
+        before its update arrived: after a restore, records pending in MicroBatch can be flushed
+        before the updates Route sends again). At most every 10 s per version."""
+        if self.catalog is None or time.monotonic() - self._asked.get((name, version), -1e9) < 10:
+            return False
+        self._asked[(name, version)] = time.monotonic()
+        try:
+            updates = self.catalog()
+        except Exception as exc:  # noqa: BLE001 - the request is then answered with the error below
+            log.warning("could not read the deployed versions from the control topic: %s", exc)
+            return False
+        for update in updates:
+            self.apply(update)
+        return True
 
     def names(self) -> list[str]:
         with self._lock:

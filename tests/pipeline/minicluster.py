@@ -25,3 +25,22 @@ def minicluster_configuration(settings: Settings) -> Any:
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     return config
+
+
+#: The marker :func:`control_rows` ends with: pass it to ``build_pipeline`` as ``ready_token``.
+READY = "pipeline-test/ready"
+
+
+def control_rows(settings: Settings, extra: list[Any] | None = None) -> list[Any]:
+    """Control records deploying every version of the model folder (``file://``), then ``extra``
+    commands, then the marker :data:`READY`, as the control source's rows."""
+    from pyflink.common import Row
+
+    from aimass.control.admin import local_deploys
+    from aimass.control.commands import Command, ControlCodec, Marker
+    from aimass.control.routing import Routing
+
+    codec = ControlCodec(settings.paths.schemas_dir)
+    commands = [c for c in local_deploys(settings.paths.models_dir, Routing(), 0) if isinstance(c, Command)]
+    commands += [*(extra or []), Command(Marker(READY), 0)]
+    return [Row(codec.encode(c), "control", 0, offset) for offset, c in enumerate(commands)]

@@ -41,8 +41,8 @@ from aimass.faults.oracle import digest
 from aimass.keys import lane_key
 from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
 from aimass.settings import Settings
-from aimass.traffic import make_request
-from tests.pipeline.minicluster import minicluster_configuration
+from aimass.traffic import make_request, now_ms
+from tests.pipeline.minicluster import READY, control_rows, minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
 
@@ -130,7 +130,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
     from aimass.demo import build_demo_models, load_holdout
-    from flink_jobs.inference_job import SOURCE_ROW, build_pipeline
+    from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline
 
     demo = Settings.load(env={}).paths.models_dir
     build_demo_models(demo)
@@ -185,15 +185,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     values += [codec.encode_request(r) for r in (failing, big_mixed, tile)]
     values += [codec.encode_request(r) for r in good[8:]]
     assert len(codec.encode_request(big_mixed)) <= MAX_PAYLOAD  # valid; only its result is too large
-    rows = [Row(v, "requests", 0, offset) for offset, v in enumerate(values)]
+    rows = [Row(v, "requests", 0, offset, now_ms()) for offset, v in enumerate(values)]
 
     config = minicluster_configuration(settings)
     config.set_string("collect-sink.batch-size.max", "32mb")  # dead letters of 2 MiB records come back whole
     config.set_string("restart-strategy.type", "none")  # a failure fails the test at once instead of looping
     env = StreamExecutionEnvironment.get_execution_environment(config)
-    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    # Streaming, as the job runs: batch mode sorts keyed inputs, which would reorder the route
+    # updates Route sends each lane ahead of the requests they route.
+    env.set_runtime_mode(RuntimeExecutionMode.STREAMING)
     source = env.from_collection(rows, type_info=SOURCE_ROW)
-    results, dead_letters = build_pipeline(source, settings)
+    control = env.from_collection(control_rows(settings), type_info=CONTROL_ROW)
+    results, dead_letters, _, _ = build_pipeline(source, control, settings, READY)
     tagged = Types.TUPLE([Types.STRING(), Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
     out = results.map(lambda r: ("result", r[0], r[1]), output_type=tagged).union(
         dead_letters.map(lambda r: ("dead", None, r[0]), output_type=tagged)

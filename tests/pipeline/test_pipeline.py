@@ -20,7 +20,7 @@ from aimass.codec import Codec
 from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
 from aimass.settings import Settings
 from aimass.traffic import make_request, now_ms
-from tests.pipeline.minicluster import minicluster_configuration
+from tests.pipeline.minicluster import READY, control_rows, minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
 
@@ -44,7 +44,7 @@ def run() -> Run:
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
     from aimass.demo import build_demo_models, load_holdout
-    from flink_jobs.inference_job import SOURCE_ROW, build_pipeline
+    from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline
 
     settings = Settings.load(env={}, overrides={"job.parallelism": "2"})
     build_demo_models(settings.paths.models_dir)
@@ -69,13 +69,16 @@ def run() -> Run:
     values = [codec.encode_request(r) for r, _ in good]
     values += [codec.encode_request(r) for r in [*typed_requests.values(), unknown_version]]
     values += garbage + [codec.encode_request(duplicate)] * 3 + [codec.encode_request(cross_model)]
-    rows = [Row(v, "requests", 0, offset) for offset, v in enumerate(values)]
+    rows = [Row(v, "requests", 0, offset, now_ms()) for offset, v in enumerate(values)]
 
     config = minicluster_configuration(settings)
     env = StreamExecutionEnvironment.get_execution_environment(config)
-    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    # Streaming, as the job runs: batch mode sorts keyed inputs, which would reorder the route
+    # updates Route sends each lane ahead of the requests they route.
+    env.set_runtime_mode(RuntimeExecutionMode.STREAMING)
     source = env.from_collection(rows, type_info=SOURCE_ROW)
-    results, dead_letters = build_pipeline(source, settings)
+    control = env.from_collection(control_rows(settings), type_info=CONTROL_ROW)
+    results, dead_letters, _, _ = build_pipeline(source, control, settings, READY)
     tagged = Types.TUPLE([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
     out = results.map(lambda r: ("result", r[1]), output_type=tagged).union(
         dead_letters.map(lambda r: ("dead", r[0]), output_type=tagged)

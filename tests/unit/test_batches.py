@@ -17,7 +17,16 @@ import pytest
 
 from aimass.batches import BatchServer
 from aimass.codec import Codec
-from aimass.frames import DEAD_LETTER, DEFAULT, ERROR_RESULT, RESULT, BatchRecord, dedup_verdict, read_outputs, write_batch
+from aimass.frames import (
+    DEAD_LETTER,
+    DEFAULT,
+    ERROR_RESULT,
+    RESULT,
+    BatchRecord,
+    dedup_verdict,
+    read_outputs,
+    write_batch,
+)
 from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status, Tensor
 from aimass.settings import Settings
 

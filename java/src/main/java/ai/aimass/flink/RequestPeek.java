@@ -13,9 +13,10 @@ import java.util.Arrays;
  * <p>For routing only: which lane a record joins, which version serves it and whose batch limits
  * apply. Python decodes and validates every record in full ({@code aimass/codec.py}); this mirrors
  * only {@code Codec.peek_route}'s framing: the request schema's single-object header, then the
- * first two Avro strings (id of 1 to {@link #MAX_ID_BYTES} bytes, model of 1 to 64), then the
- * {@code version} union {@code ["null", "string"]} (a zigzag varint branch, 0 null or 1 string, and
- * for a string 1 to {@link #MAX_VERSION_BYTES} bytes of valid UTF-8). Never throws.
+ * first two Avro strings (id of 1 to {@link #MAX_ID_BYTES} bytes, model of 1 to 64 matching
+ * {@code NAME_PATTERN}), then the {@code version} union {@code ["null", "string"]} (a zigzag varint
+ * branch, 0 null or 1 string, and for a string 1 to {@link #MAX_VERSION_BYTES} bytes of valid
+ * UTF-8). Never throws.
  */
 public final class RequestPeek implements java.io.Serializable {
     private static final long serialVersionUID = 1L;
@@ -45,7 +46,7 @@ public final class RequestPeek implements java.io.Serializable {
      * What the peek read of a record.
      *
      * @param id the request id's bytes; null when the record has no readable id
-     * @param model the model name; null when the id or the model is unreadable
+     * @param model the model name; null when the id or the model is unreadable (or not a name)
      * @param versionReadable the {@code version} field was read (null or a string)
      * @param version the requested version; null when the field is null or unreadable
      */
@@ -63,10 +64,10 @@ public final class RequestPeek implements java.io.Serializable {
             return new Peeked(null, null, false, null);
         }
         Span model = string(data, id.end(), MAX_MODEL_BYTES);
-        if (model == null) {
+        if (model == null || !isName(data, model)) {
             return new Peeked(id, null, false, null);
         }
-        String name = new String(data, model.start(), model.length(), StandardCharsets.UTF_8);
+        String name = new String(data, model.start(), model.length(), StandardCharsets.US_ASCII);
         int[] at = {model.end()};
         long branch = zigzag(data, at);
         if (branch == 0) {
@@ -77,6 +78,23 @@ public final class RequestPeek implements java.io.Serializable {
         }
         String version = utf8(data, string(data, at[0], MAX_VERSION_BYTES));
         return new Peeked(id, name, version != null, version);
+    }
+
+    /**
+     * Whether the bytes at {@code span} are a model name as {@code aimass.codec.NAME_PATTERN} has it
+     * ({@code [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}}): a record naming anything else is not routed (Python
+     * refuses it), so a route's name is never made of an arbitrary string.
+     */
+    static boolean isName(byte[] data, Span span) {
+        for (int i = 0; i < span.length(); i++) {
+            int c = data[span.start() + i];
+            boolean ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+                    || (i > 0 && (c == '.' || c == '-'));
+            if (!ok) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** The request id's bytes, or null when the record has no readable id. */

@@ -321,13 +321,13 @@ public final class RoutingTable {
     public Resolution resolve(String model, String requested, byte[] id, int offset, int length, long timestampMs) {
         List<Update> kept = models.get(model);
         if (kept == null) {
-            return Resolution.unknown("model '" + model + "' is not deployed; deployed models: " + deployed());
+            return Resolution.unknown("model " + repr(model) + " is not deployed; deployed models: " + deployed());
         }
         newestResolved.merge(model, timestampMs, Math::max);
         Update update = inEffect(kept, timestampMs);
         RouteSpec route = update.route();
         if (route == null) {
-            return Resolution.unknown("model '" + model + "' has no deployed version");
+            return Resolution.unknown("model " + repr(model) + " has no deployed version");
         }
         Rule rule;
         String version;
@@ -343,7 +343,7 @@ public final class RoutingTable {
                 alias = requested;
             } else {
                 return Resolution.unknown(
-                        "model '" + model + "' has no version or alias '" + requested + "'" + route.listing);
+                        "model " + repr(model) + " has no version or alias " + repr(requested) + route.listing);
             }
         } else {
             version = null;
@@ -359,9 +359,14 @@ public final class RoutingTable {
                     }
                 }
             }
+            if (rule == null && route.splitVersions.length > 0) {
+                // The buckets of a split always add up to 10000; a split that does not cover this
+                // bucket serves nothing rather than falling back (as aimass/control/routing.py).
+                return Resolution.unknown("model " + repr(model) + " has no serving version");
+            }
             if (rule == null) {
                 if (route.defaultVersion == null) {
-                    return Resolution.unknown("model '" + model + "' has no serving version");
+                    return Resolution.unknown("model " + repr(model) + " has no serving version");
                 }
                 rule = Rule.DEFAULT;
                 version = route.defaultVersion;
@@ -410,6 +415,53 @@ public final class RoutingTable {
             deployed = listed == 0 ? "none" : out.toString();
         }
         return deployed;
+    }
+
+    /**
+     * A string as Python's {@code repr} writes it (the details are Python's f-strings with
+     * {@code !r}): single quotes unless it holds a single quote and no double one; backslash, the
+     * quote, tab, newline and return escaped; other characters that are not printable as
+     * {@code \\xhh}, {@code \\uhhhh} or {@code \\Uhhhhhhhh}. Plain names are just quoted.
+     */
+    static String repr(String s) {
+        char quote = s.indexOf('\'') >= 0 && s.indexOf('"') < 0 ? '"' : '\'';
+        StringBuilder out = new StringBuilder(s.length() + 2).append(quote);
+        s.codePoints().forEach(c -> {
+            if (c == quote || c == '\\') {
+                out.append('\\').appendCodePoint(c);
+            } else if (c == '\t') {
+                out.append("\\t");
+            } else if (c == '\n') {
+                out.append("\\n");
+            } else if (c == '\r') {
+                out.append("\\r");
+            } else if (c < ' ' || c == 0x7F) {
+                out.append(String.format("\\x%02x", c));
+            } else if (c < 0x7F || printable(c)) {
+                out.appendCodePoint(c);
+            } else if (c <= 0xFF) {
+                out.append(String.format("\\x%02x", c));
+            } else if (c <= 0xFFFF) {
+                out.append(String.format("\\u%04x", c));
+            } else {
+                out.append(String.format("\\U%08x", c));
+            }
+        });
+        return out.append(quote).toString();
+    }
+
+    /** Python's {@code str.isprintable} of one non-ASCII character. */
+    private static boolean printable(int c) {
+        switch (Character.getType(c)) {
+            case Character.CONTROL, Character.FORMAT, Character.SURROGATE, Character.PRIVATE_USE,
+                    Character.UNASSIGNED, Character.LINE_SEPARATOR, Character.PARAGRAPH_SEPARATOR,
+                    Character.SPACE_SEPARATOR -> {
+                return false;
+            }
+            default -> {
+                return true;
+            }
+        }
     }
 
     // -- buckets ---------------------------------------------------------------------------------

@@ -82,14 +82,21 @@ class RequestPeekTest {
             assertNull(p.version(), e.getKey());
             assertFalse(p.routable(), e.getKey());
         }
-        // No id or no model: nothing further is read.
+        // The peek reads id and model exactly as Codec.peek_route does.
         for (String[] row : Vectors.rows("peek.tsv")) {
             RequestPeek.Peeked p = peek.peek(Vectors.hex(row[1]));
             if (row[2].equals("-")) {
                 assertNull(p.id(), row[0]);
                 assertFalse(p.routable(), row[0]);
             }
+            assertEquals(row[3].equals("-") ? null : row[3], p.model(), row[0]);
         }
+        for (String name : List.of(".m", "-m", "m/1", "m 1", "ü")) {
+            RequestPeek.Peeked p = peek.peek(Requests.request("r", name, null));
+            assertNull(p.model(), name);
+            assertFalse(p.routable(), name);
+        }
+        assertEquals("a.b-c_9", peek.peek(Requests.request("r", "a.b-c_9", null)).model());
         assertFalse(peek.peek(Vectors.hex(row("truncated-after-id")[1])).routable());
         assertNull(peek.peek(Vectors.hex(row("truncated-after-id")[1])).model());
         assertFalse(peek.peek(null).routable());

@@ -197,6 +197,26 @@ class RoutingTableTest {
     }
 
     @Test
+    void detailsQuoteAsPythonsReprDoes() {
+        assertEquals("'m'", RoutingTable.repr("m"));
+        assertEquals("\"it's\"", RoutingTable.repr("it's"));
+        assertEquals("'both \\' and \"'", RoutingTable.repr("both ' and \""));
+        assertEquals("'a\\\\b\\t\\n\\r\\x00\\x7f'", RoutingTable.repr("a\\b\t\n\r\u0000\u007f"));
+        assertEquals("'ü-ß-日本 \\xa0\\xad\\u200b\\u2028😀'", RoutingTable.repr("ü-ß-日本 \u00a0\u00ad\u200b\u2028😀"));
+        RoutingTable table = new RoutingTable();
+        table.apply(update(1, "m", null, simple("1")));
+        assertEquals("model 'm' has no version or alias \"v'1\"; versions: 1; aliases: none",
+                resolve(table, "m", "v'1", "a", 0).detail());
+    }
+
+    @Test
+    void aSplitThatMissesTheBucketServesNothing() {
+        RoutingTable table = new RoutingTable();
+        table.apply(update(1, "m", null, route(List.of("1"), "1", "{}", "[[\"1\",0]]", "null")));
+        assertEquals("model 'm' has no serving version", resolve(table, "m", null, "a", 0).detail());
+    }
+
+    @Test
     void readyMarkersAreNotUpdatesAndMalformedUpdatesAreRefused() {
         RoutingTable.Message ready = RoutingTable.parse("{\"kind\":\"ready\",\"token\":\"t-1\"}");
         assertEquals(new RoutingTable.Ready("t-1"), ready);
