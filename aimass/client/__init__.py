@@ -9,6 +9,10 @@ Public API:
   waiters and subscriptions (shared with the gRPC gateway).
 - :class:`ResultFeed`: the background consumer that fills a store from the results topic.
 - :func:`outputs`: a result's outputs as ``{name: numpy array}``.
+- :class:`ControlAdmin`: what serves what (``routing``, ``shadow_counts``, ``refusals``) and
+  changes to it (``deploy``, ``publish`` of a ``Retire``/``SetAlias``/``SetSplit``/``SetShadow``/
+  ``Promote``/``Rollback`` from :mod:`aimass.control.commands`), checked by the job's rules
+  (:class:`AdminError`); see docs/CONTROL.md.
 - Errors: :class:`ClientError`, :class:`InvalidRequest`, :class:`PayloadTooLarge`,
   :class:`ResultTimeout`, :class:`Unavailable`, :class:`SubmitFailed`.
 """
@@ -25,11 +29,14 @@ from aimass.client.errors import (
 )
 from aimass.client.feed import ResultFeed
 from aimass.client.store import ResultStore, Subscription
+from aimass.control.admin import AdminError, ControlAdmin
 
 __all__ = [
+    "AdminError",
     "AsyncClient",
     "Client",
     "ClientError",
+    "ControlAdmin",
     "InvalidRequest",
     "PayloadTooLarge",
     "ResultFeed",

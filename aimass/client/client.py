@@ -102,13 +102,17 @@ class Client:
         """Check and encode a request without sending it.
 
         Raises:
-            InvalidRequest: Malformed tensors, unknown model, inputs that disagree with the
-                model's declaration; :class:`PayloadTooLarge` beyond the payload limit.
+            InvalidRequest: Malformed tensors, inputs that disagree with the model's declaration
+                (when the model folder here has that version); :class:`PayloadTooLarge` beyond
+                the payload limit. A model or version the folder lacks is not refused: it may be
+                deployed through the control topic or be an alias; the job answers it.
         """
         validation.check_names(model, version)
         validation.check_tensors(tensors)
         if self.repository is not None:
-            validation.check_against_spec(validation.resolve(self.repository, model, version), tensors)
+            spec = validation.known_spec(self.repository, model, version)
+            if spec is not None:  # else deployed through the control topic, or an alias: the job decides
+                validation.check_against_spec(spec, tensors)
         if request_id is not None and not request_id:
             raise validation.InvalidRequest("request_id must not be empty")
         if request_id is not None and len(request_id.encode()) > MAX_REQUEST_ID_BYTES:

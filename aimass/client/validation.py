@@ -103,6 +103,21 @@ def resolve(repo: ModelRepository, model: str, version: str | None) -> ModelSpec
         raise InvalidRequest(exc.message, status) from None
 
 
+def known_spec(repo: ModelRepository, model: str, version: str | None) -> ModelSpec | None:
+    """The model's spec when the local folder has it; None when it does not (the version may be
+    deployed through the control topic, or be an alias: the job knows, the folder may not).
+
+    Raises:
+        InvalidRequest: INVALID_INPUT for a version whose metadata is broken.
+    """
+    try:
+        return resolve(repo, model, version)
+    except InvalidRequest as exc:
+        if exc.status is Status.UNKNOWN_MODEL:
+            return None
+        raise
+
+
 def check_against_spec(spec: ModelSpec, tensors: Sequence[Tensor]) -> None:
     """Inputs must be exactly the model's declared inputs, with their dtypes and fixed dims.
 

@@ -86,4 +86,5 @@ def cmd_compress(settings: Any, args: argparse.Namespace) -> int:
     where = Path(models_dir) / report.model / report.new_version
     state = "serving" if report.serving else 'NOT serving ("serving": false; pin the version, or rerun with --force)'
     print(f"\nwrote {where} ({state}); report: {where / 'report.md'}")
+    print(f"a running job serves it once it is deployed: aimass deploy {where}  (or aimass sync)")
     return 0

@@ -25,7 +25,6 @@ from aimass.control.commands import Action, Command, ControlCodec, Deploy, Marke
 from aimass.control.routing import Refusal, Routing
 from aimass.kafka_config import python_client_config
 from aimass.messages import DeadLetter
-from aimass.models import METADATA_FILE, MODEL_FILE, ModelError, ModelRepository, ModelSpec
 from aimass.settings import JobSettings, Settings
 
 
@@ -193,7 +192,7 @@ class ControlAdmin:
         Raises:
             AdminError: the directory is not a loadable version, or the rules refuse it.
         """
-        from aimass.models import SessionCache
+        from aimass.models import METADATA_FILE, MODEL_FILE, ModelError, ModelSpec, SessionCache
 
         directory = Path(directory).resolve()
         try:
@@ -233,6 +232,8 @@ def local_deploys(models_dir: Path, routing: Routing, effective_at_ms: int | Non
     ``routing`` lacks, or a line saying why a version is not deployed. ``effective_at_ms``: 0
     at submit (the folder's versions route every request, including those already queued),
     None (now) for a sync while the job runs."""
+    from aimass.models import METADATA_FILE, MODEL_FILE, ModelRepository
+
     repository = ModelRepository(models_dir)
     for name in repository.names():
         for version in repository.versions(name):

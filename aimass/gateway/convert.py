@@ -49,4 +49,15 @@ def result_to_proto(r: InferenceResult) -> pb.Result:
             end_to_end_ms=r.timings.end_to_end_ms,
         ),
         completed_at_ms=r.completed_at_ms,
+        route=_route(r),
     )
+
+
+def _route(r: InferenceResult) -> pb.Route | None:
+    if r.route is None:
+        return None
+    route = pb.Route(rule=r.route.rule, alias=r.route.alias or "", bucket=r.route.bucket,
+                     primary_version=r.route.primary_version or "")
+    if r.route.agrees is not None:
+        route.agrees = r.route.agrees
+    return route

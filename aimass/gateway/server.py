@@ -1,4 +1,5 @@
-"""The gRPC gateway: a thin adapter from ``aimass.v1.Inference`` to the asyncio client.
+"""The gRPC gateway: a thin adapter from ``aimass.v1.Inference`` to the asyncio client, and
+``aimass.v1.Control`` to the control topic (:mod:`aimass.gateway.control`).
 
 On start it reads the results topic from the beginning (compacted, keyed by request id) into
 its bounded, expiring store, so results produced before a restart stay answerable; the
@@ -24,6 +25,7 @@ from aimass.client.errors import ClientError, InvalidRequest, ResultTimeout, Sub
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
 from aimass.gateway.auth import BearerTokenInterceptor
+from aimass.gateway.control import ControlServicer
 from aimass.gateway.convert import result_to_proto, tensor_from_proto
 from aimass.settings import GatewaySettings, Settings
 
@@ -141,6 +143,7 @@ class Gateway:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", _MAX_SEND_BYTES)],
         )
         pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.client, gw), self.server)
+        pb_grpc.add_ControlServicer_to_server(ControlServicer(s), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -286,10 +286,13 @@ class KafkaBroker:
 
         for name in _QUIET:
             logging.getLogger(name).setLevel(logging.ERROR)
+        from aimass.kafka_config import python_client_config
+
         return KafkaAdminClient(
             bootstrap_servers=self.settings.kafka.bootstrap,
             request_timeout_ms=5000,
             client_id="aimass-admin",
+            **python_client_config(self.settings.kafka),  # TLS/SASL when the client properties say so
         )
 
     def describe(self) -> dict[str, object]:

@@ -29,8 +29,12 @@ SYSTEMS: dict[str, str] = {
     "aimass-eo-p2": "AI Mass, exactly-once, parallelism 2",
     "aimass-alo-p1": "AI Mass, at-least-once, parallelism 1",
     "aimass-alo-p2": "AI Mass, at-least-once, parallelism 2",
+    "aimass-eo-p1-shadow10": "AI Mass, exactly-once, parallelism 1, 10% of requests also run on a shadow version",
 }
-GROUPS = {"all": list(SYSTEMS), "aimass": [s for s in SYSTEMS if s.startswith("aimass-")],
+#: Not in "all" or "aimass": measured on request (``--systems aimass-eo-p1-shadow10``).
+_EXTRA = {"aimass-eo-p1-shadow10"}
+GROUPS = {"all": [s for s in SYSTEMS if s not in _EXTRA],
+          "aimass": [s for s in SYSTEMS if s.startswith("aimass-") and s not in _EXTRA],
           "peers": ["plain-loop", "quix"]}
 
 
@@ -114,9 +118,11 @@ class WorkerSystem:
 class AimassSystem:
     """The AI Mass job on the bench stack's Flink cluster: submitted per run, cancelled after."""
 
-    def __init__(self, delivery: str, parallelism: int) -> None:
+    def __init__(self, delivery: str, parallelism: int, shadow_fraction: float = 0.0) -> None:
         self.delivery = delivery
         self.parallelism = parallelism
+        self.shadow_fraction = shadow_fraction
+        self.shadowed: str | None = None
         self.settings: Settings | None = None
 
     def overrides(self, run: Run) -> dict[str, str]:
@@ -144,7 +150,27 @@ class AimassSystem:
                       transactional_id_prefix=overrides["job.transactional_id_prefix"])
         self.settings = replace(run.settings, job=job)
         jobs.cancel(self.settings)  # a job of the same name left by an interrupted run
+        if self.shadow_fraction:
+            self._shadow(run)
         jobs.submit(self.settings, overrides)
+
+    def _shadow(self, run: Run) -> None:
+        """Shadow the run's model with another of its versions (the job syncs models/ at submit,
+        so publish that first), effective at once."""
+        from aimass.control.admin import ControlAdmin
+        from aimass.control.commands import SetShadow
+        from aimass.models import ModelRepository
+
+        assert self.settings is not None
+        repository = ModelRepository(self.settings.paths.models_dir)
+        primary = repository.resolve(run.model).version
+        others = [v for v in repository.versions(run.model) if v != primary]
+        if not others:
+            raise ValueError(f"{run.model} has no second version to shadow with")
+        with ControlAdmin(self.settings, activation_ms=0) as admin:
+            list(admin.sync(self.settings.paths.models_dir, at_submit=True))
+            admin.publish(SetShadow(run.model, others[-1], self.shadow_fraction))
+        self.shadowed = run.model
 
     def pids(self) -> list[int]:
         if self.settings is None:
@@ -159,6 +185,13 @@ class AimassSystem:
             from aimass.stack import jobs
 
             jobs.cancel(self.settings)
+            if self.shadowed is not None:
+                from aimass.control.admin import ControlAdmin
+                from aimass.control.commands import SetShadow
+
+                with ControlAdmin(self.settings, activation_ms=0) as admin:
+                    admin.publish(SetShadow(self.shadowed, None))
+                self.shadowed = None
 
 
 def make(name: str) -> System:
@@ -168,6 +201,7 @@ def make(name: str) -> System:
     if name == "quix":
         return WorkerSystem("bench.systems.quix_app", {"guarantee": "exactly-once"})
     if name.startswith("aimass-"):
-        _, delivery, parallelism = name.split("-")
-        return AimassSystem("exactly-once" if delivery == "eo" else "at-least-once", int(parallelism[1:]))
+        _, delivery, parallelism, *extra = name.split("-")
+        shadow = float(extra[0].removeprefix("shadow")) / 100 if extra else 0.0
+        return AimassSystem("exactly-once" if delivery == "eo" else "at-least-once", int(parallelism[1:]), shadow)
     raise ValueError(f"no Kafka-fed system {name!r}")

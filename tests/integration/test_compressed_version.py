@@ -15,6 +15,7 @@ import pytest
 
 from aimass.cli import main as aimass_main
 from aimass.codec import Codec
+from aimass.control.admin import ControlAdmin
 from aimass.messages import Status
 from aimass.settings import Settings
 from aimass.traffic import collect_results, consumer, make_request, producer, send_requests
@@ -39,7 +40,7 @@ def model_copy(test_settings: Settings) -> Iterator[str]:
 
 
 def _wait_until_served(settings: Settings, codec: Codec, model: str, version: str, pixels: np.ndarray) -> None:
-    """Probe until the running job serves the new version (its repository rescans every second).
+    """Probe until the running job serves the new version (deployed by a sync just before).
 
     One CI run saw UNKNOWN_MODEL for a model copied in seconds before (cause not found; see the
     issue note), so the measured requests go only once the job answers a probe with OK.
@@ -70,6 +71,10 @@ def test_int8_version_is_served_when_pinned_and_parent_too(
     code = aimass_main(["compress", model_copy, "--method", "dynamic-int8", "--models-dir", str(models_dir),
                         "--holdout", str(holdout), "--repeats", "5", "--warmup", "1"])
     assert code == 0, capsys.readouterr()
+    with ControlAdmin(test_settings, activation_ms=0) as admin:  # the folder's new versions, deployed
+        published = list(admin.sync(models_dir))
+    assert any(line.startswith(f"deployed {model_copy} 1") for line in published), published
+    assert any(line.startswith(f"deployed {model_copy} 2") for line in published), published
     int8 = models_dir / model_copy / "2" / "model.onnx"
     assert int8.stat().st_size * 2 <= (models_dir / model_copy / "1" / "model.onnx").stat().st_size
 

@@ -14,29 +14,63 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61imass/v1/inference.proto\x12\taimass.v1\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x8d\x01\n\rSubmitRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12!\n\x06inputs\x18\x03 \x03(\x0b\x32\x11.aimass.v1.Tensor\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\"$\n\x0eSubmitResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"4\n\x10GetResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"C\n\x14StreamResultsRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\x12\x16\n\x0einclude_stored\x18\x02 \x01(\x08\"]\n\x07Timings\x12\x11\n\tqueued_ms\x18\x01 \x01(\x01\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x15\n\rend_to_end_ms\x18\x04 \x01(\x01\"\xd0\x01\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x01(\x0e\x32\x11.aimass.v1.Status\x12\"\n\x07outputs\x18\x05 \x03(\x0b\x32\x11.aimass.v1.Tensor\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12#\n\x07timings\x18\x07 \x01(\x0b\x32\x12.aimass.v1.Timings\x12\x17\n\x0f\x63ompleted_at_ms\x18\x08 \x01(\x03*\x9c\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x18\n\x14STATUS_INVALID_INPUT\x10\x02\x12\x18\n\x14STATUS_UNKNOWN_MODEL\x10\x03\x12\x1c\n\x18STATUS_DEADLINE_EXCEEDED\x10\x04\x12\x19\n\x15STATUS_INTERNAL_ERROR\x10\x05\x32\xce\x01\n\tInference\x12=\n\x06Submit\x12\x18.aimass.v1.SubmitRequest\x1a\x19.aimass.v1.SubmitResponse\x12;\n\tGetResult\x12\x1b.aimass.v1.GetResultRequest\x1a\x11.aimass.v1.Result\x12\x45\n\rStreamResults\x12\x1f.aimass.v1.StreamResultsRequest\x1a\x11.aimass.v1.Result0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61imass/v1/inference.proto\x12\taimass.v1\"C\n\rDeployRequest\x12\x11\n\tdirectory\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_uri\x18\x02 \x01(\x08\x12\r\n\x05in_ms\x18\x03 \x01(\x03\"(\n\x08ModelRef\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05in_ms\x18\x02 \x01(\x03\";\n\nVersionRef\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05in_ms\x18\x03 \x01(\x03\"L\n\x0c\x41liasRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\r\n\x05in_ms\x18\x04 \x01(\x03\".\n\x0bSplitWeight\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"U\n\x0cSplitRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x07weights\x18\x02 \x03(\x0b\x32\x16.aimass.v1.SplitWeight\x12\r\n\x05in_ms\x18\x03 \x01(\x03\"P\n\rShadowRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\x12\r\n\x05in_ms\x18\x04 \x01(\x03\"P\n\x0c\x43ontrolReply\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0f\x65\x66\x66\x65\x63tive_at_ms\x18\x03 \x01(\x03\"\x0f\n\rRoutesRequest\"\xea\x02\n\nModelRoute\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x03 \x01(\t\x12\x33\n\x07\x61liases\x18\x04 \x03(\x0b\x32\".aimass.v1.ModelRoute.AliasesEntry\x12/\n\x05split\x18\x05 \x03(\x0b\x32 .aimass.v1.ModelRoute.SplitEntry\x12\x16\n\x0eshadow_version\x18\x06 \x01(\t\x12\x17\n\x0fshadow_fraction\x18\x07 \x01(\x01\x12\x14\n\x0cshadow_agree\x18\x08 \x01(\x03\x12\x17\n\x0fshadow_disagree\x18\t \x01(\x03\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a,\n\nSplitEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"4\n\x0bRoutesReply\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.aimass.v1.ModelRoute\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x8d\x01\n\rSubmitRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12!\n\x06inputs\x18\x03 \x03(\x0b\x32\x11.aimass.v1.Tensor\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\"$\n\x0eSubmitResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"4\n\x10GetResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\"C\n\x14StreamResultsRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\x12\x16\n\x0einclude_stored\x18\x02 \x01(\x08\"]\n\x07Timings\x12\x11\n\tqueued_ms\x18\x01 \x01(\x01\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x15\n\rend_to_end_ms\x18\x04 \x01(\x01\"\xf1\x01\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12!\n\x06status\x18\x04 \x01(\x0e\x32\x11.aimass.v1.Status\x12\"\n\x07outputs\x18\x05 \x03(\x0b\x32\x11.aimass.v1.Tensor\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12#\n\x07timings\x18\x07 \x01(\x0b\x32\x12.aimass.v1.Timings\x12\x17\n\x0f\x63ompleted_at_ms\x18\x08 \x01(\x03\x12\x1f\n\x05route\x18\t \x01(\x0b\x32\x10.aimass.v1.Route\"m\n\x05Route\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x03 \x01(\x05\x12\x17\n\x0fprimary_version\x18\x04 \x01(\t\x12\x13\n\x06\x61grees\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_agrees*\x9c\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x18\n\x14STATUS_INVALID_INPUT\x10\x02\x12\x18\n\x14STATUS_UNKNOWN_MODEL\x10\x03\x12\x1c\n\x18STATUS_DEADLINE_EXCEEDED\x10\x04\x12\x19\n\x15STATUS_INTERNAL_ERROR\x10\x05\x32\xce\x01\n\tInference\x12=\n\x06Submit\x12\x18.aimass.v1.SubmitRequest\x1a\x19.aimass.v1.SubmitResponse\x12;\n\tGetResult\x12\x1b.aimass.v1.GetResultRequest\x1a\x11.aimass.v1.Result\x12\x45\n\rStreamResults\x12\x1f.aimass.v1.StreamResultsRequest\x1a\x11.aimass.v1.Result0\x01\x32\xed\x03\n\x07\x43ontrol\x12;\n\x06\x44\x65ploy\x12\x18.aimass.v1.DeployRequest\x1a\x17.aimass.v1.ControlReply\x12\x38\n\x06Retire\x12\x15.aimass.v1.VersionRef\x1a\x17.aimass.v1.ControlReply\x12<\n\x08SetAlias\x12\x17.aimass.v1.AliasRequest\x1a\x17.aimass.v1.ControlReply\x12<\n\x08SetSplit\x12\x17.aimass.v1.SplitRequest\x1a\x17.aimass.v1.ControlReply\x12>\n\tSetShadow\x12\x18.aimass.v1.ShadowRequest\x1a\x17.aimass.v1.ControlReply\x12\x39\n\x07Promote\x12\x15.aimass.v1.VersionRef\x1a\x17.aimass.v1.ControlReply\x12\x38\n\x08Rollback\x12\x13.aimass.v1.ModelRef\x1a\x17.aimass.v1.ControlReply\x12:\n\x06Routes\x12\x18.aimass.v1.RoutesRequest\x1a\x16.aimass.v1.RoutesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimass.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=720
-  _globals['_STATUS']._serialized_end=876
-  _globals['_TENSOR']._serialized_start=40
-  _globals['_TENSOR']._serialized_end=106
-  _globals['_SUBMITREQUEST']._serialized_start=109
-  _globals['_SUBMITREQUEST']._serialized_end=250
-  _globals['_SUBMITRESPONSE']._serialized_start=252
-  _globals['_SUBMITRESPONSE']._serialized_end=288
-  _globals['_GETRESULTREQUEST']._serialized_start=290
-  _globals['_GETRESULTREQUEST']._serialized_end=342
-  _globals['_STREAMRESULTSREQUEST']._serialized_start=344
-  _globals['_STREAMRESULTSREQUEST']._serialized_end=411
-  _globals['_TIMINGS']._serialized_start=413
-  _globals['_TIMINGS']._serialized_end=506
-  _globals['_RESULT']._serialized_start=509
-  _globals['_RESULT']._serialized_end=717
-  _globals['_INFERENCE']._serialized_start=879
-  _globals['_INFERENCE']._serialized_end=1085
+  _globals['_MODELROUTE_ALIASESENTRY']._loaded_options = None
+  _globals['_MODELROUTE_ALIASESENTRY']._serialized_options = b'8\001'
+  _globals['_MODELROUTE_SPLITENTRY']._loaded_options = None
+  _globals['_MODELROUTE_SPLITENTRY']._serialized_options = b'8\001'
+  _globals['_STATUS']._serialized_start=1849
+  _globals['_STATUS']._serialized_end=2005
+  _globals['_DEPLOYREQUEST']._serialized_start=40
+  _globals['_DEPLOYREQUEST']._serialized_end=107
+  _globals['_MODELREF']._serialized_start=109
+  _globals['_MODELREF']._serialized_end=149
+  _globals['_VERSIONREF']._serialized_start=151
+  _globals['_VERSIONREF']._serialized_end=210
+  _globals['_ALIASREQUEST']._serialized_start=212
+  _globals['_ALIASREQUEST']._serialized_end=288
+  _globals['_SPLITWEIGHT']._serialized_start=290
+  _globals['_SPLITWEIGHT']._serialized_end=336
+  _globals['_SPLITREQUEST']._serialized_start=338
+  _globals['_SPLITREQUEST']._serialized_end=423
+  _globals['_SHADOWREQUEST']._serialized_start=425
+  _globals['_SHADOWREQUEST']._serialized_end=505
+  _globals['_CONTROLREPLY']._serialized_start=507
+  _globals['_CONTROLREPLY']._serialized_end=587
+  _globals['_ROUTESREQUEST']._serialized_start=589
+  _globals['_ROUTESREQUEST']._serialized_end=604
+  _globals['_MODELROUTE']._serialized_start=607
+  _globals['_MODELROUTE']._serialized_end=969
+  _globals['_MODELROUTE_ALIASESENTRY']._serialized_start=877
+  _globals['_MODELROUTE_ALIASESENTRY']._serialized_end=923
+  _globals['_MODELROUTE_SPLITENTRY']._serialized_start=925
+  _globals['_MODELROUTE_SPLITENTRY']._serialized_end=969
+  _globals['_ROUTESREPLY']._serialized_start=971
+  _globals['_ROUTESREPLY']._serialized_end=1023
+  _globals['_TENSOR']._serialized_start=1025
+  _globals['_TENSOR']._serialized_end=1091
+  _globals['_SUBMITREQUEST']._serialized_start=1094
+  _globals['_SUBMITREQUEST']._serialized_end=1235
+  _globals['_SUBMITRESPONSE']._serialized_start=1237
+  _globals['_SUBMITRESPONSE']._serialized_end=1273
+  _globals['_GETRESULTREQUEST']._serialized_start=1275
+  _globals['_GETRESULTREQUEST']._serialized_end=1327
+  _globals['_STREAMRESULTSREQUEST']._serialized_start=1329
+  _globals['_STREAMRESULTSREQUEST']._serialized_end=1396
+  _globals['_TIMINGS']._serialized_start=1398
+  _globals['_TIMINGS']._serialized_end=1491
+  _globals['_RESULT']._serialized_start=1494
+  _globals['_RESULT']._serialized_end=1735
+  _globals['_ROUTE']._serialized_start=1737
+  _globals['_ROUTE']._serialized_end=1846
+  _globals['_INFERENCE']._serialized_start=2008
+  _globals['_INFERENCE']._serialized_end=2214
+  _globals['_CONTROL']._serialized_start=2217
+  _globals['_CONTROL']._serialized_end=2710
 # @@protoc_insertion_point(module_scope)

@@ -189,3 +189,391 @@ class Inference(object):
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ControlStub(object):
+    """What serves what, changed while traffic flows (docs/CONTROL.md). Each call checks the change
+    with the job's own rules against the routing read back from the control topic, then
+    publishes it there; FAILED_PRECONDITION with the rule's message when refused (nothing is
+    published), UNAVAILABLE when Kafka cannot be reached. Behind the same token as Inference.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Deploy = channel.unary_unary(
+                '/aimass.v1.Control/Deploy',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.DeployRequest.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.Retire = channel.unary_unary(
+                '/aimass.v1.Control/Retire',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.VersionRef.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/aimass.v1.Control/SetAlias',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.AliasRequest.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.SetSplit = channel.unary_unary(
+                '/aimass.v1.Control/SetSplit',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.SplitRequest.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.SetShadow = channel.unary_unary(
+                '/aimass.v1.Control/SetShadow',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.ShadowRequest.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/aimass.v1.Control/Promote',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.VersionRef.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/aimass.v1.Control/Rollback',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.ModelRef.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+                _registered_method=True)
+        self.Routes = channel.unary_unary(
+                '/aimass.v1.Control/Routes',
+                request_serializer=aimass_dot_v1_dot_inference__pb2.RoutesRequest.SerializeToString,
+                response_deserializer=aimass_dot_v1_dot_inference__pb2.RoutesReply.FromString,
+                _registered_method=True)
+
+
+class ControlServicer(object):
+    """What serves what, changed while traffic flows (docs/CONTROL.md). Each call checks the change
+    with the job's own rules against the routing read back from the control topic, then
+    publishes it there; FAILED_PRECONDITION with the rule's message when refused (nothing is
+    published), UNAVAILABLE when Kafka cannot be reached. Behind the same token as Inference.
+    """
+
+    def Deploy(self, request, context):
+        """Deploy a version directory on the gateway's host (<model>/<version>/ with model.onnx and
+        model.json): checked to load, uploaded to the blob topic unless file_uri, published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Retire(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSplit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetShadow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Promote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Routes(self, request, context):
+        """The routing now, with shadow agreement per model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ControlServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Deploy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deploy,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.DeployRequest.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'Retire': grpc.unary_unary_rpc_method_handler(
+                    servicer.Retire,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.VersionRef.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.AliasRequest.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'SetSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSplit,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.SplitRequest.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'SetShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetShadow,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.ShadowRequest.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.VersionRef.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.ModelRef.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.ControlReply.SerializeToString,
+            ),
+            'Routes': grpc.unary_unary_rpc_method_handler(
+                    servicer.Routes,
+                    request_deserializer=aimass_dot_v1_dot_inference__pb2.RoutesRequest.FromString,
+                    response_serializer=aimass_dot_v1_dot_inference__pb2.RoutesReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'aimass.v1.Control', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('aimass.v1.Control', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Control(object):
+    """What serves what, changed while traffic flows (docs/CONTROL.md). Each call checks the change
+    with the job's own rules against the routing read back from the control topic, then
+    publishes it there; FAILED_PRECONDITION with the rule's message when refused (nothing is
+    published), UNAVAILABLE when Kafka cannot be reached. Behind the same token as Inference.
+    """
+
+    @staticmethod
+    def Deploy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/Deploy',
+            aimass_dot_v1_dot_inference__pb2.DeployRequest.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Retire(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/Retire',
+            aimass_dot_v1_dot_inference__pb2.VersionRef.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/SetAlias',
+            aimass_dot_v1_dot_inference__pb2.AliasRequest.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/SetSplit',
+            aimass_dot_v1_dot_inference__pb2.SplitRequest.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/SetShadow',
+            aimass_dot_v1_dot_inference__pb2.ShadowRequest.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/Promote',
+            aimass_dot_v1_dot_inference__pb2.VersionRef.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/Rollback',
+            aimass_dot_v1_dot_inference__pb2.ModelRef.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.ControlReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Routes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimass.v1.Control/Routes',
+            aimass_dot_v1_dot_inference__pb2.RoutesRequest.SerializeToString,
+            aimass_dot_v1_dot_inference__pb2.RoutesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

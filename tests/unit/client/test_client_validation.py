@@ -30,7 +30,6 @@ def test_a_good_request_is_encoded_with_a_fresh_id(client: Client) -> None:
 @pytest.mark.parametrize(
     ("model", "inputs", "status", "message"),
     [
-        ("no-such-model", good(), Status.UNKNOWN_MODEL, "unknown model 'no-such-model'"),
         ("../etc", good(), Status.INVALID_INPUT, "model name '../etc' must match"),
         ("digits", {"pixels": np.zeros((1, 63), np.float32)}, Status.INVALID_INPUT, r"shape \[1, 63\]"),
         ("digits", {"pixels": np.zeros((1, 64), np.float64)}, Status.INVALID_INPUT, "is float64; model 'digits' wants"),
@@ -50,6 +49,13 @@ def test_bad_requests_are_refused_before_kafka(client: Client, model: str, input
     assert caught.value.status is status
     assert client._producer is None  # nothing was even connected
     assert time.monotonic() - started < 0.5
+
+
+def test_a_model_or_version_the_local_folder_lacks_is_left_to_the_job(client: Client) -> None:
+    # Deployed through the control topic, or an alias: only the job's routing knows.
+    for model, version in (("no-such-model", None), ("digits", "canary")):
+        request, _ = client.prepare(model, validation.tensors_from_numpy(good()), version)
+        assert (request.model, request.version) == (model, version)
 
 
 def test_rows_must_agree_across_inputs() -> None:

@@ -40,7 +40,6 @@ def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (pb.SubmitRequest(model="no-such-model", inputs=[pixels()]), "unknown model"),
         (pb.SubmitRequest(model="digits", inputs=[pixels(width=63)]), "shape [1, 63]"),
         (pb.SubmitRequest(model="digits", inputs=[pixels(dtype="float64")]), "is float64"),
         (pb.SubmitRequest(model="digits", inputs=[pb.Tensor(name="pixels", dtype="float32", shape=[1, 64],
