@@ -94,11 +94,15 @@ class Outputs(NamedTuple):
     control_dead_letters: DataStream
 
 
-def build_pipeline(source: DataStream, control: DataStream, settings: Settings, ready_token: str = "") -> Outputs:
+def build_pipeline(source: DataStream, control: DataStream, settings: Settings, ready_token: str = "",
+                   restore_markers: bool = False) -> Outputs:
     """Wire control -> route -> micro-batch -> batch-infer -> dedup (see the module docstring).
 
     ``ready_token``: the marker ``route`` waits for on the control input before it routes
     requests (empty: route from the start; a bounded control input also ends the wait).
+    ``restore_markers``: the control step writes a marker to the control topic whenever it
+    opens, and ``route`` holds requests after a restore until it has passed (the Kafka job;
+    pipeline tests have no control topic to write to).
     """
     from aimass.codec import Codec
 
@@ -106,14 +110,14 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     graph = _graph(source.get_execution_environment(), settings)
     updates = (
         control.key_by(lambda row: 0, key_type=Types.INT())
-        .process(ApplyControl(settings), output_type=FRAME)
+        .process(ApplyControl(settings, restore_markers), output_type=FRAME)
         .name("control").uid("control").set_parallelism(1)
     )
     control_dead_letters = updates.get_side_output(CONTROL_DEAD_LETTERS)
     header = Codec(settings.paths.schemas_dir).request_header
     routed = DataStream(graph.route(
         source._j_data_stream, updates._j_data_stream, header, job.lanes, job.max_parallelism,
-        job.max_batch_size, job.max_delay_ms, job.batch_max_bytes, ready_token,
+        job.max_batch_size, job.max_delay_ms, job.batch_max_bytes, ready_token, restore_markers,
     )).name("route").uid("route")
     batches = (
         DataStream(graph.microBatch(routed._j_data_stream, job.batch_max_bytes))
@@ -194,18 +198,6 @@ def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
             'properties.auto.offset.reset' = 'earliest',
             'scan.startup.mode' = 'group-offsets',
             'value.format' = 'raw')""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE results (`k` STRING, `v` BYTES)
-        WITH ({common}, 'topic' = '{k.results_topic}',
-            'key.format' = 'raw', 'key.fields' = 'k',
-            'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
-            'properties.max.request.size' = '{job.output_record_limit}',
-            {guarantee})""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE dead_letters (`v` BYTES)
-        WITH ({common}, 'topic' = '{k.dead_letter_topic}', 'value.format' = 'raw',
-            'properties.max.request.size' = '{job.output_record_limit}',
-            {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-dlq')})""")
     # The whole control topic, from its start, on a fresh submit (a restore resumes at the
     # checkpoint's offsets): the routing is rebuilt from the compacted commands.
     t_env.execute_sql(f"""
@@ -219,17 +211,20 @@ def kafka_tables(t_env: StreamTableEnvironment, settings: Settings) -> None:
             'properties.isolation.level' = 'read_committed',
             'scan.startup.mode' = 'earliest-offset',
             'value.format' = 'raw')""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE shadow_results (`k` STRING, `v` BYTES)
-        WITH ({common}, 'topic' = '{k.shadow_topic}',
-            'key.format' = 'raw', 'key.fields' = 'k',
-            'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
-            'properties.max.request.size' = '{job.output_record_limit}',
-            {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-shadow')})""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE control_dead_letters (`v` BYTES)
-        WITH ({common}, 'topic' = '{k.control_dead_letter_topic}', 'value.format' = 'raw',
-            {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + '-cdlq')})""")
+    sinks = (("results", k.results_topic, "", True), ("dead_letters", k.dead_letter_topic, "-dlq", False),
+             ("shadow_results", k.shadow_topic, "-shadow", True),
+             ("control_dead_letters", k.control_dead_letter_topic, "-cdlq", False))
+    for table, topic, suffix, keyed in sinks:
+        # Keyed sinks carry the request id as the Kafka key (compacted topics); each sink has a
+        # transactional id prefix of its own.
+        columns = "`k` STRING, `v` BYTES" if keyed else "`v` BYTES"
+        key = ("'key.format' = 'raw', 'key.fields' = 'k', 'value.fields-include' = 'EXCEPT_KEY', "
+               if keyed else "")
+        t_env.execute_sql(f"""
+            CREATE TEMPORARY TABLE {table} ({columns})
+            WITH ({common}, 'topic' = '{topic}', {key}'value.format' = 'raw',
+                'properties.max.request.size' = '{job.output_record_limit}',
+                {guarantee.replace(job.transactional_id_prefix, job.transactional_id_prefix + suffix)})""")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -256,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     kafka_tables(t_env, settings)
     source = t_env.to_data_stream(t_env.from_path("requests"))
     control = t_env.to_data_stream(t_env.from_path("control"))
-    outputs = build_pipeline(source, control, settings, token)
+    outputs = build_pipeline(source, control, settings, token, restore_markers=True)
     statements = t_env.create_statement_set()
     for table, stream in (("results", outputs.results), ("dead_letters", outputs.dead_letters),
                           ("shadow_results", outputs.shadows), ("control_dead_letters", outputs.control_dead_letters)):

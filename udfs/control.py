@@ -30,10 +30,12 @@ CONTROL_DEAD_LETTERS = OutputTag(
 class ApplyControl(KeyedProcessFunction):
     """``Row(value, topic, partition, offset)`` -> route update bytes (and dead letters)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, restore_marker: bool = False) -> None:
         self.settings = settings
+        self.restore_marker = restore_marker
         self.step: ControlStep | None = None
         self.state: Any = None
+        self.token: str | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from aimass.codec import Codec
@@ -43,7 +45,14 @@ class ApplyControl(KeyedProcessFunction):
         schemas = self.settings.paths.schemas_dir
         self.step = ControlStep(ControlCodec(schemas), Codec(schemas))
         self.state = runtime_context.get_state(ValueStateDescriptor("routing", Types.STRING()))
+        if self.restore_marker:
+            # Every (re)start: a marker at the end of the control topic. ``route`` holds the
+            # requests it restores or replays until this marker has passed, so every command
+            # after the checkpoint is applied first (as in the attempt that failed).
+            from aimass.control.admin import ControlAdmin
 
+            with ControlAdmin(self.settings) as admin:
+                self.token = admin.mark(f"restore/{self.settings.job.name}")
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         from pyflink.common import Row
 
@@ -52,7 +61,18 @@ class ApplyControl(KeyedProcessFunction):
         outcome = self.step.handle(raw, value[1] or "", value[2] or 0, value[3] or 0, self.state.value())
         if outcome.state is not None:
             self.state.update(outcome.state)
-        if outcome.update is not None:
+        if outcome.update is not None and not self._foreign_restore_marker(outcome.update):
             yield outcome.update
         if outcome.dead_letter is not None:
             yield CONTROL_DEAD_LETTERS, Row(outcome.dead_letter)
+
+    def _foreign_restore_marker(self, update: bytes) -> bool:
+        """A restore marker written by an earlier attempt (only this attempt's may ready ``route``)."""
+        return update.startswith(b'{"kind":"ready","token":"restore/') and (
+            self.token is None or update != _ready(self.token))
+
+
+def _ready(token: str) -> bytes:
+    import json
+
+    return json.dumps({"kind": "ready", "token": token}, separators=(",", ":")).encode("utf-8")

@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,8 @@ def fetch(consumer_factory: Callable[[], Any], uri: str, sha256: str, dest: Path
     tp = TopicPartition(where.topic, where.partition)
     consumer = consumer_factory()
     digest = hashlib.sha256()
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    # Unique per call: two subtasks of one TaskManager (one process) may fetch the same version.
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
     expected = where.first

@@ -123,7 +123,7 @@ class Command:
             return f"{a.model}/shadow"
         if isinstance(a, Promote | Rollback):
             return f"{a.model}/promote"
-        return f"_marker/{a.token.split('/', 1)[0]}"
+        return f"_marker/{a.token.rsplit('/', 1)[0]}"  # the token less its unique tail: one per job
 
     def describe(self) -> str:
         """One line for people: what the command does."""

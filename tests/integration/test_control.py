@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -23,7 +24,7 @@ from aimass.control.routing import split_bucket
 from aimass.messages import InferenceRequest, InferenceResult, Status
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
-from aimass.traffic import collect, collect_results, consumer, make_request, producer, send, send_requests
+from aimass.traffic import collect, collect_results, consumer, make_request, producer, send, send_paced, send_requests
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +34,21 @@ def codec(test_settings: Settings) -> Codec:
     return Codec(test_settings.paths.schemas_dir)
 
 
-@pytest.fixture(scope="module")
-def versions(test_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """digits 1 and 2 copied under a new model name, outside the model folder (so only the blob
-    topic can bring them to the TaskManagers)."""
+def _copy_versions(settings: Settings, root: Path) -> tuple[str, Path]:
+    """digits 1 and 2 copied under a new model name into ``root``, outside the model folder
+    (so only the blob topic or a file:// deploy can bring them to the TaskManagers)."""
     name = f"canary-{uuid.uuid4().hex[:8]}"
-    root = tmp_path_factory.mktemp("deploy") / name
     for version in ("1", "2"):
-        shutil.copytree(test_settings.paths.models_dir / "digits" / version, root / version)
-        meta = json.loads((root / version / "model.json").read_text())
+        shutil.copytree(settings.paths.models_dir / "digits" / version, root / name / version)
+        meta = json.loads((root / name / version / "model.json").read_text())
         meta["name"] = name
-        (root / version / "model.json").write_text(json.dumps(meta))
-    yield name, root
+        (root / name / version / "model.json").write_text(json.dumps(meta))
+    return name, root / name
+
+
+@pytest.fixture
+def versions(test_settings: Settings, tmp_path: Path) -> tuple[str, Path]:
+    return _copy_versions(test_settings, tmp_path)
 
 
 def _restarts(settings: Settings, job_id: str) -> int:
@@ -86,9 +90,10 @@ def test_deploy_split_shadow_promote_under_traffic(
     with ControlAdmin(test_settings, activation_ms=500) as admin:
         started = time.monotonic()
         admin.deploy(root / "1")  # uploaded to the blob topic: the TaskManagers fetch it from there
+        time.sleep(0.5)  # a request that reaches the job before its model's first deploy: UNKNOWN_MODEL
         first = _serve(test_settings, codec, [make_request(name, {"pixels": images[:1]})])
         deploy_to_result_s = time.monotonic() - started
-        assert [r.version for r in first.values()] == ["1"]
+        assert [(r.version, r.error) for r in first.values()] == [("1", None)]
         print(f"deploy (upload + publish) to first result: {deploy_to_result_s:.2f} s")
 
         admin.publish(SetAlias(name, "stable", "1"))
@@ -159,3 +164,77 @@ def test_deploy_split_shadow_promote_under_traffic(
         promoted = _serve(test_settings, codec, [make_request(name, {"pixels": images[:1]}) for _ in range(50)])
         assert {(r.version, r.route.rule) for r in promoted.values()} == {("2", "default")}  # type: ignore[union-attr]
     assert _restarts(test_settings, inference_job) == restarts
+
+
+def test_a_taskmanager_killed_during_a_switch_loses_doubles_and_misroutes_nothing(
+    test_settings: Settings, local_stack: Any, inference_job: str, codec: Codec, versions: tuple[str, Path]
+) -> None:
+    from aimass.demo import load_holdout
+
+    name, root = versions
+    images, _ = load_holdout(test_settings.paths.models_dir)
+    with ControlAdmin(test_settings, activation_ms=0) as admin:
+        admin.deploy(root / "1", upload_bytes=False)
+        admin.deploy(root / "2", upload_bytes=False)
+        admin.publish(SetAlias(name, "stable", "1"))
+    n, rate = 1800, 150.0
+    requests = [make_request(name, {"pixels": images[i % 100 : i % 100 + 1]}) for i in range(n)]
+    created = {r.request_id: r.created_at_ms for r in requests}
+    logged = consumer(test_settings.kafka, test_settings.kafka.requests_topic, from_beginning=False)
+    cons = consumer(test_settings.kafka, test_settings.kafka.results_topic, from_beginning=False)
+    sender = threading.Thread(target=send_paced, daemon=True, args=(
+        test_settings.kafka, codec, test_settings.kafka.requests_topic, requests, rate))
+    sender.start()
+    counts: Counter[str] = Counter()
+    results: dict[str, InferenceResult] = {}
+    switch_at = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(results) < n:
+        if switch_at is None and len(results) >= n // 4:
+            with ControlAdmin(test_settings, activation_ms=500) as admin:
+                switch_at = admin.publish(SetSplit(name, (("1", 0.9), ("2", 0.1)))).effective_ms
+            local_stack.flink.taskmanager(0).kill()  # SIGKILL during the switch
+            local_stack.up()
+        for records in cons.poll(timeout_ms=200).values():
+            for record in records:
+                result = codec.decode_result(record.value)
+                if result.request_id in created:
+                    counts[result.request_id] += 1
+                    results[result.request_id] = result
+    linger_until = time.monotonic() + 4 * test_settings.job.checkpoint_interval_ms / 1000
+    while time.monotonic() < linger_until:
+        for records in cons.poll(timeout_ms=200).values():
+            for record in records:
+                result = codec.decode_result(record.value)
+                if result.request_id in created:
+                    counts[result.request_id] += 1
+    cons.close()
+    sender.join(timeout=10)
+    # Each request's Kafka timestamp: what the routing goes by.
+    stamped: dict[str, int] = {}
+    for _ in range(100):
+        for records in logged.poll(timeout_ms=500).values():
+            for record in records:
+                rid = codec.peek_request_id(record.value)
+                if rid in created:
+                    stamped[rid] = record.timestamp
+        if len(stamped) == n:
+            break
+    logged.close()
+    assert switch_at is not None
+    assert len(results) == n, f"{n - len(results)} requests got no result"
+    assert not [i for i, c in counts.items() if c > 1], "a request got two results"
+    assert len(stamped) == n
+    _check_against_onnx_runtime(root, requests, results)
+    for rid, result in results.items():  # exactly as the routing in effect at its timestamp says
+        assert result.route is not None
+        if stamped[rid] < switch_at:
+            assert (result.route.rule, result.version) == ("default", "1"), (rid, stamped[rid], result.route)
+        else:
+            bucket = split_bucket(rid)
+            assert (result.route.rule, result.route.bucket) == ("split", bucket), (rid, stamped[rid], result.route)
+            assert result.version == ("1" if bucket < 9000 else "2")
+    after = [rid for rid in results if stamped[rid] >= switch_at]
+    assert len(after) > n // 3
+    share = sum(results[rid].version == "2" for rid in after) / len(after)
+    assert abs(share - 0.1) < 4 * math.sqrt(0.1 * 0.9 / len(after)), share

@@ -46,6 +46,7 @@ def test_keys_name_what_a_command_configures() -> None:
     keys = [Command(a, 0).key for a in ACTIONS]  # type: ignore[arg-type]
     assert keys == ["m/versions/1", "m/versions/1", "m/aliases/canary", "m/aliases/canary", "m/split", "m/split",
                     "m/shadow", "m/shadow", "m/promote", "m/promote", "_marker/job"]
+    assert Command(Marker("restore/job/7f"), 0).key == "_marker/restore/job"
 
 
 @given(st.binary(max_size=80))

@@ -34,12 +34,12 @@ public final class Graph {
      */
     public static SingleOutputStreamOperator<Tuple4<Integer, Integer, Integer, byte[]>> route(
             DataStream<Row> source, DataStream<byte[]> updates, byte[] requestHeader, int lanes, int maxParallelism,
-            int defaultRecords, int defaultDelayMs, long maxBatchBytes, String readyToken) {
+            int defaultRecords, int defaultDelayMs, long maxBatchBytes, String readyToken, boolean waitAfterRestore) {
         if (maxBatchBytes < 1) {
             throw new IllegalArgumentException("batch limits must be positive");
         }
         Route route = new Route(new RequestPeek(requestHeader), new Lanes(lanes, maxParallelism), defaultRecords,
-                defaultDelayMs, readyToken);
+                defaultDelayMs, readyToken, waitAfterRestore);
         return source.connect(updates.broadcast()).transform("route", ROUTED, route);
     }
 

@@ -71,6 +71,10 @@ public final class Route extends AbstractStreamOperator<Tuple4<Integer, Integer,
     private final int defaultRecords;
     private final int defaultDelayMs;
     private final String readyToken;
+    private final boolean waitAfterRestore;
+    /** Markers the job's control step writes when it opens: {@link #waitAfterRestore}. */
+    public static final String RESTORE_PREFIX = "restore/";
+    private transient boolean awaitingRestore;
 
     private transient RoutingTable table;
     private transient boolean ready;
@@ -109,6 +113,18 @@ public final class Route extends AbstractStreamOperator<Tuple4<Integer, Integer,
      * @param readyToken the token of this job's start marker; empty: ready from the start
      */
     public Route(RequestPeek peek, Lanes lanes, int defaultRecords, int defaultDelayMs, String readyToken) {
+        this(peek, lanes, defaultRecords, defaultDelayMs, readyToken, false);
+    }
+
+    /**
+     * @param waitAfterRestore after a restore, hold requests again until a marker whose token starts
+     *     with {@link #RESTORE_PREFIX} passes: the job's control step writes one to the control topic
+     *     when it opens, so every command after the checkpoint is applied before a request replayed
+     *     after it is routed (else a replayed request could be routed before a command the first
+     *     attempt had applied to it)
+     */
+    public Route(RequestPeek peek, Lanes lanes, int defaultRecords, int defaultDelayMs, String readyToken,
+                 boolean waitAfterRestore) {
         if (defaultRecords < 1 || defaultDelayMs < 0) {
             throw new IllegalArgumentException("batch limits must be positive");
         }
@@ -117,6 +133,7 @@ public final class Route extends AbstractStreamOperator<Tuple4<Integer, Integer,
         this.defaultRecords = defaultRecords;
         this.defaultDelayMs = defaultDelayMs;
         this.readyToken = readyToken == null ? "" : readyToken;
+        this.waitAfterRestore = waitAfterRestore;
     }
 
     @Override
@@ -131,7 +148,8 @@ public final class Route extends AbstractStreamOperator<Tuple4<Integer, Integer,
         if (restored) {
             for (Map.Entry<String, String> e : routesState.entries()) {
                 if (e.getKey().equals(READY_KEY)) {
-                    ready = true;
+                    ready = !waitAfterRestore;
+                    awaitingRestore = waitAfterRestore;
                 } else if (e.getKey().startsWith(UPDATE_PREFIX)) {
                     table.apply(e.getValue());
                 }
@@ -250,9 +268,14 @@ public final class Route extends AbstractStreamOperator<Tuple4<Integer, Integer,
         byte[] json = element.getValue();
         RoutingTable.Message message = RoutingTable.parse(json);
         if (message instanceof RoutingTable.Ready marker) {
-            if (!ready && marker.token().equals(readyToken)) {
-                LOG.info("route: start marker {} passed; routing {} held records", readyToken, held.size());
+            // Waiting after a restore, only a restore marker will do (the start marker was passed
+            // before the checkpoint; one seen again is a replay of the same submit's).
+            boolean passes = awaitingRestore ? marker.token().startsWith(RESTORE_PREFIX)
+                    : marker.token().equals(readyToken);
+            if (!ready && passes) {
+                LOG.info("route: marker {} passed; routing {} held records", marker.token(), held.size());
                 ready = true;
+                awaitingRestore = false;
                 release();
             }
             return;
@@ -307,7 +330,7 @@ public final class Route extends AbstractStreamOperator<Tuple4<Integer, Integer,
                 entries.put(UPDATE_PREFIX + update.model() + "/" + update.seq(), update.json());
             }
         }
-        if (ready) {
+        if (ready || awaitingRestore) {  // was ready before this restore: a restore marker readies it
             entries.put(READY_KEY, "true");
         }
         routesState.clear();

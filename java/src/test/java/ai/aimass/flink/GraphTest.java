@@ -22,7 +22,7 @@ class GraphTest {
                 Types.STRING, Types.INT, Types.LONG), Row.of(new byte[0], "t", 0, 0L));
         DataStream<byte[]> updates = env.fromData(PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO,
                 "{\"kind\":\"ready\",\"token\":\"t\"}".getBytes(StandardCharsets.UTF_8));
-        var routed = Graph.route(source, updates, Requests.header(), 4, 128, 8, 20, 1 << 20, "t");
+        var routed = Graph.route(source, updates, Requests.header(), 4, 128, 8, 20, 1 << 20, "t", true);
         var outputs = Graph.outputs(Graph.microBatch(routed, 1 << 20));
         Graph.shadows(outputs).print();
         Graph.deadLetters(outputs).print();

@@ -39,7 +39,12 @@ class RouteTest {
         int seen;
 
         Harness(String token, OperatorSubtaskState restore, int parallelism, int subtask) throws Exception {
-            route = new Route(Requests.peek(), LANES, 8, 50, token);
+            this(token, restore, parallelism, subtask, false);
+        }
+
+        Harness(String token, OperatorSubtaskState restore, int parallelism, int subtask, boolean waitAfterRestore)
+                throws Exception {
+            route = new Route(Requests.peek(), LANES, 8, 50, token, waitAfterRestore);
             h = new TwoInputStreamOperatorTestHarness<>(route, 128, parallelism, subtask);
             h.setup();
             if (restore != null) {
@@ -240,6 +245,36 @@ class RouteTest {
         r.request("c", "n", null, 3, Instant.ofEpochMilli(0));
         List<String> versions = r.emitted().stream().map(t -> record(t).version()).collect(Collectors.toList());
         assertEquals(List.of("2", "7"), versions);
+    }
+
+    @Test
+    void afterARestoreRequestsWaitForARestoreMarkerSoLaterCommandsComeFirst() throws Exception {
+        Harness h = new Harness(TOKEN, null, 1, 0, true);
+        h.control(M);
+        h.control(READY);
+        OperatorSubtaskState state = h.snapshot();
+
+        Harness r = new Harness(TOKEN, state, 1, 0, true);
+        r.emitted();  // the kept updates, to every lane
+        r.request("b", "m", null, 2, Instant.ofEpochMilli(6000));
+        assertEquals(List.of(), r.emitted());  // held: a command after the checkpoint may be on its way
+        r.control(READY);  // the submit's marker again (replayed): not this attempt's restore marker
+        assertEquals(List.of(), r.emitted());
+        OperatorSubtaskState waiting = r.snapshot();
+        r.control(M_LATER);  // replayed after the checkpoint, before the restore marker
+        r.control("{\"kind\":\"ready\",\"token\":\"restore/x/1\"}");
+        List<String> versions = r.emitted().stream().filter(t -> record(t).rule() != Rule.CONTROL)
+                .map(t -> record(t).version()).collect(Collectors.toList());
+        assertEquals(List.of("2"), versions);  // routed by the update that came before the marker
+        assertTrue(r.route.ready());
+
+        Harness again = new Harness(TOKEN, waiting, 1, 0, true);  // a checkpoint taken while waiting
+        again.emitted();
+        again.request("c", "m", null, 3, Instant.ofEpochMilli(6000));
+        assertEquals(List.of(), again.emitted());
+        again.control("{\"kind\":\"ready\",\"token\":\"restore/x/2\"}");
+        assertEquals(List.of("b", "c"), again.emitted().stream().map(t -> requestId(record(t)))
+                .collect(Collectors.toList()));  // the one held at that checkpoint, then the new one
     }
 
     @Test
