@@ -72,9 +72,20 @@ log = logging.getLogger("aimass")
 _RULE_NAMES = {DEFAULT: "default", PINNED: "pinned", ALIAS: "alias", SPLIT: "split"}
 
 
+_ROUTES: dict[tuple[int, str], Route] = {}
+
+
 def _route(record: BatchRecord) -> Route:
-    """The route a result carries: the rule that chose its version, and the alias or bucket."""
-    return Route(_RULE_NAMES.get(record.rule, "default"), record.alias or None, record.bucket)
+    """The route a result carries: the rule that chose its version, and the alias or bucket
+    (one shared value per rule and alias, except splits, whose bucket is the request's)."""
+    if record.rule == SPLIT:
+        return Route("split", None, record.bucket)
+    route = _ROUTES.get((record.rule, record.alias))
+    if route is None:
+        route = Route(_RULE_NAMES.get(record.rule, "default"), record.alias or None, -1)
+        if len(_ROUTES) < 4096:  # aliases are names a request sends: bounded
+            _ROUTES[(record.rule, record.alias)] = route
+    return route
 
 
 def _bug(doing: str, exc: Exception) -> str:

@@ -135,17 +135,20 @@ class InferenceEngine:
         for spec, indices in groups.values():
             members = [requests[i] for i in indices]
             received = [received_ms[i] for i in indices]
-            served = self._serve(spec, members, received, now_ms, started)
+            served = self._serve(spec, members, received, now_ms, started,
+                                 None if routes is None else [routes[i] for i in indices])
             for i, result in zip(indices, served, strict=True):
                 results[i] = result
-        if routes is not None:
+        if routes is not None:  # the ones refused above
             for i, route in enumerate(routes):
-                if route is not None:
-                    results[i] = dataclasses.replace(results[i], route=route)  # type: ignore[type-var]
+                found = results[i]
+                if route is not None and found is not None and found.route is not route:
+                    results[i] = dataclasses.replace(found, route=route)
         return results  # type: ignore[return-value]  # every slot is filled above
 
     def _serve(
-        self, spec: ModelSpec, members: list[InferenceRequest], received: list[int], now_ms: int, started: float
+        self, spec: ModelSpec, members: list[InferenceRequest], received: list[int], now_ms: int, started: float,
+        routes: list[Route | None] | None = None,
     ) -> list[InferenceResult]:
         """One group's results; never raises (a failure becomes error results)."""
         try:
@@ -154,7 +157,7 @@ class InferenceEngine:
             status = exc.reason.status()
             return [_error(r, status, exc.message, t, now_ms) for r, t in zip(members, received, strict=True)]
         try:
-            return self._run_group(spec, session, members, received, now_ms, started)
+            return self._run_group(spec, session, members, received, now_ms, started, routes)
         except Exception as exc:  # noqa: BLE001 - one group's failure must not fail the others
             if len(members) > 1:
                 # Which request broke the call is unknown: run each alone (a batch's cost again,
@@ -177,6 +180,7 @@ class InferenceEngine:
         received: list[int],
         now_ms: int,
         started: float,
+        routes: list[Route | None] | None = None,
     ) -> list[InferenceResult]:
         out_names = list(spec.output_names)
         total = sum(req.rows for req in members)
@@ -217,7 +221,8 @@ class InferenceEngine:
 
         results: list[InferenceResult] = []
         start = 0
-        for req, received_ms in zip(members, received, strict=True):
+        member_routes = routes if routes is not None else [None] * len(members)
+        for req, received_ms, route in zip(members, received, member_routes, strict=True):
             end = start + req.rows
             first, last = start // limit, (end - 1) // limit
             chunk_start_ms = now_ms + (clock[first][0] - started) * 1000.0
@@ -233,7 +238,7 @@ class InferenceEngine:
             )
             results.append(
                 InferenceResult(
-                    req.request_id, req.model, Status.OK, int(done_ms), spec.version, outputs, None, timings
+                    req.request_id, req.model, Status.OK, int(done_ms), spec.version, outputs, None, timings, route
                 )
             )
             start = end

@@ -239,6 +239,10 @@ class JobSettings:
     model_load_timeout_s: float = 120.0
     """How long a batch waits for a routed version still loading on its TaskManager before
     its requests are answered INTERNAL_ERROR (still loading)."""
+    control_slot_sharing_group: str = ""
+    """Slot sharing group of the control source and step (empty: the job's). A name puts them
+    in a slot of their own, which the cluster must have; on another TaskManager their Python
+    runs in another interpreter than the inference step's (see docs/CONTROL.md, "Cost")."""
     sync_models_dir: bool = True
     """At submit, publish a deploy for every version in ``paths.models_dir`` the control topic
     does not know yet (the embedded default; ``file://`` locations)."""

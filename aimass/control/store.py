@@ -40,6 +40,7 @@ class ModelStore:
         self.load_timeout_s = load_timeout_s
         self.catalog = catalog
         self._asked: dict[tuple[str, str], float] = {}
+        self._ready: dict[tuple[str, str | None], ModelSpec] = {}
         self._lock = threading.Lock()
         self._loads: dict[tuple[str, str], tuple[str, Future[ModelSpec]]] = {}
         self._seen: set[tuple[str, int]] = set()
@@ -62,6 +63,7 @@ class ModelStore:
                     continue
                 future = self._loader.submit(self._load, model, version, dict(entry))
                 self._loads[(model, version)] = (entry["sha256"], future)
+                self._ready.pop((model, version), None)
 
     def resolve(self, name: str, version: str | None = None) -> ModelSpec:
         """The loaded spec of ``name`` ``version`` (``version`` None: the newest loaded, for tools).
@@ -70,6 +72,9 @@ class ModelStore:
             ModelError: UNKNOWN_MODEL when no route update named it here; INTERNAL_ERROR when it
                 did not load (the cause in words) or is still loading after ``load_timeout_s``.
         """
+        ready = self._ready.get((name, version))  # loaded: the hot path, no lock, no future
+        if ready is not None:
+            return ready
         if version is None:
             versions = self.versions(name)
             if not versions:
@@ -86,7 +91,9 @@ class ModelStore:
         future = found[1]
         if future.done():
             if future.exception() is None:
-                return future.result()
+                spec = future.result()
+                self._ready[(name, version)] = spec
+                return spec
         else:
             try:
                 return future.result(timeout=self.load_timeout_s)
