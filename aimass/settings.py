@@ -236,9 +236,12 @@ class JobSettings:
     model_cache_dir: Path | None = None
     """Where a TaskManager keeps model versions fetched from the blob topic; unset:
     ``<state_dir>/model-cache`` (set it on hosts that do not share the state folder)."""
-    model_load_timeout_s: float = 120.0
-    """How long a batch waits for a routed version still loading on its TaskManager before
-    its requests are answered INTERNAL_ERROR (still loading)."""
+    model_load_timeout_s: float = 5.0
+    """How long a batch waits for a routed version still loading on its TaskManager before its
+    requests are answered INTERNAL_ERROR ("still loading"; an error result that does not claim
+    the id, so a resubmission is served once the version has loaded). The wait holds every lane
+    of the subtask: deploy big versions with a lead time (``aimass deploy --in``) longer than
+    their fetch and load (docs/CONTROL.md, "Measured")."""
     control_slot_sharing_group: str = ""
     """Slot sharing group of the control source and step (empty: the job's). A name puts them
     in a slot of their own, which the cluster must have; on another TaskManager their Python

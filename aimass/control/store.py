@@ -99,7 +99,8 @@ class ModelStore:
                 return future.result(timeout=self.load_timeout_s)
             except FutureTimeout:
                 raise ModelError(Reason.INTERNAL_ERROR, f"model {name!r} version {version!r} is still loading on this "
-                                                        f"TaskManager after {self.load_timeout_s:.0f} s") from None
+                                                        f"TaskManager after {self.load_timeout_s:g} s: resubmit the "
+                                                        "request (deploy big versions with a longer --in)") from None
             except Exception:  # noqa: BLE001, S110 - reported below, like a load that failed earlier
                 pass
         exc = future.exception()
