@@ -242,10 +242,6 @@ class JobSettings:
     the id, so a resubmission is served once the version has loaded). The wait holds every lane
     of the subtask: deploy big versions with a lead time (``aimass deploy --in``) longer than
     their fetch and load (docs/CONTROL.md, "Measured")."""
-    control_slot_sharing_group: str = ""
-    """Slot sharing group of the control source and step (empty: the job's). A name puts them
-    in a slot of their own, which the cluster must have; on another TaskManager their Python
-    runs in another interpreter than the inference step's (see docs/CONTROL.md, "Cost")."""
     sync_models_dir: bool = True
     """At submit, publish a deploy for every version in ``paths.models_dir`` the control topic
     does not know yet (the embedded default; ``file://`` locations)."""
