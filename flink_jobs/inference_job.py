@@ -113,8 +113,6 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
         .process(ApplyControl(settings, restore_markers), output_type=FRAME)
         .name("control").uid("control").set_parallelism(1)
     )
-    if job.control_slot_sharing_group:
-        updates.slot_sharing_group(job.control_slot_sharing_group)
     control_dead_letters = updates.get_side_output(CONTROL_DEAD_LETTERS)
     header = Codec(settings.paths.schemas_dir).request_header
     routed = DataStream(graph.route(
