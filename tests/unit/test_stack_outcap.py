@@ -70,7 +70,13 @@ def test_the_pid_is_the_commands_and_the_writer_stays_out_of_its_tree_and_group(
     proc = _proc(tmp_path)
     script = "import time\nprint('ready', flush=True)\ntime.sleep(60)"
     pid = proc.start([sys.executable, "-c", script, str(tmp_path)], os.environ)
-    assert _wait(lambda: b"outcap.py" not in Path(f"/proc/{pid}/cmdline").read_bytes())  # exec'd
+    # exec'd: the command's own line (between fork and the first exec the child still shows
+    # its parent's line, which lacks "outcap.py" too: waiting for that alone raced)
+    def execd() -> bool:
+        line = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"time.sleep(60)" in line and b"outcap.py" not in line
+
+    assert _wait(execd)
     assert proc.pid() == pid
     assert os.readlink(f"/proc/{pid}/fd/1").startswith("pipe:")
     assert _wait(lambda: b"ready" in _read(proc.log_file))
