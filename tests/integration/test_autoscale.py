@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from dataclasses import replace
@@ -80,6 +81,9 @@ def test_autoscaler_scales_up_under_traffic_and_logs_the_reason(test_settings: S
     ], lines
     assert parallelism == 2
     up = steps[0]
-    assert up.sample.busy is not None and up.sample.lag is not None, lines  # both metrics are really read
+    assert up.sample.lag is not None, lines
+    # Busy time is really read: a share needs two refreshed counter readings, which the up step
+    # (taken on lag after two samples) does not always have yet; a sample of the run has it.
+    assert any(re.search(r" busy=\d", line) for line in lines), lines
     assert any("cool-down after the last change" in line for line in lines), lines
     assert _batch_infer_parallelism(test_settings, inference_job) == test_settings.job.parallelism
