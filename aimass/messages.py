@@ -40,6 +40,8 @@ class Status(enum.StrEnum):
     UNKNOWN_MODEL = "UNKNOWN_MODEL"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    OVERLOADED = "OVERLOADED"
+    """Refused at admission (too many requests waiting): send it again later (no dead letter)."""
 
 
 class Reason(enum.StrEnum):

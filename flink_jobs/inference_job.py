@@ -6,9 +6,17 @@
                 (Python: the routing in keyed state)
                    │ route updates, broadcast
     requests ─ route ─ key_by(lane) ─ micro-batch ─ batch-infer ─ split-outputs ─ key_by(id) ─ dedup ─ results
-       (Java: peek id, model,   (Java: heap,   (Python, once  (Java) │  │             (Java: one result
-        version; choose the      timers)       per batch)            │  └─ shadow results ─ shadow topic
-        version; the lane)                                           └─ dead letters ─ dead-letter topic
+       (Java: peek id, model,   (Java: heap,   (Python, once  (Java) │  │  ↑          (Java: one result
+        version; choose the      priority,     per batch)            │  │  │           per id)
+        version; the lane)       deadlines,                          │  └─ shadow results ─ shadow topic
+                                 admission) ── expired, overloaded ──┼─────┘
+                                                                     └─ dead letters ─ dead-letter topic
+
+``micro-batch`` is also the scheduler (docs/SCHEDULING.md): it hands Python at most
+``job.inflight_batches`` batches at a time, picks each from everything waiting by priority,
+sends it early enough for the earliest deadline in it, and answers itself the requests whose
+deadline passes while they wait (DEADLINE_EXCEEDED, with a dead letter) and those beyond the
+admission limits (OVERLOADED).
 
 Which version serves a request is decided by ``route`` from the routing the control topic
 builds (docs/CONTROL.md), at the request's Kafka timestamp, and travels with the record;
@@ -114,27 +122,39 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
         .name("control").uid("control").set_parallelism(1)
     )
     control_dead_letters = updates.get_side_output(CONTROL_DEAD_LETTERS)
-    header = Codec(settings.paths.schemas_dir).request_header
+    codec = Codec(settings.paths.schemas_dir)
+    header = codec.request_header
     routed = DataStream(graph.route(
         source._j_data_stream, updates._j_data_stream, header, job.lanes, job.max_parallelism,
         job.max_batch_size, job.max_delay_ms, job.batch_max_bytes, ready_token, restore_markers,
     )).name("route").uid("route")
-    batches = (
-        DataStream(graph.microBatch(routed._j_data_stream, job.batch_max_bytes))
-        .name("micro-batch").uid("micro-batch").set_parallelism(job.parallelism)
+    fingerprints = codec.fingerprints
+    j_batches = graph.microBatch(
+        routed._j_data_stream, job.batch_max_bytes, header,
+        _header(fingerprints["ai.aimass.InferenceResult"]), _header(fingerprints["ai.aimass.DeadLetter"]),
+        job.inflight_batches, job.batch_credit_timeout_ms, job.priority_aging_ms, job.max_priority,
+        job.max_waiting_per_model, job.max_waiting_bytes,
     )
+    batches = DataStream(j_batches).name("micro-batch").uid("micro-batch").set_parallelism(job.parallelism)
+    # A chain of its own: the scheduler keeps reading (and ordering, expiring, admitting) while
+    # Python serves the batches it has handed over (docs/SCHEDULING.md).
     frames = (
         batches.map(InferBatch(settings), output_type=FRAME)
-        .name("batch-infer").uid("infer-batch").set_parallelism(job.parallelism)
+        .name("batch-infer").uid("infer-batch").set_parallelism(job.parallelism).start_new_chain()
     )
     j_outputs = graph.outputs(frames._j_data_stream)
     DataStream(j_outputs).name("split-outputs").uid("split-outputs").set_parallelism(job.parallelism)
     results = (
-        DataStream(graph.dedup(j_outputs, job.dedup_ttl_s))
+        DataStream(graph.dedup(j_outputs, j_batches, job.dedup_ttl_s))
         .name("dedup").uid("dedup").set_parallelism(job.parallelism)
     )
-    return Outputs(results, DataStream(graph.deadLetters(j_outputs)), DataStream(graph.shadows(j_outputs)),
-                   control_dead_letters)
+    return Outputs(results, DataStream(graph.deadLetters(j_outputs, j_batches)),
+                   DataStream(graph.shadows(j_outputs)), control_dead_letters)
+
+
+def _header(fingerprint: bytes) -> bytes:
+    """The single-object header of a schema of this fingerprint."""
+    return b"\xc3\x01" + fingerprint
 
 
 def job_configuration(settings: Settings) -> Configuration:

@@ -29,7 +29,7 @@ from aimass.frames import (
     write_batch,
 )
 from aimass.keys import lane_keys, lane_of
-from aimass.messages import InferenceRequest, Tensor
+from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings, clip
 
 HERE = Path(__file__).parent
 
@@ -157,8 +157,60 @@ def routes() -> str:
     return "\n".join(rows) + "\n"
 
 
+def schedules() -> str:
+    """Requests and the deadline, priority and creation time ``RequestPeek.schedule`` reads."""
+    codec = Codec()
+    pixels = Tensor.from_numpy("pixels", np.arange(6, dtype=np.float32).reshape(2, 3))
+    mask = Tensor.from_numpy("mask", np.ones((2, 1), np.bool_))
+    cases = {
+        "plain": InferenceRequest("req-1", "digits", (pixels,), 1_700_000_000_000),
+        "deadline": InferenceRequest("req-2", "digits", (pixels, mask), 1_700_000_000_000, "2",
+                                     deadline_ms=1_700_000_000_250, priority=7),
+        "negative-priority": InferenceRequest("req-3", "m", (), 5, None, deadline_ms=0, priority=-3),
+        "big-priority": InferenceRequest("req-4", "m", (pixels,), 2**40, "canary", priority=2**31 - 1),
+    }
+    rows = ["# name\thex\treadable\tdeadline_ms (empty: none)\tpriority\tcreated_at_ms"]
+    for name, req in cases.items():
+        data = codec.encode_request(req)
+        deadline = "" if req.deadline_ms is None else str(req.deadline_ms)
+        rows.append(f"{name}\t{data.hex()}\ttrue\t{deadline}\t{req.priority}\t{req.created_at_ms}")
+    good = codec.encode_request(cases["deadline"])
+    for name, data in (("truncated-in-inputs", good[:40]), ("truncated-tail", good[:-2]),
+                       ("no-header", b"\x00" + good[1:]), ("empty", b"")):
+        rows.append(f"{name}\t{data.hex()}\tfalse\t\t0\t0")
+    return "\n".join(rows) + "\n"
+
+
+def answers() -> str:
+    """Error results and dead letters as Python encodes them: ``Answers.java`` writes the same bytes."""
+    codec = Codec()
+    rows = ["# kind\trequest_id\tmodel\tstatus\terror or message\tqueued_ms\tend_to_end_ms\tat_ms"
+            "\t(dead letters: original hex, topic, partition, offset)\thex"]
+    results = [
+        ("req-1", "digits", Status.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED: deadline 5 passed 3 ms before", 12.0,
+         40.0, 1_700_000_000_008),
+        ("ü-ß-日本", "m.v-2", Status.OVERLOADED, "OVERLOADED: " + "x" * 1100, 0.0, 0.0, 0),
+        ("r", "d", Status.OVERLOADED, "OVERLOADED: é" * 200, 0.5, 1e9, 2**50),
+    ]
+    for rid, model, status, error, queued, e2e, at in results:
+        value = codec.encode_result(InferenceResult(rid, model, status, at, error=clip(error),
+                                                    timings=Timings(queued_ms=queued, end_to_end_ms=e2e)))
+        rows.append(f"result\t{rid}\t{model}\t{status.value}\t{error}\t{queued!r}\t{e2e!r}\t{at}\t\t\t\t\t"
+                    f"{value.hex()}")
+    letters = [
+        ("req-1", "deadline 5 passed 3 ms before the request ran", bytes(range(20)), "aimass.requests", 3, 2**33, 17),
+        ("ü", "y" * 1500, b"", "", 0, 0, 0),
+    ]
+    for rid, message, original, topic, partition, offset, at in letters:
+        value = codec.encode_dead_letter(DeadLetter(original, topic, partition, offset, Reason.DEADLINE_EXCEEDED,
+                                                    clip(message), at, rid))
+        rows.append(f"dead_letter\t{rid}\t\tDEADLINE_EXCEEDED\t{message}\t\t\t{at}\t{original.hex()}\t{topic}"
+                    f"\t{partition}\t{offset}\t{value.hex()}")
+    return "\n".join(rows) + "\n"
+
+
 VECTORS = {"lanes.tsv": lanes, "frames.tsv": frames, "peek.tsv": peeks, "dedup.tsv": dedup,
-           "buckets.tsv": buckets, "routes.tsv": routes}
+           "buckets.tsv": buckets, "routes.tsv": routes, "schedule.tsv": schedules, "answers.tsv": answers}
 
 
 def main() -> None:

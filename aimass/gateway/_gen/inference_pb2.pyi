@@ -14,12 +14,14 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATUS_UNKNOWN_MODEL: _ClassVar[Status]
     STATUS_DEADLINE_EXCEEDED: _ClassVar[Status]
     STATUS_INTERNAL_ERROR: _ClassVar[Status]
+    STATUS_OVERLOADED: _ClassVar[Status]
 STATUS_UNSPECIFIED: Status
 STATUS_OK: Status
 STATUS_INVALID_INPUT: Status
 STATUS_UNKNOWN_MODEL: Status
 STATUS_DEADLINE_EXCEEDED: Status
 STATUS_INTERNAL_ERROR: Status
+STATUS_OVERLOADED: Status
 
 class DeployRequest(_message.Message):
     __slots__ = ("directory", "file_uri", "in_ms")

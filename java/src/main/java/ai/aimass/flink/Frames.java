@@ -86,6 +86,30 @@ public final class Frames {
     public record Record(int partition, long offset, long receivedMs, String topic, byte[] value, Rule rule,
                          int bucket, String version, String alias, String shadow, String detail) {}
 
+    /** The front of one record made by {@link #record}: what the scheduler needs, the value uncopied. */
+    public record Head(int partition, long offset, long receivedMs, String topic, int valueStart, int valueLength,
+                       Rule rule) {}
+
+    /** The front of a record made by {@link #record}, or null when it is not one. Never throws. */
+    public static Head head(byte[] record) {
+        try {
+            ByteBuffer buf = ByteBuffer.wrap(record);
+            int partition = buf.getInt();
+            long offset = buf.getLong();
+            long receivedMs = buf.getLong();
+            String topic = new String(bytes(buf), StandardCharsets.UTF_8);
+            int length = buf.getInt();
+            if (length < 0 || length > buf.remaining()) {
+                return null;
+            }
+            int start = buf.position();
+            buf.position(start + length);
+            return new Head(partition, offset, receivedMs, topic, start, length, Rule.of(buf.get()));
+        } catch (RuntimeException e) {
+            return null;
+        }
+    }
+
     /** The records of a batch frame (Python reads these; here for tests and symmetry). */
     public static List<Record> records(byte[] frame) {
         ByteBuffer buf = ByteBuffer.wrap(frame);

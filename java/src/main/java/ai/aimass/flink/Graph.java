@@ -43,11 +43,33 @@ public final class Graph {
         return source.connect(updates.broadcast()).transform("route", ROUTED, route);
     }
 
-    /** Routed records keyed by lane to batch frames. */
+    /** Routed records keyed by lane to batch frames, batching alone (arrival order, no window). */
     public static SingleOutputStreamOperator<byte[]> microBatch(
             DataStream<Tuple4<Integer, Integer, Integer, byte[]>> routed, long maxBatchBytes) {
         return routed.keyBy(new LaneKey(), Types.INT).transform(
                 "micro-batch", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO, new MicroBatch(maxBatchBytes));
+    }
+
+    /**
+     * Routed records keyed by lane to batch frames, scheduled by priority and deadline with a
+     * window of {@code inflightBatches} ({@link MicroBatch}); the requests it answers itself are
+     * on {@link #answers} and {@link #deadLetters(SingleOutputStreamOperator, SingleOutputStreamOperator)}.
+     * The headers are the single-object headers of the request, result and dead-letter schemas.
+     */
+    public static SingleOutputStreamOperator<byte[]> microBatch(
+            DataStream<Tuple4<Integer, Integer, Integer, byte[]>> routed, long maxBatchBytes, byte[] requestHeader,
+            byte[] resultHeader, byte[] deadLetterHeader, int inflightBatches, long creditTimeoutMs, long agingMs,
+            int maxPriority, int maxWaitingPerModel, long maxWaitingBytes) {
+        MicroBatch.Policy policy = new MicroBatch.Policy(maxBatchBytes, inflightBatches, creditTimeoutMs, agingMs,
+                maxPriority, maxWaitingPerModel, maxWaitingBytes);
+        return routed.keyBy(new LaneKey(), Types.INT).transform("micro-batch",
+                PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO, new MicroBatch(policy,
+                        new RequestPeek(requestHeader), new Answers(resultHeader, deadLetterHeader)));
+    }
+
+    /** The error results the micro-batch answers itself (DEADLINE_EXCEEDED, OVERLOADED). */
+    public static DataStream<Tuple3<String, byte[], Boolean>> answers(SingleOutputStreamOperator<byte[]> microBatch) {
+        return microBatch.getSideOutput(MicroBatch.ANSWERS);
     }
 
     /** Outputs frames to results (main), dead letters ({@link #deadLetters}) and shadow results ({@link #shadows}). */
@@ -58,6 +80,19 @@ public final class Graph {
     /** The dead letters of {@link #outputs}. */
     public static DataStream<Row> deadLetters(SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs) {
         return outputs.getSideOutput(Outputs.DEAD_LETTERS);
+    }
+
+    /** The dead letters of {@link #outputs} and of the micro-batch (expired requests), as one stream. */
+    public static DataStream<Row> deadLetters(SingleOutputStreamOperator<Tuple3<String, byte[], Boolean>> outputs,
+                                              SingleOutputStreamOperator<byte[]> microBatch) {
+        return outputs.getSideOutput(Outputs.DEAD_LETTERS).union(microBatch.getSideOutput(Outputs.DEAD_LETTERS));
+    }
+
+    /** {@link #dedup(DataStream, long)} of the outputs' results and the micro-batch's answers together. */
+    public static SingleOutputStreamOperator<Row> dedup(
+            DataStream<Tuple3<String, byte[], Boolean>> results, SingleOutputStreamOperator<byte[]> microBatch,
+            long ttlSeconds) {
+        return dedup(results.union(answers(microBatch)), ttlSeconds);
     }
 
     /** The shadow results of {@link #outputs}, as {@code Row(k, v)} for the shadow-results sink. */

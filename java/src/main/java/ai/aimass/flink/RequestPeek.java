@@ -81,6 +81,123 @@ public final class RequestPeek implements java.io.Serializable {
     }
 
     /**
+     * What scheduling reads of a request: its {@code deadline_ms} ({@link Long#MAX_VALUE} when null),
+     * {@code priority} and {@code created_at_ms}, past the id, model, version and every input tensor.
+     *
+     * @param readable all three were read; when false the others are the defaults (no deadline,
+     *     priority 0, created 0) and Python judges the record
+     */
+    public record Scheduling(boolean readable, long deadlineMs, int priority, long createdAtMs) {
+        /** No deadline, priority 0: a record whose tail cannot be read. */
+        public static final Scheduling NONE = new Scheduling(false, Long.MAX_VALUE, 0, 0L);
+    }
+
+    /**
+     * The deadline, priority and creation time of a request record, walking (not decoding) its
+     * inputs: each tensor's name, dtype, shape blocks and data are skipped by their lengths.
+     * {@link Scheduling#NONE} for anything unreadable. Never throws.
+     */
+    public Scheduling schedule(byte[] data) {
+        try {
+            Span id = id(data);
+            if (id == null) {
+                return Scheduling.NONE;
+            }
+            int[] at = {id.end()};
+            if (!skipString(data, at)) {  // model
+                return Scheduling.NONE;
+            }
+            long branch = zigzag(data, at);
+            if (branch == 1) {
+                if (!skipString(data, at)) {
+                    return Scheduling.NONE;
+                }
+            } else if (branch != 0) {
+                return Scheduling.NONE;
+            }
+            while (true) {  // inputs: blocks of tensors
+                long count = zigzag(data, at);
+                if (count == Long.MIN_VALUE) {
+                    return Scheduling.NONE;
+                }
+                if (count == 0) {
+                    break;
+                }
+                if (count < 0) {
+                    count = -count;
+                    if (zigzag(data, at) == Long.MIN_VALUE) {  // the block's byte size
+                        return Scheduling.NONE;
+                    }
+                }
+                for (long i = 0; i < count; i++) {
+                    if (!skipString(data, at) || !skipString(data, at) || !skipLongs(data, at)
+                            || !skipString(data, at)) {  // name, dtype, shape, data
+                        return Scheduling.NONE;
+                    }
+                }
+            }
+            long deadlineBranch = zigzag(data, at);
+            long deadline = Long.MAX_VALUE;
+            if (deadlineBranch == 1) {
+                deadline = zigzag(data, at);
+                if (deadline == Long.MIN_VALUE) {
+                    return Scheduling.NONE;
+                }
+            } else if (deadlineBranch != 0) {
+                return Scheduling.NONE;
+            }
+            long priority = zigzag(data, at);
+            if (priority < Integer.MIN_VALUE || priority > Integer.MAX_VALUE) {
+                return Scheduling.NONE;
+            }
+            long created = zigzag(data, at);
+            if (created == Long.MIN_VALUE) {
+                return Scheduling.NONE;
+            }
+            return new Scheduling(true, deadline, (int) priority, created);
+        } catch (RuntimeException e) {
+            return Scheduling.NONE;
+        }
+    }
+
+    /** Moves past an Avro string or bytes value (any length that fits); false when it does not. */
+    private static boolean skipString(byte[] data, int[] at) {
+        long length = zigzag(data, at);
+        if (length < 0 || length > data.length - at[0]) {
+            return false;
+        }
+        at[0] += (int) length;
+        return true;
+    }
+
+    /** Moves past an Avro array of longs; false when it runs past the data. */
+    private static boolean skipLongs(byte[] data, int[] at) {
+        while (true) {
+            long count = zigzag(data, at);
+            if (count == Long.MIN_VALUE) {
+                return false;
+            }
+            if (count == 0) {
+                return true;
+            }
+            if (count < 0) {
+                count = -count;
+                if (zigzag(data, at) == Long.MIN_VALUE) {
+                    return false;
+                }
+            }
+            if (count > data.length - at[0]) {
+                return false;
+            }
+            for (long i = 0; i < count; i++) {
+                if (zigzag(data, at) == Long.MIN_VALUE) {
+                    return false;
+                }
+            }
+        }
+    }
+
+    /**
      * Whether the bytes at {@code span} are a model name as {@code aimass.codec.NAME_PATTERN} has it
      * ({@code [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}}): a record naming anything else is not routed (Python
      * refuses it), so a route's name is never made of an arbitrary string.
@@ -143,6 +260,11 @@ public final class RequestPeek implements java.io.Serializable {
         }
         at[0] = pos;
         return (raw >>> 1) ^ -(raw & 1);
+    }
+
+    /** The request id at {@code span} when it is valid UTF-8 (as Python decodes it), else null. */
+    static String idString(byte[] data, Span span) {
+        return utf8(data, span);
     }
 
     /** The string at {@code span} when it is valid UTF-8 (as Python decodes it), else null. */

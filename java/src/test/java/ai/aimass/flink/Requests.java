@@ -34,6 +34,28 @@ final class Requests {
         return out.toByteArray();
     }
 
+    /**
+     * A whole request with no inputs and the given tail: {@code deadline} null for none. What
+     * {@link RequestPeek#schedule} reads (Python would refuse it for its missing inputs).
+     */
+    static byte[] scheduled(String id, String model, Long deadline, int priority, long created) throws Exception {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        out.write(header());
+        string(out, id);
+        string(out, model);
+        out.write(0);  // version: null
+        out.write(0);  // inputs: none
+        if (deadline == null) {
+            out.write(0);
+        } else {
+            out.write(2);
+            varint(out, deadline);
+        }
+        varint(out, priority);
+        varint(out, created);
+        return out.toByteArray();
+    }
+
     /** The header, then {@code body} as is. */
     static byte[] raw(byte[]... parts) throws Exception {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
