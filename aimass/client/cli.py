@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="an input tensor from FILE (.npy/.json/image); a bare FILE.npz gives one input per array")
     req.add_argument("--version", help="pin a model version (default: the newest)")
     req.add_argument("--deadline-s", type=float, help="the result is no longer wanted after this many seconds")
+    req.add_argument("--priority", type=int, default=0,
+                     help="higher first, 0..job.max_priority (default 0; docs/SCHEDULING.md)")
     req.add_argument("--split", type=int, metavar="ROWS",
                      help="bulk: cut the inputs into requests of ROWS rows each; prints one id per line")
     req.add_argument("--wait", type=float, metavar="S", help="also wait up to S seconds for the result(s)")
@@ -80,7 +82,7 @@ def cmd_request(settings: Settings, args: argparse.Namespace) -> int:
                 inputs.update(load_arrays(name, path, specs))
             deadline = None if args.deadline_s is None else int((time.time() + args.deadline_s) * 1000)
             if args.split is None:
-                ids = [client.submit(args.model, inputs, args.version, deadline)]
+                ids = [client.submit(args.model, inputs, args.version, deadline, priority=args.priority)]
                 print(ids[0], flush=True)
             else:
                 ids = _bulk(client, args, inputs, deadline)
@@ -122,7 +124,7 @@ def _bulk(client: Client, args: argparse.Namespace, inputs: dict[str, np.ndarray
     started = time.monotonic()
     for i, start in enumerate(range(0, total, args.split), 1):
         chunk = {name: a[start : start + args.split] for name, a in inputs.items()}
-        rid = client.submit(args.model, chunk, args.version, deadline)
+        rid = client.submit(args.model, chunk, args.version, deadline, priority=args.priority)
         ids.append(rid)
         print(rid, flush=False)
         if i % 100 == 0 or i == count:

@@ -145,7 +145,8 @@ class Client:
             version: Pin a model version (None: the newest).
             deadline_ms: Epoch milliseconds after which the result is no longer wanted.
             request_id: Choose the id (default: a new uuid4); a resubmitted id yields one result.
-            priority: Scheduling hint, carried through.
+            priority: Higher first (0..job.max_priority; each level is worth job.priority_aging_ms of
+                waiting, docs/SCHEDULING.md).
 
         Raises:
             InvalidRequest: Refused before reaching Kafka (see :meth:`prepare`).

@@ -79,19 +79,21 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
      *
      * @param inflightBatches batches handed to Python at a time; 0: no window
      * @param creditTimeoutMs a batch not reported answered after this long no longer counts
+     * @param maxQueueMs admission: the longest estimated wait (requests waiting, in measured
+     *     batches) a request is queued behind; 0: no such limit
      */
     public record Policy(long maxBytes, int inflightBatches, long creditTimeoutMs, long agingMs, int maxPriority,
-                         int maxWaitingPerModel, long maxWaitingBytes) implements Serializable {
+                         int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs) implements Serializable {
         public Policy {
             if (maxBytes < 1 || inflightBatches < 0 || creditTimeoutMs < 1 || agingMs < 0 || maxPriority < 0
-                    || maxWaitingPerModel < 1 || maxWaitingBytes < 1) {
+                    || maxWaitingPerModel < 1 || maxWaitingBytes < 1 || maxQueueMs < 0) {
                 throw new IllegalArgumentException("scheduling limits out of range: " + this);
             }
         }
 
         /** Batching alone: no window, no admission limits. */
         public static Policy batching(long maxBytes) {
-            return new Policy(maxBytes, 0, 2000, 0, 0, Integer.MAX_VALUE, Long.MAX_VALUE);
+            return new Policy(maxBytes, 0, 2000, 0, 0, Integer.MAX_VALUE, Long.MAX_VALUE, 0);
         }
     }
 
@@ -106,6 +108,8 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
     private transient PriorityQueue<Entry> expiries;
     private transient ArrayDeque<Long> inflight;
     private transient long waitingBytes;
+    private transient int waitingCount;
+    private transient double batchRecords;
     private transient long seq;
     private transient double serviceMs;
     private transient long lastAnswered;
@@ -311,11 +315,21 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
             return false;
         }
         TreeSet<Entry> same = models.get(e.model);
-        if (same == null || same.size() < policy.maxWaitingPerModel()) {
+        String why;
+        double waitMs = estimatedWaitMs();
+        if (same != null && same.size() >= policy.maxWaitingPerModel()) {
+            why = same.size() + " requests of model '" + e.model + "' wait on this subtask (job.max_waiting_per_model "
+                    + policy.maxWaitingPerModel() + ")";
+        } else if (policy.maxQueueMs() > 0 && waitMs > policy.maxQueueMs()) {
+            why = waitingCount + " requests wait on this subtask, about " + Math.round(waitMs)
+                    + " ms of batches at the measured rate (job.max_queue_ms " + policy.maxQueueMs() + ")";
+        } else {
             return true;
         }
-        String why = same.size() + " requests of model '" + e.model + "' wait on this subtask (job.max_waiting_per_model "
-                + policy.maxWaitingPerModel() + ")";
+        if (same == null) {
+            overload(e, now, why);
+            return false;
+        }
         Entry last = same.last();
         if (ORDER.compare(e, last) < 0) {  // the newcomer comes first: the last one waiting makes room
             remove(last);
@@ -334,6 +348,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         if (e.model != null) {
             models.computeIfAbsent(e.model, m -> new TreeSet<>(ORDER)).add(e);
             waitingBytes += e.frame.length;
+            waitingCount++;
             if (e.deadline != Long.MAX_VALUE) {
                 expiries.add(e);
             }
@@ -372,6 +387,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
                 }
             }
             waitingBytes -= e.frame.length;
+            waitingCount--;
         }
     }
 
@@ -401,6 +417,14 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         return inflight.size() < policy.inflightBatches();
     }
 
+    /** The measured time to serve everything waiting here: waiting requests in batches of the mean size. */
+    private double estimatedWaitMs() {
+        if (serviceMs <= 0 || batchRecords <= 0) {
+            return 0;
+        }
+        return waitingCount / batchRecords * serviceMs;
+    }
+
     private boolean attached() {
         return attachedForTest || (channel != null && channel.attached());
     }
@@ -418,6 +442,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         if (attached() && policy.inflightBatches() > 0) {
             inflight.addLast(now);
         }
+        batchRecords = batchRecords == 0 ? frames.size() : 0.9 * batchRecords + 0.1 * frames.size();
         output.collect(new StreamRecord<>(Frames.batch(frames)));
     }
 
@@ -515,11 +540,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
     }
 
     private int waiting() {
-        int n = 0;
-        for (TreeSet<Entry> same : models.values()) {
-            n += same.size();
-        }
-        return n;
+        return waitingCount;
     }
 
     @Override

@@ -21,7 +21,7 @@ class SchedulerTest {
     private static final int LANE = 7;
 
     private static MicroBatch.Policy policy(int inflight, long agingMs, int maxWaiting) {
-        return new MicroBatch.Policy(1 << 20, inflight, 2000, agingMs, 10, maxWaiting, 1 << 20);
+        return new MicroBatch.Policy(1 << 20, inflight, 2000, agingMs, 10, maxWaiting, 1 << 20, 0);
     }
 
     private static KeyedOneInputStreamOperatorTestHarness<Integer, Tuple4<Integer, Integer, Integer, byte[]>, byte[]>
@@ -200,6 +200,22 @@ class SchedulerTest {
         op(h).answered(1);
         op(h).answered(1);
         assertEquals(List.of(List.of("busy"), List.of("vip"), List.of("w1")), batches(h));
+        h.close();
+    }
+
+    @Test
+    void admissionRefusesWhatWouldWaitLongerThanTheQueueLimitAtTheMeasuredRate() throws Exception {
+        var h = harness(new MicroBatch.Policy(1 << 20, 1, 2000, 100, 10, 100, 1 << 20, 50), null);
+        h.setProcessingTime(0);
+        h.processElement(new StreamRecord<>(request("a", 0, null, 1, 20)));
+        h.setProcessingTime(10);
+        op(h).answered(1);  // batches of 1 take 10 ms
+        for (String id : List.of("b", "c", "d", "e", "f", "g", "h", "i")) {
+            h.processElement(new StreamRecord<>(request(id, 0, null, 1, 20)));  // b is sent; c.. wait
+        }
+        assertEquals(List.of("i OVERLOADED"), answers(h), "six waiting are 60 ms of batches: more than 50");
+        h.processElement(new StreamRecord<>(request("vip", 9, null, 1, 20)));
+        assertEquals(List.of("i OVERLOADED", "h OVERLOADED"), answers(h), "the last one makes room for it");
         h.close();
     }
 
