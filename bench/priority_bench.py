@@ -95,6 +95,7 @@ def one_run(base: Settings, codec: Codec, model: str, name: str, overrides: dict
         threads = [threading.Thread(target=send_paced, args=(k, codec, k.requests_topic, _Stamped(reqs), rate))
                    for reqs, rate in ((low, low_rate), (high, high_rate))]
         began = time.monotonic()
+        first_ms = int(time.time() * 1000)
         for t in threads:
             t.start()
         for t in threads:
@@ -112,8 +113,14 @@ def one_run(base: Settings, codec: Codec, model: str, name: str, overrides: dict
         ok = [r for r in results if r.status is Status.OK]
         lat = [r.timings.end_to_end_ms for r in ok]
         out[cls] = {"sent": len(reqs), "ok": len(ok),
+                    "batch_rows_mean": round(float(np.mean([r.timings.batch_size for r in ok])), 2) if ok else None,
+                    "last_result_s": round((max(r.completed_at_ms for r in results) - first_ms) / 1000, 1)
+                    if results else None,
                     "overloaded": sum(1 for r in results if r.status is Status.OVERLOADED),
                     "other": sum(1 for r in results if r.status not in (Status.OK, Status.OVERLOADED)),
+                    "overloaded_why": sorted({(r.error or "").split(" (job.")[0].split(": ", 1)[-1][:40] + " (job."
+                                              + (r.error or "").split(" (job.", 1)[-1][:20]
+                                              for r in results if r.status is Status.OVERLOADED})[:4],
                     "ok_per_s": round(len(ok) / sent_s, 1), **_percentiles(lat)}
     return out
 

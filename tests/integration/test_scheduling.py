@@ -1,6 +1,7 @@
-"""Scheduling on the real stack: a backlog of low-priority requests, then high-priority ones
-(served ahead of most of the backlog) and requests with a short deadline (answered
-DEADLINE_EXCEEDED at their deadline, not when the backlog has drained).
+"""Scheduling on the real stack: a backlog of low-priority requests (beyond ``job.max_queue_ms``
+of it answered OVERLOADED), then high-priority ones (served ahead of the backlog) and
+requests with a short deadline and a middle priority (answered DEADLINE_EXCEEDED at their
+deadline, not when the backlog has drained).
 
 The model is made here to take about 2 ms a call whatever its input (a chain of small matrix
 products, one request per batch), so a burst of a few thousand small requests builds a
@@ -55,7 +56,8 @@ def test_priority_overtakes_a_backlog_and_deadlines_expire_on_time(
         prod.flush()
         sent_ms = int(time.time() * 1000)
         high = [_request(name, priority=10) for _ in range(20)]
-        late = [_request(name, deadline_ms=sent_ms + 300) for _ in range(20)]
+        # Priority 5: ahead of the last 500 ms of backlog (so admitted), behind the rest of it.
+        late = [_request(name, priority=5, deadline_ms=sent_ms + 300) for _ in range(20)]
         send_requests(prod, codec, test_settings.kafka.requests_topic, high + late)
         prod.flush()
         wanted = {r.request_id for r in low + high + late}
@@ -67,15 +69,17 @@ def test_priority_overtakes_a_backlog_and_deadlines_expire_on_time(
         dead_cons.close()
 
     assert wanted <= set(found), f"{len(wanted - set(found))} requests got no result"
-    low_done = [found[r.request_id].completed_at_ms for r in low]
-    assert all(found[r.request_id].status is Status.OK for r in low + high)
-    assert max(low_done) - sent_ms > 2000, "the burst built no backlog of seconds: this test cannot judge"
+    assert all(found[r.request_id].status in (Status.OK, Status.OVERLOADED) for r in low)
+    assert all(found[r.request_id].status is Status.OK for r in high), [found[r.request_id].error for r in high]
+    low_done = [found[r.request_id].completed_at_ms for r in low if found[r.request_id].status is Status.OK]
+    assert max(low_done) - sent_ms > 500, "the burst built no backlog: this test cannot judge"
 
     # High priority: served within about a batch window of arriving, ahead of most of the backlog
     # that was sent before them (first in, first out, every one of those would come first).
     high_done = max(found[r.request_id].completed_at_ms for r in high)
     after = sum(1 for t in low_done if t > high_done)
-    assert after > len(low) * 0.3, f"only {after} of {len(low)} earlier low-priority requests came after the high ones"
+    assert after > len(low_done) * 0.3, (
+        f"only {after} of {len(low_done)} earlier low-priority requests served came after the high ones")
 
     # Short deadlines behind the backlog: answered DEADLINE_EXCEEDED at the deadline, with a dead letter.
     for request in late:

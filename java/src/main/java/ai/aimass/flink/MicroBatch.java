@@ -50,10 +50,12 @@ import org.slf4j.LoggerFactory;
  *   <li><b>Deadlines</b>: a request still waiting at its {@code deadline_ms} is answered
  *       DEADLINE_EXCEEDED then (a result and a dead letter, written here by {@link Answers}); one
  *       read after its deadline (a backlog after an outage) at once.</li>
- *   <li><b>Admission</b>: at most {@code maxWaitingPerModel} requests of one model and
- *       {@code maxWaitingBytes} in all wait on a subtask; beyond, the lowest in order is answered
- *       OVERLOADED at once (the newcomer, unless it comes before a waiting one). OVERLOADED
- *       claims no id: the request can be sent again under its id.</li>
+ *   <li><b>Admission</b>: a request waits only while what waits on the subtask would take at
+ *       most {@code maxQueueMs} at the measured batch time, at most {@code maxWaitingPerModel}
+ *       requests of its model and {@code maxWaitingBytes} in all wait on the subtask; beyond, the
+ *       request of the lowest priority (the newest of those) is answered OVERLOADED at once: the
+ *       newcomer, unless it outranks a waiting one. OVERLOADED claims no id: the request can be
+ *       sent again under its id.</li>
  * </ul>
  *
  * <p>Scheduling applies to requests the route placed (rules DEFAULT, PINNED, ALIAS, SPLIT) whose
@@ -132,6 +134,8 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         final byte[] frame;
         final long arrival;
         final long key;
+        /** The priority level, 0..maxPriority. */
+        final int level;
         final long seq;
         final long deadline;
         final long due;
@@ -142,14 +146,15 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         final long createdAt;
         boolean done;
 
-        Entry(Lane lane, int records, int delay, byte[] frame, long arrival, long key, long seq, long deadline,
-              long due, String model, String id, Frames.Head head, long createdAt) {
+        Entry(Lane lane, int records, int delay, byte[] frame, long arrival, long key, int level, long seq,
+              long deadline, long due, String model, String id, Frames.Head head, long createdAt) {
             this.lane = lane;
             this.records = records;
             this.delay = delay;
             this.frame = frame;
             this.arrival = arrival;
             this.key = key;
+            this.level = level;
             this.seq = seq;
             this.deadline = deadline;
             this.due = due;
@@ -162,6 +167,14 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
 
     private static final Comparator<Entry> ORDER = Comparator.comparingLong((Entry e) -> e.key)
             .thenComparingLong(e -> e.seq);
+    /**
+     * The order in which waiting requests of a model are shed: the lowest priority level first,
+     * and the last in {@link #ORDER} among those. By level, not by {@link #ORDER} alone: under a
+     * long overload the newest waiting request may be older than the aging advantage of a
+     * higher level, and a high-priority request must still never be shed while a lower one waits.
+     */
+    private static final Comparator<Entry> SHED = Comparator.comparingInt((Entry e) -> e.level)
+            .thenComparing(ORDER.reversed());
 
     /** One lane's waiting records, in order. */
     private static final class Lane {
@@ -281,8 +294,8 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         long s = seq++;
         Frames.Head head = peek == null ? null : Frames.head(frame);
         if (head != null && head.rule() == Rule.CONTROL) {
-            return new Entry(lane, records, delay, frame, arrival, Long.MIN_VALUE, s, Long.MAX_VALUE, now, null, null,
-                    null, 0);
+            return new Entry(lane, records, delay, frame, arrival, Long.MIN_VALUE, 0, s, Long.MAX_VALUE, now, null,
+                    null, null, 0);
         }
         long due = now + delay;
         if (head != null && placed(head.rule())) {
@@ -291,16 +304,16 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
             RequestPeek.Peeked peeked = peek.peek(value);
             String id = peeked.id() == null ? null : RequestPeek.idString(value, peeked.id());
             if (sched.readable() && id != null && peeked.model() != null) {
-                long level = Math.min(Math.max(sched.priority(), 0), policy.maxPriority());
+                int level = Math.min(Math.max(sched.priority(), 0), policy.maxPriority());
                 long deadline = sched.deadlineMs();
-                if (deadline != Long.MAX_VALUE) {  // sent a batch's time (and 1 ms) before its deadline
-                    due = Math.min(due, deadline - (long) Math.ceil(serviceMs) - 1);
+                if (deadline != Long.MAX_VALUE) {  // sent in time to run, behind the batches now in flight
+                    due = Math.min(due, deadline - (long) Math.ceil((inflight.size() + 1) * serviceMs) - 1);
                 }
-                return new Entry(lane, records, delay, frame, arrival, arrival - level * policy.agingMs(), s,
+                return new Entry(lane, records, delay, frame, arrival, arrival - level * policy.agingMs(), level, s,
                         deadline, due, peeked.model(), id, head, sched.createdAtMs());
             }
         }
-        return new Entry(lane, records, delay, frame, arrival, arrival, s, Long.MAX_VALUE, due, null, null, head, 0);
+        return new Entry(lane, records, delay, frame, arrival, arrival, 0, s, Long.MAX_VALUE, due, null, null, head, 0);
     }
 
     private static boolean placed(Rule rule) {
@@ -330,10 +343,10 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
             overload(e, now, why);
             return false;
         }
-        Entry last = same.last();
-        if (ORDER.compare(e, last) < 0) {  // the newcomer comes first: the last one waiting makes room
-            remove(last);
-            overload(last, now, why + " and requests of higher priority came");
+        Entry victim = same.first();
+        if (SHED.compare(e, victim) > 0) {  // the newcomer outranks the first to shed: that one makes room
+            remove(victim);
+            overload(victim, now, why + " and requests of higher priority came");
             return true;
         }
         overload(e, now, why);
@@ -346,7 +359,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         lane.bytes += e.frame.length;
         lane.limit = e.records;
         if (e.model != null) {
-            models.computeIfAbsent(e.model, m -> new TreeSet<>(ORDER)).add(e);
+            models.computeIfAbsent(e.model, m -> new TreeSet<>(SHED)).add(e);
             waitingBytes += e.frame.length;
             waitingCount++;
             if (e.deadline != Long.MAX_VALUE) {

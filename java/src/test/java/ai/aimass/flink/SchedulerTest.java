@@ -220,6 +220,61 @@ class SchedulerTest {
     }
 
     @Test
+    void underASustainedOverloadHighPriorityIsNeverShedAndWaitsLittle() throws Exception {
+        var h = harness(new MicroBatch.Policy(1 << 20, 2, 2000, 100, 10, 100_000, 1 << 30, 100), null);
+        List<String> highs = new ArrayList<>();
+        int answeredBatches = 0;
+        for (long t = 0; t < 3000; t++) {  // 1 ms steps: 3 low a ms, a high every 20 ms; 2 batches a ms served
+            h.setProcessingTime(t);
+            for (int i = 0; i < 3; i++) {
+                h.processElement(new StreamRecord<>(request("low-" + t + "-" + i, 0, null, 1, 20)));
+            }
+            if (t % 20 == 0) {
+                highs.add("high-" + t);
+                h.processElement(new StreamRecord<>(request("high-" + t, 10, null, 1, 20)));
+            }
+            op(h).answered(2);
+            answeredBatches += 2;
+        }
+        List<String> shed = answers(h).stream().filter(a -> a.startsWith("high")).toList();
+        assertEquals(List.of(), shed, "high priority shed while low priority waited");
+        assertTrue(answers(h).size() > 2000, "the overload was shed: " + answers(h).size());
+        List<List<String>> sent = batches(h);
+        for (String high : highs.subList(0, highs.size() - 1)) {  // each served within a few ms of arriving
+            long arrived = Long.parseLong(high.substring(5));
+            int at = -1;
+            for (int i = 0; i < sent.size(); i++) {
+                if (sent.get(i).contains(high)) {
+                    at = i;
+                }
+            }
+            assertTrue(at >= 0, high + " never sent");
+            assertTrue(at <= 2 * (arrived + 3) + 2, high + " sent as batch " + at + ", arrived at " + arrived);
+        }
+        assertTrue(answeredBatches > 0);
+        h.close();
+    }
+
+    @Test
+    void aHigherPriorityIsAdmittedEvenBehindABacklogOlderThanItsAgingAdvantage() throws Exception {
+        var h = harness(new MicroBatch.Policy(1 << 20, 1, 60_000, 100, 10, 2, 1 << 20, 0), null);
+        h.setProcessingTime(0);
+        h.processElement(new StreamRecord<>(request("busy", 0, null, 1, 20)));
+        h.processElement(new StreamRecord<>(request("w1", 0, null, 1, 20)));
+        h.processElement(new StreamRecord<>(request("w2", 0, null, 1, 20)));
+        h.setProcessingTime(5000);  // 5 s later: far more than 10 levels x 100 ms; the window is still full
+        h.processElement(new StreamRecord<>(request("vip", 1, null, 1, 20)));
+        h.processElement(new StreamRecord<>(request("w3", 0, null, 1, 20)));
+        assertEquals(List.of("w2 OVERLOADED", "w3 OVERLOADED"), answers(h),
+                "the newest of the lowest level is shed, never the higher one");
+        op(h).answered(1);
+        op(h).answered(1);
+        assertEquals(List.of(List.of("busy"), List.of("w1"), List.of("vip")), batches(h),
+                "served in order: w1 came more than a level's aging before it");
+        h.close();
+    }
+
+    @Test
     void theBatchTimeIsMeasuredFromAnswers() throws Exception {
         var h = harness(policy(1, 100, 100), null);
         h.setProcessingTime(0);
