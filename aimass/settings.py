@@ -218,13 +218,17 @@ class JobSettings:
     (bounds the frame handed to Python)."""
     max_payload_bytes: int = 4 * 1024 * 1024
     """Requests larger than this are refused (OVERSIZED)."""
-    inflight_batches: int = 16
+    inflight_batches: int = 8
     """Batches a micro-batch subtask hands its Python step at a time (docs/SCHEDULING.md): the
     rest wait in the scheduler, which picks the next batch by priority and deadline; 0 turns
     the window off (batches go as they fill, queueing first-in first-out behind back-pressure).
-    Enough to cover the hand-over between the two task threads on a busy machine (2 measured
-    idled Python 2/3 of the time at 1.2 ms batches), few enough that a high-priority request
-    waits behind little."""
+    Enough to cover the hand-over between the two task threads on a busy machine, no more than
+    the network buffers between them hold (Flink's 2 per channel + 8 floating): a larger window
+    blocks the scheduler's thread in the hand-over, and new requests then queue unseen."""
+    inflight_ms: int = 50
+    """The window also holds this much work, counted in batches of the measured batch time (up
+    to 64 batches): small batches need more of them to keep Python busy across the hand-over.
+    A high-priority request waits behind about this much work already handed over."""
     priority_aging_ms: int = 100
     """What one priority level is worth in waiting time: requests are served in order of
     arrival minus priority times this, so a low-priority request is overtaken only by requests
@@ -404,10 +408,10 @@ class Settings:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
         if job.max_batch_size < 1 or job.max_delay_ms < 0:
             raise SettingsError("AIMASS_JOB_MAX_BATCH_SIZE must be >= 1 and AIMASS_JOB_MAX_DELAY_MS >= 0")
-        if (job.inflight_batches < 0 or job.priority_aging_ms < 0 or job.max_priority < 0 or job.max_queue_ms < 0
+        if (job.inflight_batches < 0 or job.inflight_ms < 0 or job.priority_aging_ms < 0 or job.max_priority < 0 or job.max_queue_ms < 0
                 or job.max_waiting_per_model < 1 or job.max_waiting_bytes < 1 or job.batch_credit_timeout_ms < 1):
             raise SettingsError(
-                "AIMASS_JOB_INFLIGHT_BATCHES, _PRIORITY_AGING_MS, _MAX_PRIORITY and _MAX_QUEUE_MS must be >= 0, "
+                "AIMASS_JOB_INFLIGHT_BATCHES, _INFLIGHT_MS, _PRIORITY_AGING_MS, _MAX_PRIORITY and _MAX_QUEUE_MS must be >= 0, "
                 "_MAX_WAITING_PER_MODEL, _MAX_WAITING_BYTES and _BATCH_CREDIT_TIMEOUT_MS >= 1"
             )
         if not 1 <= job.lanes <= job.max_parallelism:

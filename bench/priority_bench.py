@@ -112,6 +112,9 @@ def one_run(base: Settings, codec: Codec, model: str, name: str, overrides: dict
         results = [found[r.request_id] for r in reqs if r.request_id in found]
         ok = [r for r in results if r.status is Status.OK]
         lat = [r.timings.end_to_end_ms for r in ok]
+        # Before the job read it (producer, Kafka, the source falling behind) vs inside the job.
+        before = [r.timings.end_to_end_ms - r.timings.queued_ms - r.timings.inference_ms for r in ok]
+        inside = [r.timings.queued_ms for r in ok]
         out[cls] = {"sent": len(reqs), "ok": len(ok),
                     "batch_rows_mean": round(float(np.mean([r.timings.batch_size for r in ok])), 2) if ok else None,
                     "last_result_s": round((max(r.completed_at_ms for r in results) - first_ms) / 1000, 1)
@@ -121,7 +124,11 @@ def one_run(base: Settings, codec: Codec, model: str, name: str, overrides: dict
                     "overloaded_why": sorted({(r.error or "").split(" (job.")[0].split(": ", 1)[-1][:40] + " (job."
                                               + (r.error or "").split(" (job.", 1)[-1][:20]
                                               for r in results if r.status is Status.OVERLOADED})[:4],
-                    "ok_per_s": round(len(ok) / sent_s, 1), **_percentiles(lat)}
+                    "ok_per_s": round(len(ok) / sent_s, 1), **_percentiles(lat),
+                    "before_job_p50_ms": _percentiles(before)["p50_ms"],
+                    "before_job_p99_ms": _percentiles(before)["p99_ms"],
+                    "queued_in_job_p50_ms": _percentiles(inside)["p50_ms"],
+                    "queued_in_job_p99_ms": _percentiles(inside)["p99_ms"]}
     return out
 
 

@@ -30,9 +30,10 @@ SYSTEMS: dict[str, str] = {
     "aimass-alo-p1": "AI Mass, at-least-once, parallelism 1",
     "aimass-alo-p2": "AI Mass, at-least-once, parallelism 2",
     "aimass-eo-p1-shadow10": "AI Mass, exactly-once, parallelism 1, 10% of requests also run on a shadow version",
+    "aimass-eo-p1-fifo": "AI Mass, exactly-once, parallelism 1, scheduler window off (job.inflight_batches=0)",
 }
 #: Not in "all" or "aimass": measured on request (``--systems aimass-eo-p1-shadow10``).
-_EXTRA = {"aimass-eo-p1-shadow10"}
+_EXTRA = {"aimass-eo-p1-shadow10", "aimass-eo-p1-fifo"}
 GROUPS = {"all": [s for s in SYSTEMS if s not in _EXTRA],
           "aimass": [s for s in SYSTEMS if s.startswith("aimass-") and s not in _EXTRA],
           "peers": ["plain-loop", "quix"]}
@@ -118,8 +119,9 @@ class WorkerSystem:
 class AimassSystem:
     """The AI Mass job on the bench stack's Flink cluster: submitted per run, cancelled after."""
 
-    def __init__(self, delivery: str, parallelism: int, shadow_fraction: float = 0.0) -> None:
+    def __init__(self, delivery: str, parallelism: int, shadow_fraction: float = 0.0, window: bool = True) -> None:
         self.delivery = delivery
+        self.window = window
         self.parallelism = parallelism
         self.shadow_fraction = shadow_fraction
         self.shadowed: str | None = None
@@ -137,6 +139,7 @@ class AimassSystem:
             "job.consumer_group": f"bench-{run.name}",
             "job.transactional_id_prefix": f"bench-{run.name}",
             "job.use_gpu": "true" if run.settings.job.use_gpu else "false",
+            **({} if self.window else {"job.inflight_batches": "0"}),
         }
 
     def start(self, run: Run) -> None:
@@ -202,6 +205,7 @@ def make(name: str) -> System:
         return WorkerSystem("bench.systems.quix_app", {"guarantee": "exactly-once"})
     if name.startswith("aimass-"):
         _, delivery, parallelism, *extra = name.split("-")
-        shadow = float(extra[0].removeprefix("shadow")) / 100 if extra else 0.0
-        return AimassSystem("exactly-once" if delivery == "eo" else "at-least-once", int(parallelism[1:]), shadow)
+        shadow = float(extra[0].removeprefix("shadow")) / 100 if extra and extra[0].startswith("shadow") else 0.0
+        return AimassSystem("exactly-once" if delivery == "eo" else "at-least-once", int(parallelism[1:]), shadow,
+                            window=extra != ["fifo"])
     raise ValueError(f"no Kafka-fed system {name!r}")

@@ -59,16 +59,17 @@ public final class Graph {
     public static SingleOutputStreamOperator<byte[]> microBatch(
             DataStream<Tuple4<Integer, Integer, Integer, byte[]>> routed, long maxBatchBytes, byte[] requestHeader,
             byte[] resultHeader, byte[] deadLetterHeader, int inflightBatches, long creditTimeoutMs, long agingMs,
-            int maxPriority, int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs) {
+            int maxPriority, int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs, long inflightMs) {
         MicroBatch.Policy policy = new MicroBatch.Policy(maxBatchBytes, inflightBatches, creditTimeoutMs, agingMs,
-                maxPriority, maxWaitingPerModel, maxWaitingBytes, maxQueueMs);
-        // Flushed after every batch (buffer timeout 0): with a window of a few batches, a batch
-        // waiting up to the default 100 ms in an output buffer would idle Python (measured: it
-        // was busy 30-40% of the time, serving a tenth of what it can).
+                maxPriority, maxWaitingPerModel, maxWaitingBytes, maxQueueMs, inflightMs);
+        // Output buffers flushed every millisecond: with a window of a few batches, a batch waiting
+        // up to the default 100 ms in an output buffer idles Python (measured: busy 30-40% of the
+        // time, serving a tenth of what it can); flushed after every record (0), each answer the
+        // scheduler writes under overload took a network buffer of its own to dedup.
         return routed.keyBy(new LaneKey(), Types.INT).transform("micro-batch",
                 PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO, new MicroBatch(policy,
                         new RequestPeek(requestHeader), new Answers(resultHeader, deadLetterHeader)))
-                .setBufferTimeout(0);
+                .setBufferTimeout(1);
     }
 
     /** The error results the micro-batch answers itself (DEADLINE_EXCEEDED, OVERLOADED). */

@@ -81,21 +81,27 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
      *
      * @param inflightBatches batches handed to Python at a time; 0: no window
      * @param creditTimeoutMs a batch not reported answered after this long no longer counts
+     * @param inflightMs the window also holds this much measured work, in batches of the measured
+     *     time (up to {@link #MAX_WINDOW}): small batches need more of them to keep Python busy
      * @param maxQueueMs admission: the longest estimated wait (requests waiting, in measured
      *     batches) a request is queued behind; 0: no such limit
      */
     public record Policy(long maxBytes, int inflightBatches, long creditTimeoutMs, long agingMs, int maxPriority,
-                         int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs) implements Serializable {
+                         int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs, long inflightMs)
+            implements Serializable {
+        /** The most batches in flight, however small they are. */
+        public static final int MAX_WINDOW = 64;
+
         public Policy {
             if (maxBytes < 1 || inflightBatches < 0 || creditTimeoutMs < 1 || agingMs < 0 || maxPriority < 0
-                    || maxWaitingPerModel < 1 || maxWaitingBytes < 1 || maxQueueMs < 0) {
+                    || maxWaitingPerModel < 1 || maxWaitingBytes < 1 || maxQueueMs < 0 || inflightMs < 0) {
                 throw new IllegalArgumentException("scheduling limits out of range: " + this);
             }
         }
 
         /** Batching alone: no window, no admission limits. */
         public static Policy batching(long maxBytes) {
-            return new Policy(maxBytes, 0, 2000, 0, 0, Integer.MAX_VALUE, Long.MAX_VALUE, 0);
+            return new Policy(maxBytes, 0, 2000, 0, 0, Integer.MAX_VALUE, Long.MAX_VALUE, 0, 0);
         }
     }
 
@@ -427,7 +433,13 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         while (!inflight.isEmpty() && inflight.peekFirst() + policy.creditTimeoutMs() <= now) {
             inflight.pollFirst();  // never reported answered (a restart, a lost report): no longer counted
         }
-        return inflight.size() < policy.inflightBatches();
+        return inflight.size() < window();
+    }
+
+    /** Batches allowed in flight: {@code inflightBatches}, or as many as {@code inflightMs} of work. */
+    int window() {
+        int byTime = serviceMs > 0 ? (int) Math.min(Policy.MAX_WINDOW, Math.ceil(policy.inflightMs() / serviceMs)) : 0;
+        return Math.max(policy.inflightBatches(), byTime);
     }
 
     /** The measured time to serve everything waiting here: waiting requests in batches of the mean size. */
