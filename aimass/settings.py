@@ -236,16 +236,22 @@ class JobSettings:
     max_priority: int = 10
     """Priorities are clamped to ``0..max_priority`` (negative ones count as 0)."""
     max_waiting_per_model: int = 2000
-    """Admission: requests of one model waiting on a micro-batch subtask; beyond it the one last
-    in order (the newcomer, unless it outranks a waiting one) is answered OVERLOADED at once."""
+    """Admission: requests of one model waiting on a micro-batch subtask (priority orders only
+    what waits here); beyond it, back-pressure or OVERLOADED (``overload``)."""
     max_waiting_bytes: int = 64 * 1024 * 1024
-    """Admission: bytes of requests waiting on a micro-batch subtask; a request beyond it is
-    answered OVERLOADED at once."""
+    """Admission: bytes of requests waiting on a micro-batch subtask; beyond it, back-pressure
+    or OVERLOADED (``overload``)."""
+    overload: Literal["backpressure", "shed"] = "backpressure"
+    """What the scheduler does beyond its admission limits (docs/SCHEDULING.md): ``backpressure``
+    stops reading input until there is room, so the rest waits in Kafka and is served in turn
+    (nothing refused; a backlog after an outage is served, not refused); ``shed`` answers the
+    request of the lowest priority OVERLOADED at once (fast feedback, bounded latency for what
+    is admitted, also by ``max_queue_ms``)."""
     max_queue_ms: int = 1000
-    """Admission: a request is answered OVERLOADED at once when the requests waiting on its
-    subtask would take longer than this to serve, at the measured batch time and size (0:
-    no such limit). Keep it at most ``max_priority * priority_aging_ms``, and the highest
-    priority is served ahead of the whole backlog."""
+    """Admission with ``overload=shed``: a request is answered OVERLOADED at once when the
+    requests waiting on its subtask would take longer than this to serve, at the measured batch
+    time and size (0: no such limit). Keep it at most ``max_priority * priority_aging_ms``, and
+    the highest priority is served ahead of the whole backlog."""
     batch_credit_timeout_ms: int = 2000
     """A batch handed to Python that is not reported answered within this long stops counting
     against ``inflight_batches`` (a safety net: reports are lost only in a restart)."""

@@ -6,10 +6,13 @@ times on topics of its own, each time under the same traffic: low-priority reque
 ``--low-rate`` (about twice what the job serves of the scheduling test's slow model, ~1.2 ms a
 call, one request per batch) and high-priority ones at ``--high-rate``:
 
-* ``priority``: the high ones sent with priority 10 (the scheduler's default policy);
+* ``priority``: the high ones sent with priority 10, ``job.overload=shed`` (beyond the admission
+  limits, the lowest priority is answered OVERLOADED);
 * ``no-priority``: the same requests with priority 0;
 * ``window-off``: priority 10, ``job.inflight_batches=0`` (batches go to Python as they fill and
-  wait first-in first-out in Flink's buffers and in Kafka: the job before the scheduler).
+  wait first-in first-out in Flink's buffers and in Kafka: the job before the scheduler);
+* ``backpressure`` (on request): priority 10, the default ``job.overload=backpressure`` (the queue
+  full, the job stops reading: nothing is refused, and priority orders only what it has read).
 
 For each it prints, and writes to ``bench/results/priority.json``: per class the p50/p99/max
 end-to-end latency of OK results (``completed_at_ms - created_at_ms``), OK and OVERLOADED counts
@@ -36,11 +39,15 @@ from aimass.traffic import collect, consumer, make_request, send_paced
 from bench.slow_model import WIDTH, slow_model
 from bench.stack import BenchStack, bench_env, create_topics, delete_topics, run_settings
 
+SHED = {"job.overload": "shed"}
 RUNS = {
-    "priority": ({}, 10),
-    "no-priority": ({}, 0),
+    "priority": (SHED, 10),
+    "no-priority": (SHED, 0),
     "window-off": ({"job.inflight_batches": "0"}, 10),
+    "backpressure": ({}, 10),
 }
+#: Run by default (``backpressure``, the job's default policy, on request: ``--runs``).
+DEFAULT_RUNS = ("priority", "no-priority", "window-off")
 
 
 def _requests(model: str, priority: int, n: int) -> list[InferenceRequest]:
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="traffic per run (default 30)")
     parser.add_argument("--low-rate", type=float, default=2500.0, help="low-priority requests/s (default 2500)")
     parser.add_argument("--high-rate", type=float, default=20.0, help="high-priority requests/s (default 20)")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
+    parser.add_argument("--runs", default=",".join(DEFAULT_RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "priority.json")
     args = parser.parse_args(argv)
     base = Settings.load(env=bench_env())

@@ -133,7 +133,7 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
         routed._j_data_stream, job.batch_max_bytes, header,
         _header(fingerprints["ai.aimass.InferenceResult"]), _header(fingerprints["ai.aimass.DeadLetter"]),
         job.inflight_batches, job.batch_credit_timeout_ms, job.priority_aging_ms, job.max_priority,
-        job.max_waiting_per_model, job.max_waiting_bytes, job.max_queue_ms, job.inflight_ms,
+        job.max_waiting_per_model, job.max_waiting_bytes, job.max_queue_ms, job.inflight_ms, job.overload == "shed",
     )
     batches = DataStream(j_batches).name("micro-batch").uid("micro-batch").set_parallelism(job.parallelism)
     # A chain of its own: the scheduler keeps reading (and ordering, expiring, admitting) while

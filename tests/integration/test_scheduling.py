@@ -1,6 +1,7 @@
-"""Scheduling on the real stack: a backlog of low-priority requests (beyond ``job.max_queue_ms``
-of it answered OVERLOADED), then high-priority ones (served ahead of the backlog) and
-requests with a short deadline and a middle priority (answered DEADLINE_EXCEEDED at their
+"""Scheduling on the real stack, default policy (back-pressure): a backlog of low-priority
+requests (all of it read into the scheduler's queue, all served), then high-priority ones
+(served ahead of the backlog) and
+requests with a short deadline and a priority of 1 (answered DEADLINE_EXCEEDED at their
 deadline, not when the backlog has drained).
 
 The model is made here to take about 2 ms a call whatever its input (a chain of small matrix
@@ -56,8 +57,8 @@ def test_priority_overtakes_a_backlog_and_deadlines_expire_on_time(
         prod.flush()
         sent_ms = int(time.time() * 1000)
         high = [_request(name, priority=10) for _ in range(20)]
-        # Priority 5: ahead of the last 500 ms of backlog (so admitted), behind the rest of it.
-        late = [_request(name, priority=5, deadline_ms=sent_ms + 300) for _ in range(20)]
+        # Priority 1: ahead of the last 100 ms of the backlog, behind the rest of it (seconds).
+        late = [_request(name, priority=1, deadline_ms=sent_ms + 150) for _ in range(20)]
         send_requests(prod, codec, test_settings.kafka.requests_topic, high + late)
         prod.flush()
         wanted = {r.request_id for r in low + high + late}
@@ -69,10 +70,10 @@ def test_priority_overtakes_a_backlog_and_deadlines_expire_on_time(
         dead_cons.close()
 
     assert wanted <= set(found), f"{len(wanted - set(found))} requests got no result"
-    assert all(found[r.request_id].status in (Status.OK, Status.OVERLOADED) for r in low)
+    assert all(found[r.request_id].status is Status.OK for r in low), "back-pressure refuses nothing"
     assert all(found[r.request_id].status is Status.OK for r in high), [found[r.request_id].error for r in high]
     low_done = [found[r.request_id].completed_at_ms for r in low if found[r.request_id].status is Status.OK]
-    assert max(low_done) - sent_ms > 500, "the burst built no backlog: this test cannot judge"
+    assert max(low_done) - sent_ms > 2000, "the burst built no backlog of seconds: this test cannot judge"
 
     # High priority: served within about a batch window of arriving, ahead of most of the backlog
     # that was sent before them (first in, first out, every one of those would come first).

@@ -59,9 +59,10 @@ public final class Graph {
     public static SingleOutputStreamOperator<byte[]> microBatch(
             DataStream<Tuple4<Integer, Integer, Integer, byte[]>> routed, long maxBatchBytes, byte[] requestHeader,
             byte[] resultHeader, byte[] deadLetterHeader, int inflightBatches, long creditTimeoutMs, long agingMs,
-            int maxPriority, int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs, long inflightMs) {
+            int maxPriority, int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs, long inflightMs,
+            boolean shed) {
         MicroBatch.Policy policy = new MicroBatch.Policy(maxBatchBytes, inflightBatches, creditTimeoutMs, agingMs,
-                maxPriority, maxWaitingPerModel, maxWaitingBytes, maxQueueMs, inflightMs);
+                maxPriority, maxWaitingPerModel, maxWaitingBytes, maxQueueMs, inflightMs, shed);
         // Output buffers flushed every millisecond: with a window of a few batches, a batch waiting
         // up to the default 100 ms in an output buffer idles Python (measured: busy 30-40% of the
         // time, serving a tenth of what it can); flushed after every record (0), each answer the

@@ -83,12 +83,15 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
      * @param creditTimeoutMs a batch not reported answered after this long no longer counts
      * @param inflightMs the window also holds this much measured work, in batches of the measured
      *     time (up to {@link #MAX_WINDOW}): small batches need more of them to keep Python busy
+     * @param shed beyond the admission limits, answer OVERLOADED (true) or stop reading input until
+     *     there is room (false: back-pressure, the requests wait in Kafka; {@code maxQueueMs} then
+     *     does not apply, only the count and byte limits)
      * @param maxQueueMs admission: the longest estimated wait (requests waiting, in measured
      *     batches) a request is queued behind; 0: no such limit
      */
     public record Policy(long maxBytes, int inflightBatches, long creditTimeoutMs, long agingMs, int maxPriority,
-                         int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs, long inflightMs)
-            implements Serializable {
+                         int maxWaitingPerModel, long maxWaitingBytes, long maxQueueMs, long inflightMs,
+                         boolean shed) implements Serializable {
         /** The most batches in flight, however small they are. */
         public static final int MAX_WINDOW = 64;
 
@@ -101,7 +104,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
 
         /** Batching alone: no window, no admission limits. */
         public static Policy batching(long maxBytes) {
-            return new Policy(maxBytes, 0, 2000, 0, 0, Integer.MAX_VALUE, Long.MAX_VALUE, 0, 0);
+            return new Policy(maxBytes, 0, 2000, 0, 0, Integer.MAX_VALUE, Long.MAX_VALUE, 0, 0, true);
         }
     }
 
@@ -126,6 +129,7 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
     private transient ListState<byte[]> checkpointed;
     private transient List<byte[]> restored;
     private transient Inflight.Channel channel;
+    private transient org.apache.flink.api.common.operators.MailboxExecutor mailbox;
     private transient boolean attachedForTest;
     private transient String job;
     private transient int subtask;
@@ -238,8 +242,9 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
             try {
                 job = getRuntimeContext().getJobInfo().getJobId().toString();
                 subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
-                channel = Inflight.open(job, subtask, getContainingTask().getMailboxExecutorFactory()
-                        .createExecutor(getOperatorConfig().getChainIndex()), this::answered);
+                mailbox = getContainingTask().getMailboxExecutorFactory()
+                        .createExecutor(getOperatorConfig().getChainIndex());
+                channel = Inflight.open(job, subtask, mailbox, this::answered);
             } catch (RuntimeException e) {
                 LOG.warn("micro-batch: no batch window (batches go to Python as they fill): {}", e.toString());
             }
@@ -276,7 +281,8 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
     }
 
     @Override
-    public void processElement(StreamRecord<Tuple4<Integer, Integer, Integer, byte[]>> element) {
+    public void processElement(StreamRecord<Tuple4<Integer, Integer, Integer, byte[]>> element)
+            throws InterruptedException {
         Tuple4<Integer, Integer, Integer, byte[]> record = element.getValue();
         long now = now();
         Entry e = entry(record.f0, record.f1, record.f2, record.f3, now, now);
@@ -285,8 +291,16 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
                 expire(e, now, "its deadline had passed when the job read it");
                 return;
             }
-            if (!admit(e, now)) {
-                return;
+            if (policy.shed()) {
+                if (!admit(e, now)) {
+                    return;
+                }
+            } else {
+                now = waitForRoom(e, now);
+                if (e.deadline <= now) {
+                    expire(e, now, "its deadline passed while the job's queue was full");
+                    return;
+                }
             }
         }
         enqueue(e, now);
@@ -324,6 +338,26 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
 
     private static boolean placed(Rule rule) {
         return rule == Rule.DEFAULT || rule == Rule.PINNED || rule == Rule.ALIAS || rule == Rule.SPLIT;
+    }
+
+    /**
+     * Back-pressure: while the queue is at its count or byte limit, serve this task's mails
+     * (answered batches, timers) instead of reading input, as Flink's async I/O operator does, so
+     * the rest waits in Kafka. Only while batches are in flight (their answers free room); returns
+     * the time after waiting.
+     */
+    private long waitForRoom(Entry e, long now) throws InterruptedException {
+        while (mailbox != null && attached() && !inflight.isEmpty() && full(e)) {
+            mailbox.yield();
+            now = now();
+        }
+        return now;
+    }
+
+    private boolean full(Entry e) {
+        TreeSet<Entry> same = models.get(e.model);
+        return waitingBytes + e.frame.length > policy.maxWaitingBytes()
+                || (same != null && same.size() >= policy.maxWaitingPerModel());
     }
 
     /** Whether {@code e} may wait; if not, it (or the one it displaces) is answered OVERLOADED. */

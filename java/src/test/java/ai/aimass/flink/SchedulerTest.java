@@ -21,7 +21,7 @@ class SchedulerTest {
     private static final int LANE = 7;
 
     private static MicroBatch.Policy policy(int inflight, long agingMs, int maxWaiting) {
-        return new MicroBatch.Policy(1 << 20, inflight, 2000, agingMs, 10, maxWaiting, 1 << 20, 0, 0);
+        return new MicroBatch.Policy(1 << 20, inflight, 2000, agingMs, 10, maxWaiting, 1 << 20, 0, 0, true);
     }
 
     private static KeyedOneInputStreamOperatorTestHarness<Integer, Tuple4<Integer, Integer, Integer, byte[]>, byte[]>
@@ -205,7 +205,7 @@ class SchedulerTest {
 
     @Test
     void admissionRefusesWhatWouldWaitLongerThanTheQueueLimitAtTheMeasuredRate() throws Exception {
-        var h = harness(new MicroBatch.Policy(1 << 20, 1, 2000, 100, 10, 100, 1 << 20, 50, 0), null);
+        var h = harness(new MicroBatch.Policy(1 << 20, 1, 2000, 100, 10, 100, 1 << 20, 50, 0, true), null);
         h.setProcessingTime(0);
         h.processElement(new StreamRecord<>(request("a", 0, null, 1, 20)));
         h.setProcessingTime(10);
@@ -221,7 +221,7 @@ class SchedulerTest {
 
     @Test
     void underASustainedOverloadHighPriorityIsNeverShedAndWaitsLittle() throws Exception {
-        var h = harness(new MicroBatch.Policy(1 << 20, 2, 2000, 100, 10, 100_000, 1 << 30, 100, 0), null);
+        var h = harness(new MicroBatch.Policy(1 << 20, 2, 2000, 100, 10, 100_000, 1 << 30, 100, 0, true), null);
         List<String> highs = new ArrayList<>();
         int answeredBatches = 0;
         for (long t = 0; t < 3000; t++) {  // 1 ms steps: 3 low a ms, a high every 20 ms; 2 batches a ms served
@@ -257,7 +257,7 @@ class SchedulerTest {
 
     @Test
     void aHigherPriorityIsAdmittedEvenBehindABacklogOlderThanItsAgingAdvantage() throws Exception {
-        var h = harness(new MicroBatch.Policy(1 << 20, 1, 60_000, 100, 10, 2, 1 << 20, 0, 0), null);
+        var h = harness(new MicroBatch.Policy(1 << 20, 1, 60_000, 100, 10, 2, 1 << 20, 0, 0, true), null);
         h.setProcessingTime(0);
         h.processElement(new StreamRecord<>(request("busy", 0, null, 1, 20)));
         h.processElement(new StreamRecord<>(request("w1", 0, null, 1, 20)));
@@ -276,7 +276,7 @@ class SchedulerTest {
 
     @Test
     void theWindowHoldsInflightMsOfWorkInSmallBatches() throws Exception {
-        var h = harness(new MicroBatch.Policy(1 << 20, 2, 2000, 100, 10, 100, 1 << 20, 0, 30), null);
+        var h = harness(new MicroBatch.Policy(1 << 20, 2, 2000, 100, 10, 100, 1 << 20, 0, 30, true), null);
         h.setProcessingTime(0);
         h.processElement(new StreamRecord<>(request("a", 0, null, 1, 20)));
         assertEquals(2, op(h).window(), "no batch time measured yet: inflight_batches");

@@ -1,5 +1,5 @@
-"""Admission on the MiniCluster: a burst far beyond ``job.max_waiting_per_model`` with a window
-of one batch: every request gets exactly one result, OK or OVERLOADED (written by the Java
+"""Admission on the MiniCluster (``job.overload=shed``): a burst far beyond
+``job.max_waiting_per_model`` with a window of one batch: every request gets exactly one result, OK or OVERLOADED (written by the Java
 scheduler, decoded here by the Python codec), and the OVERLOADED ones leave no dead letter."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def test_a_burst_beyond_the_admission_limit_is_answered_overloaded_and_nothing_i
     from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline
 
     settings = Settings.load(env={}, overrides={
-        "job.parallelism": "1", "job.inflight_batches": "1", "job.max_waiting_per_model": "4",
+        "job.parallelism": "1", "job.inflight_batches": "1", "job.max_waiting_per_model": "4", "job.overload": "shed",
         "job.max_delay_ms": "0"})
     build_demo_models(settings.paths.models_dir)
     codec = Codec(settings.paths.schemas_dir)
