@@ -414,11 +414,11 @@ class Settings:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
         if job.max_batch_size < 1 or job.max_delay_ms < 0:
             raise SettingsError("AIMASS_JOB_MAX_BATCH_SIZE must be >= 1 and AIMASS_JOB_MAX_DELAY_MS >= 0")
-        if (job.inflight_batches < 0 or job.inflight_ms < 0 or job.priority_aging_ms < 0 or job.max_priority < 0 or job.max_queue_ms < 0
-                or job.max_waiting_per_model < 1 or job.max_waiting_bytes < 1 or job.batch_credit_timeout_ms < 1):
+        if (min(job.inflight_batches, job.inflight_ms, job.priority_aging_ms, job.max_priority, job.max_queue_ms) < 0
+                or min(job.max_waiting_per_model, job.max_waiting_bytes, job.batch_credit_timeout_ms) < 1):
             raise SettingsError(
-                "AIMASS_JOB_INFLIGHT_BATCHES, _INFLIGHT_MS, _PRIORITY_AGING_MS, _MAX_PRIORITY and _MAX_QUEUE_MS must be >= 0, "
-                "_MAX_WAITING_PER_MODEL, _MAX_WAITING_BYTES and _BATCH_CREDIT_TIMEOUT_MS >= 1"
+                "AIMASS_JOB_INFLIGHT_BATCHES, _INFLIGHT_MS, _PRIORITY_AGING_MS, _MAX_PRIORITY and _MAX_QUEUE_MS "
+                "must be >= 0, _MAX_WAITING_PER_MODEL, _MAX_WAITING_BYTES and _BATCH_CREDIT_TIMEOUT_MS >= 1"
             )
         if not 1 <= job.lanes <= job.max_parallelism:
             raise SettingsError(

@@ -1,6 +1,7 @@
 """Admission on the MiniCluster (``job.overload=shed``): a burst far beyond
-``job.max_waiting_per_model`` with a window of one batch: every request gets exactly one result, OK or OVERLOADED (written by the Java
-scheduler, decoded here by the Python codec), and the OVERLOADED ones leave no dead letter."""
+``job.max_waiting_per_model`` with a window of one batch: every request gets exactly one
+result, OK or OVERLOADED (written by the Java scheduler, decoded here by the Python codec),
+and the OVERLOADED ones leave no dead letter."""
 
 from __future__ import annotations
 
