@@ -1,8 +1,10 @@
 """What the autoscaler looks at: one :class:`Sample` per interval, read from Kafka and Flink.
 
 * **lag**: end offsets of the requests topic minus the offsets the job's consumer group
-  committed. Flink's Kafka source commits on each completed checkpoint, so the figure is at
-  most ``job.checkpoint_interval_ms`` stale (and grows while the job restarts).
+  committed, plus the requests waiting in the job's scheduler (``micro-batch``'s
+  ``schedulerWaiting`` gauge: the job reads ahead of what it serves). Flink's Kafka source
+  commits on each completed checkpoint, so the figure is at most
+  ``job.checkpoint_interval_ms`` stale (and grows while the job restarts).
 * **busy**: the busy share of the busiest ``batch-infer`` subtask over the last interval, from
   the per-subtask counters ``accumulateBusyTimeMs``, ``accumulateIdleTimeMs`` and
   ``accumulateBackPressuredTimeMs`` (``GET /jobs/<id>/vertices/<vid>/subtasks/<i>/metrics``):
@@ -38,6 +40,8 @@ from aimass.stack.flink import FlinkCluster
 
 TIME_COUNTERS = ("accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
 VERTEX = "batch-infer"
+#: The scheduler's operator (``micro-batch``), whose waiting requests count as backlog.
+SCHEDULER = "micro-batch"
 """Name (part) of the job vertex whose busy time is read: the inference operator."""
 
 
@@ -169,6 +173,22 @@ class MetricsCollector:
                 shares.append(self._shares[key])
         return max(shares) if shares else None
 
+    def scheduler_waiting(self, job_id: str) -> int:
+        """Requests read from Kafka and waiting in the job's scheduler (the ``micro-batch``
+        operator's ``schedulerWaiting`` gauge, summed over its subtasks): the job reads ahead of
+        what it serves (docs/SCHEDULING.md), so they are backlog as much as the lag. 0 when the
+        figure is not there (yet)."""
+        detail = self.cluster.rest(f"/jobs/{job_id}")
+        vertex = next((v for v in detail["vertices"] if v["name"].startswith(SCHEDULER)), None)
+        if vertex is None:
+            return 0
+        rows = self.cluster.rest(
+            f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics?get={SCHEDULER}.schedulerWaiting&agg=sum")
+        for row in rows or []:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                return max(0, int(float(row["sum"])))
+        return 0
+
     # -- Kafka -----------------------------------------------------------------------------------
 
     def lag(self) -> int | None:
@@ -235,6 +255,8 @@ class MetricsCollector:
         job_id, vertex_id, parallelism = self.job_vertex()
         busy = self.busy(job_id, vertex_id, parallelism)
         lag = self.lag()
+        if lag is not None:
+            lag += self.scheduler_waiting(job_id)
         previous = self._previous
         since = previous.at if previous is not None else at - self.settings.autoscale.interval_s
         latency = self.latency_ms(since)
