@@ -163,10 +163,14 @@ class MetricsCollector:
                 continue
             deltas = [a - b for a, b in zip(now, before, strict=True)]
             elapsed = sum(deltas)
-            if min(deltas) < 0:  # a restarted task starts its counters at zero again
+            # Flink derives the busy counter (wall time since the task started, less idle and
+            # back-pressured time), and idle time is added when an idle stretch ends: on a mostly
+            # idle task the busy counter steps back now and then. Only the idle and back-pressure
+            # counters, or the three together, going back mean a restarted task.
+            if elapsed < 0 or deltas[1] < 0 or deltas[2] < 0:
                 self._shares.pop(key, None)
             elif elapsed > 0:
-                self._shares[key] = deltas[0] / elapsed
+                self._shares[key] = min(max(deltas[0] / elapsed, 0.0), 1.0)
             else:  # the fetcher has not refreshed since the previous sample: keep the last figure
                 self._counters[key] = before
             if key in self._shares:

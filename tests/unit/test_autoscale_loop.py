@@ -116,3 +116,17 @@ def test_busy_is_the_busiest_subtasks_share_of_the_interval_from_flinks_counters
     assert collector.busy("job", "v", 2) is None
     fake.counters = [(510, 590, 0), (20, 1080, 0)]
     assert collector.busy("job", "v", 2) == 0.5
+
+
+def test_busy_survives_the_busy_counter_stepping_back_on_a_mostly_idle_task() -> None:
+    # Flink derives busy time (wall time less idle and back-pressured) and adds idle time when an
+    # idle stretch ends, so on a mostly idle task busy can step back while the task runs on.
+    collector = MetricsCollector(Settings())
+    fake = FakeRest()
+    collector.cluster = fake  # type: ignore[assignment]
+    fake.counters = [(2000, 1000, 0)]  # an idle stretch under way: not counted as idle yet
+    assert collector.busy("job", "v", 1) is None
+    fake.counters = [(1900, 3100, 0)]  # it ended: idle +2100, busy -100 over 2 s
+    assert collector.busy("job", "v", 1) == 0.0
+    fake.counters = [(2100, 4900, 0)]  # 2 s, 200 ms busy
+    assert collector.busy("job", "v", 1) == 0.1
