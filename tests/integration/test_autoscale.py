@@ -67,7 +67,15 @@ def test_autoscaler_scales_up_under_traffic_and_logs_the_reason(test_settings: S
         deadline = started + 90
         while time.monotonic() < deadline and not any(line.startswith("  rescaled") for line in lines):
             time.sleep(0.5)
-        time.sleep(2 * policy.interval_s)  # a decision or two in the cool-down, for the log
+        # Decisions in the cool-down, for the log, until one has a busy figure: a share needs two
+        # readings the metric fetcher (2 s) has refreshed, and the rescale restarted the counters.
+        # 20 s stays inside the 30 s cool-down, so no second change can come.
+        after = time.monotonic() + 20
+        while time.monotonic() < after and not (
+            any(re.search(r" busy=\d", line) for line in lines)
+            and any("cool-down after the last change" in line for line in lines)
+        ):
+            time.sleep(0.5)
         stop_loop.set()
         loop.join(timeout=30)
         parallelism = _batch_infer_parallelism(settings, inference_job)
