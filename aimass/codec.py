@@ -31,7 +31,9 @@ from aimass.messages import (
     InferenceRequest,
     InferenceResult,
     Reason,
+    GraphOutcome,
     Route,
+    StepTiming,
     Status,
     Tensor,
     Timings,
@@ -236,6 +238,12 @@ class Codec:
                 "rule": res.route.rule, "alias": res.route.alias, "bucket": res.route.bucket,
                 "primary_version": res.route.primary_version, "agrees": res.route.agrees,
             },
+            "graph": None if res.graph is None else {
+                "partial": res.graph.partial, "missing": list(res.graph.missing),
+                "steps": [{"step": t.step, "model": t.model, "version": t.version, "status": t.status,
+                           "batch_size": t.batch_size, "inference_ms": t.inference_ms, "finished_ms": t.finished_ms}
+                          for t in res.graph.steps],
+            },
         }
         return _write(self._result, record)
 
@@ -263,6 +271,7 @@ class Codec:
                 end_to_end_ms=timings["end_to_end_ms"],
             ),
             route=None if record["route"] is None else Route(**record["route"]),
+            graph=_graph_from(record.get("graph")),
         )
 
     # -- dead letters --------------------------------------------------------------------------
@@ -590,3 +599,10 @@ def _short(full_name: str) -> str:
 
 def _show(text: str, limit: int = 80) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def _graph_from(raw: Any) -> GraphOutcome | None:
+    """A result's ``graph`` field as a :class:`GraphOutcome` (None stays None)."""
+    if raw is None:
+        return None
+    return GraphOutcome(bool(raw["partial"]), tuple(raw["missing"]), tuple(StepTiming(**t) for t in raw["steps"]))

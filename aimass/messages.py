@@ -159,6 +159,31 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class StepTiming:
+    """One graph step that ran for a request (``StepTiming`` in ``result.avsc``)."""
+
+    step: str
+    """The step's path in the graph, e.g. ``vote/digits_v3``."""
+    model: str
+    version: str | None
+    status: str
+    """``OK`` or the step's error status."""
+    batch_size: int = 0
+    inference_ms: float = 0.0
+    finished_ms: float = 0.0
+    """From the graph's start on the batch to this step's end."""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphOutcome:
+    """How a request's graph ran (``GraphOutcome`` in ``result.avsc``, docs/GRAPHS.md)."""
+
+    partial: bool = False
+    missing: tuple[str, ...] = ()
+    steps: tuple[StepTiming, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class InferenceResult:
     """The answer to one request: outputs when ``status`` is OK, else an error message."""
 
@@ -171,6 +196,8 @@ class InferenceResult:
     error: str | None = None
     timings: Timings = field(default_factory=Timings)
     route: Route | None = None
+    graph: GraphOutcome | None = None
+    """Set when the request named a graph."""
 
     def output(self, name: str) -> np.ndarray:
         """The named output as a numpy array."""

@@ -124,7 +124,7 @@ def test_the_fast_paths_know_every_field_of_the_schemas() -> None:
     tensor = [f["name"] for f in json.loads((SCHEMAS / "tensor.avsc").read_text())["fields"]]
     assert request == ["request_id", "model", "version", "inputs", "deadline_ms", "priority", "created_at_ms"]
     assert result == ["request_id", "model", "version", "status", "outputs", "error", "timings", "completed_at_ms",
-                      "route"]
+                      "route", "graph"]
     assert tensor == ["name", "dtype", "shape", "data"]
     symbols = json.loads((SCHEMAS / "result.avsc").read_text())["fields"][3]["type"]["symbols"]
     assert [s.value for s in Status] == symbols

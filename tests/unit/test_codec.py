@@ -31,7 +31,7 @@ SCHEMAS = PathSettings().schemas_dir
 CODEC = Codec(SCHEMAS)
 SCANNING = Codec(SCHEMAS, scan_above_bytes=0)  # scans every request before decoding it
 REQUEST_FP = bytes.fromhex("352709eb427659dd")
-RESULT_FP = bytes.fromhex("cf5f25fe1f04af07")
+RESULT_FP = bytes.fromhex("f6e03e2ab71bdb44")
 DEAD_LETTER_FP = bytes.fromhex("b8d871434daaae3b")
 REQUEST_HEADER = b"\xc3\x01" + REQUEST_FP
 MAX_BYTES = 4 * 1024 * 1024
@@ -154,14 +154,14 @@ EXACT = [
             "r-1", "iris", Status.OK, 1_700_000_000_050, "3",
             (Tensor("y", "int64", (1,), np.array([2], "<i8").tobytes()),), None, Timings(0.5, 4, 1.25, 50.0),
         ),
-        "c3 01 cf 5f 25 fe 1f 04 af 07 02 06 72 2d 31 08 69 72 69 73 02 02 33 00 02 02 79 0a 69 6e 74 36 34"
+        "c3 01 f6 e0 3e 2a b7 1b db 44 02 06 72 2d 31 08 69 72 69 73 02 02 33 00 02 02 79 0a 69 6e 74 36 34"
         " 02 02 00 10 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 e0 3f 08 00 00 00 00 00 00 f4 3f 00"
-        " 00 00 00 00 00 49 40 e4 a0 ab fe f9 62 00",
+        " 00 00 00 00 00 49 40 e4 a0 ab fe f9 62 00 00",
     ),
     (
         InferenceResult(None, "", Status.INVALID_INPUT, 1_700_000_000_050, error="UNDECODABLE: x"),
-        "c3 01 cf 5f 25 fe 1f 04 af 07 00 00 00 02 00 02 1c 55 4e 44 45 43 4f 44 41 42 4c 45 3a 20 78 00 00"
-        " 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 e4 a0 ab fe f9 62 00",
+        "c3 01 f6 e0 3e 2a b7 1b db 44 00 00 00 02 00 02 1c 55 4e 44 45 43 4f 44 41 42 4c 45 3a 20 78 00 00"
+        " 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 e4 a0 ab fe f9 62 00 00",
     ),
     (
         DeadLetter(b"\x00\xff", "aimass.requests", 3, 42, Reason.UNDECODABLE, "bad", 1_700_000_000_050),

@@ -12,7 +12,7 @@ import java.nio.charset.StandardCharsets;
  * <p>Result body ({@code schemas/result.avsc}): request_id (union branch 1, string), model, version
  * (null), status (enum index), outputs (empty array), error (union branch 1, string), timings
  * (queued_ms double, batch_size int 0, inference_ms double 0, end_to_end_ms double),
- * completed_at_ms, route (null). Dead letter ({@code schemas/dead_letter.avsc}): original, topic,
+ * completed_at_ms, route (null), graph (null). Dead letter ({@code schemas/dead_letter.avsc}): original, topic,
  * partition, offset, reason (enum index), message, request_id (union branch 1, string), at_ms.
  */
 public final class Answers implements java.io.Serializable {
@@ -55,6 +55,7 @@ public final class Answers implements java.io.Serializable {
         doubleLe(out, endToEndMs);
         varint(out, completedAtMs);
         out.write(0);  // route: null
+        out.write(0);  // graph: null
         return out.toByteArray();
     }
 
