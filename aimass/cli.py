@@ -18,6 +18,7 @@ from aimass.autoscale.cli import register as register_autoscale
 from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
 from aimass.control.cli import register as register_control
+from aimass.graphs.cli import register as register_graph
 from aimass.settings import Settings, SettingsError
 from aimass.stack.procs import StackError, tail
 from aimass.stack.rescale import Vertex
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_compress(sub)
     register_control(sub)
     register_client(sub)
+    register_graph(sub)
     return parser
 
 

@@ -28,13 +28,13 @@ from aimass.avro_fast import read_request, write_result
 from aimass.messages import (
     DTYPES,
     DeadLetter,
+    GraphOutcome,
     InferenceRequest,
     InferenceResult,
     Reason,
-    GraphOutcome,
     Route,
-    StepTiming,
     Status,
+    StepTiming,
     Tensor,
     Timings,
 )

@@ -728,3 +728,17 @@ def test_shapes_at_the_limits_that_are_consistent_decode() -> None:
     for shape, data in (((0, 2**62), b""), ((1,) * MAX_DIMS, _f32(1)), ((2**63 - 1, 0), b"")):
         decoded = CODEC.decode_request(CODEC.encode_request(request(Tensor("x", "float32", shape, data))))
         assert decoded.inputs[0].shape == shape  # the engine refuses them against the model
+
+
+def test_a_graph_result_round_trips_with_its_steps_and_missing_members() -> None:
+    from aimass.messages import GraphOutcome, StepTiming
+
+    steps = (StepTiming("vote/v1", "digits", "1", "OK", 8, 0.25, 1.5),
+             StepTiming("vote/v2", "digits", "2", "DEADLINE_EXCEEDED"))
+    result = InferenceResult("r-1", "digits-vote", Status.OK, 1_700_000_000_050, "1",
+                             (Tensor("label", "int64", (1,), np.array([3], "<i8").tobytes()),),
+                             graph=GraphOutcome(True, ("vote/v2",), steps))
+    decoded = CODEC.decode_result(CODEC.encode_result(result))
+    assert decoded == result
+    plain = CODEC.decode_result(CODEC.encode_result(InferenceResult("r-2", "digits", Status.OK, 1)))
+    assert plain.graph is None
