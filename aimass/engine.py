@@ -100,7 +100,7 @@ class InferenceEngine:
 
     def run(
         self, requests: Sequence[InferenceRequest], received_ms: Sequence[int], now_ms: int,
-        specs: Sequence[ModelSpec] | None = None, routes: Sequence[Route | None] | None = None,
+        specs: Sequence[ModelSpec | tuple[Reason, str]] | None = None, routes: Sequence[Route | None] | None = None,
     ) -> list[InferenceResult]:
         """Serve ``requests`` (received at ``received_ms``); one result each, in order.
 
@@ -111,7 +111,7 @@ class InferenceEngine:
         a request that passes validation but makes ONNX Runtime fail (an index out of range,
         dimensions the metadata cannot express) gets its INTERNAL_ERROR alone while the
         requests batched with it are served. ``specs``: what :meth:`admit` returned for each
-        request at ``now_ms`` (they are then not checked again).
+        request at ``now_ms`` (they are then not checked again; a refusal is that request's error result).
         """
         if len(received_ms) != len(requests) or (specs is not None and len(specs) != len(requests)):
             raise ValueError(f"{len(requests)} requests but {len(received_ms)} receive times or specs")

@@ -1,0 +1,258 @@
+"""Running a checked graph over a batch of requests, with the engine (no Flink).
+
+:class:`GraphRunner` takes the definition :func:`aimass.graphs.spec.check` pinned and a batch of
+requests to the graph; each step is one engine call for every request still in it (so graph
+steps batch as models do), ensemble members run on threads (ONNX Runtime releases the GIL), and
+an ensemble stops waiting when ``k`` members have answered or at ``timeout_ms``. Each request
+gets its outputs or its failing step's typed error, and a :class:`~aimass.messages.GraphOutcome`
+(partial, missing members, per-step timings). Not wired into the job yet (docs/GRAPHS.md).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aimass.engine import InferenceEngine
+from aimass.graphs.spec import _label
+from aimass.messages import GraphOutcome, InferenceRequest, Status, StepTiming, Tensor
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request's graph stopped at a step: the step's status and message."""
+
+    status: Status
+    message: str
+
+
+@dataclass
+class _Item:
+    request: InferenceRequest
+    steps: list[StepTiming] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+Env = dict[str, Tensor]
+Outcome = Env | Failure
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request's answer: its outputs (tensors in the graph's output order) or a failure."""
+
+    outcome: tuple[Tensor, ...] | Failure
+    graph: GraphOutcome
+
+
+class GraphRunner:
+    """Runs one checked graph definition (see the module docstring)."""
+
+    def __init__(self, engine: InferenceEngine, definition: Mapping[str, Any], output_names: Sequence[str],
+                 pool: futures.Executor | None = None) -> None:
+        self.engine, self.definition, self.output_names = engine, definition, tuple(output_names)
+        self.pool = pool or futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="aimass-graph")
+
+    def run(self, requests: Sequence[InferenceRequest], now_ms: int) -> list[Answer]:
+        """One answer per request, in order."""
+        self._started = time.perf_counter()
+        self._now_ms = now_ms
+        items = [_Item(r) for r in requests]
+        envs: list[Env] = [{t.name: t for t in r.inputs} for r in requests]
+        root = self.definition["root"]
+        outcomes = self._node(root, "" if isinstance(root, str) else "root", items, envs)
+        answers = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            graph = GraphOutcome(bool(item.missing), tuple(item.missing), tuple(item.steps))
+            if isinstance(outcome, Failure):
+                answers.append(Answer(outcome, graph))
+            else:
+                answers.append(Answer(tuple(outcome[n] for n in self.output_names), graph))
+        return answers
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def _node(self, node: Any, path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
+        if isinstance(node, str):
+            return self._node(self.definition["nodes"][node], node, items, envs)  # named as in the check
+        if not items:
+            return []
+        if "model" in node:
+            return self._step(node, path or _label(node, 0), items, envs)
+        if "sequence" in node:
+            return self._sequence(node, path, items, envs)
+        if "ensemble" in node:
+            return self._ensemble(node, path, items, envs)
+        return self._switch(node, path, items, envs)
+
+    def _step(self, node: Mapping[str, Any], path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
+        model, version = node["model"], node["version"]
+        mapping: Mapping[str, str] = node.get("inputs", {})
+        renames = node.get("outputs", {})
+        keep = set(renames) if isinstance(renames, list) else None
+        renames = {} if isinstance(renames, list) else renames
+        spec = self.engine.repository.resolve(model, version)
+        requests, specs = [], []
+        for item, env in zip(items, envs, strict=True):
+            inputs = tuple(_renamed(env[mapping.get(n, n)], n) for n in spec.input_names)
+            r = item.request
+            request = InferenceRequest(r.request_id, model, inputs, r.created_at_ms, version, r.deadline_ms,
+                                       r.priority)
+            requests.append(request)
+            specs.append(self.engine.admit(request, _wall_ms(), version))  # inputs fit, deadline not passed
+        results = self.engine.run(requests, [self._now_ms] * len(requests), self._now_ms, specs)
+        finished = (time.perf_counter() - self._started) * 1000.0
+        out: list[Outcome] = []
+        for item, result in zip(items, results, strict=True):
+            item.steps.append(StepTiming(path, model, version, result.status.value, result.timings.batch_size,
+                                         result.timings.inference_ms, finished))
+            if result.status is not Status.OK:
+                out.append(Failure(result.status, f"step {path!r} (model {model!r} version {version!r}): "
+                                                  f"{result.error}"))
+                continue
+            out.append({renames.get(t.name, t.name): _renamed(t, renames.get(t.name, t.name))
+                        for t in result.outputs if keep is None or t.name in keep})
+        return out
+
+    def _sequence(self, node: Mapping[str, Any], path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
+        outcomes: list[Outcome] = [{} for _ in items]
+        live = list(range(len(items)))
+        seen = [dict(env) for env in envs]
+        for i, step in enumerate(node["sequence"]):
+            got = self._node(step, _join(path, _label(step, i)), [items[j] for j in live], [seen[j] for j in live])
+            still = []
+            for j, outcome in zip(live, got, strict=True):
+                outcomes[j] = outcome
+                if not isinstance(outcome, Failure):
+                    seen[j].update(outcome)
+                    still.append(j)
+            live = still
+        return outcomes
+
+    def _ensemble(self, node: Mapping[str, Any], path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
+        members = node["ensemble"]
+        labels = [_join(path, _label(m, i)) for i, m in enumerate(members)]
+        k = int(node.get("k", len(members)))
+        # each member records its step timings on its own copies; merged into the items below
+        copies = [[_Item(item.request) for item in items] for _ in members]
+        running = {self.pool.submit(self._node, m, label, copy, envs): i
+                   for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True))}
+        wait_s = _wait_s(node.get("timeout_ms"), items, self._now_ms, self._started)
+        done: dict[int, list[Outcome]] = {}
+        pending = set(running)
+        while pending and len(done) < k:
+            remaining = None if wait_s is None else wait_s - (time.perf_counter() - self._started)
+            if remaining is not None and remaining <= 0:
+                break
+            finished, pending = futures.wait(pending, timeout=remaining, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                done[running[future]] = future.result()
+        out: list[Outcome] = []
+        for j, item in enumerate(items):
+            answered = []
+            for i in range(len(members)):
+                if i in done:
+                    item.steps.extend(copies[i][j].steps)
+                    outcome = done[i][j]
+                    if not isinstance(outcome, Failure):
+                        answered.append((labels[i], outcome))
+                        continue
+                item.missing.append(labels[i])
+            if not answered:
+                failures = [done[i][j] for i in sorted(done) if isinstance(done[i][j], Failure)]
+                out.append(failures[0] if failures else Failure(
+                    Status.DEADLINE_EXCEEDED, f"ensemble {path or 'root'!r}: no member answered in time"))
+                continue
+            out.append(self._merge(node, path, item, envs[j], answered, labels))
+        return out
+
+    def _merge(self, node: Mapping[str, Any], path: str, item: _Item, env: Env,
+               answered: list[tuple[str, Env]], labels: list[str]) -> Outcome:
+        merge = node.get("merge", "mean")
+        rows = item.request.rows
+        first = answered[0][1]
+        if isinstance(merge, dict):
+            offered = dict(env)
+            for label, outputs in answered:
+                short = label.rsplit("/", 1)[-1]
+                offered.update({f"{short}.{n}": t for n, t in outputs.items()})
+            return self._node(merge, _join(path, "merge"), [item], [offered])[0]
+        if merge == "vote":
+            on = node.get("vote_on") or next(iter(first))
+            picks = np.stack([outputs[on].to_numpy().argmax(axis=-1) for _, outputs in answered])
+            chosen = np.empty(rows, np.int64)
+            votes = np.empty(rows, np.int64)
+            for r in range(rows):
+                counts = Counter(int(v) for v in picks[:, r])
+                best = max(counts.values())
+                chosen[r] = min(v for v, c in counts.items() if c == best)  # a tie: the lowest class
+                votes[r] = best
+            return {"label": Tensor.from_numpy("label", chosen), "votes": Tensor.from_numpy("votes", votes)}
+        out: Env = {}
+        by_label = dict(answered)
+        for name, tensor in first.items():
+            arrays = [outputs[name].to_numpy() for _, outputs in answered]
+            if merge == "mean":
+                merged = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
+            else:  # concat, member order, NaN for the missing
+                blank = np.full_like(arrays[0], np.nan)
+                merged = np.concatenate([by_label[lb][name].to_numpy() if lb in by_label else blank for lb in labels],
+                                        axis=-1)
+            out[name] = Tensor.from_numpy(name, merged)
+            del tensor
+        return out
+
+    def _switch(self, node: Mapping[str, Any], path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
+        rule = node["switch"]
+        first = self._node(rule["first"], _join(path, "first"), items, envs)
+        outcomes: list[Outcome] = list(first)
+        branches: dict[str, list[int]] = {"then": [], "else": []}
+        for j, outcome in enumerate(first):
+            if isinstance(outcome, Failure):
+                continue
+            values = outcome[rule["output"]].to_numpy()
+            if "max_at_least" in rule:
+                passed = bool(np.all(values.max(axis=-1) >= float(rule["max_at_least"])))
+            else:
+                passed = bool(np.all(np.isin(values.argmax(axis=-1), list(rule["argmax_in"]))))
+            branches["then" if passed else "else"].append(j)
+        for key, chosen in branches.items():
+            branch = rule.get(key)
+            if branch is None or not chosen:
+                continue
+            seen = []
+            for j in chosen:
+                env = dict(envs[j])
+                env.update(first[j])  # type: ignore[arg-type]  # not a Failure: chosen above
+                seen.append(env)
+            for j, outcome in zip(chosen, self._node(branch, _join(path, key), [items[j] for j in chosen], seen),
+                                  strict=True):
+                outcomes[j] = outcome
+        return outcomes
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _renamed(tensor: Tensor, name: str) -> Tensor:
+    return tensor if tensor.name == name else Tensor(name, tensor.dtype, tensor.shape, tensor.data)
+
+
+def _wait_s(timeout_ms: int | None, items: Sequence[_Item], now_ms: int, started: float) -> float | None:
+    """Seconds after ``started`` an ensemble stops waiting: its timeout, or the batch's earliest deadline."""
+    limits = [] if timeout_ms is None else [timeout_ms / 1000.0]
+    deadlines = [item.request.deadline_ms for item in items if item.request.deadline_ms is not None]
+    if deadlines:
+        limits.append(max(0.0, (min(deadlines) - now_ms) / 1000.0))  # type: ignore[type-var]
+    return min(limits) if limits else None

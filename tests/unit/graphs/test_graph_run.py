@@ -1,0 +1,145 @@
+"""Graphs run on the demo models: each answer equal to the merge of direct ONNX Runtime runs of
+its members; a slow member leaves a partial answer at the timeout; a failing step's typed error."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from aimass.engine import InferenceEngine
+from aimass.graphs.run import Failure, GraphRunner
+from aimass.graphs.spec import Member, check
+from aimass.messages import InferenceRequest, Status, Tensor
+from aimass.models import ModelRepository, SessionCache
+from aimass.settings import JobSettings
+
+MODELS = Path(__file__).resolve().parents[3] / "models"
+SETTINGS = JobSettings(use_gpu=False, max_batch_size=64, max_delay_ms=5)
+
+
+@pytest.fixture(scope="module")
+def repository() -> ModelRepository:
+    if not (MODELS / "digits" / "2").is_dir():
+        pytest.fail("the demo models are missing: run `make setup` (or `aimass models`)")
+    return ModelRepository(MODELS, rescan_interval_s=0)
+
+
+class SlowEngine(InferenceEngine):
+    """Sleeps before serving version ``slow`` of any model: a member made slow."""
+
+    slow = "2"
+    delay_s = 0.5
+
+    def run(self, requests: Any, *args: Any, **kwargs: Any) -> Any:
+        if requests and requests[0].version == self.slow:
+            time.sleep(self.delay_s)
+        return super().run(requests, *args, **kwargs)
+
+
+def runner(repository: ModelRepository, raw: dict[str, Any], engine_type: type = InferenceEngine) -> GraphRunner:
+    def lookup(model: str, version: str | None) -> Member:
+        spec = repository.resolve(model, version)
+        return Member(spec.version, spec.inputs, spec.outputs)
+
+    checked = check({"name": "g", "version": "1", **raw}, lookup)
+    engine = engine_type(repository, SessionCache(SETTINGS), SETTINGS)
+    return GraphRunner(engine, checked.definition, [t.name for t in checked.outputs])
+
+
+def direct(version: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(MODELS / "digits" / version / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {"pixels": pixels}), strict=True))
+
+
+def requests(n: int, deadline_ms: int | None = None) -> tuple[list[InferenceRequest], np.ndarray]:
+    rng = np.random.default_rng(7)
+    pixels = rng.random((n, 64), dtype=np.float32)
+    now = int(time.time() * 1000)
+    reqs = [InferenceRequest(f"r-{i}", "g", (Tensor.from_numpy("pixels", pixels[i:i + 1]),), now,
+                             deadline_ms=deadline_ms) for i in range(n)]
+    return reqs, pixels
+
+
+ENSEMBLE = [{"name": "v1", "model": "digits", "version": "1", "outputs": ["probabilities"]},
+            {"name": "v2", "model": "digits", "version": "2", "outputs": ["probabilities"]}]
+
+
+def test_a_mean_ensemble_equals_the_mean_of_direct_runs(repository: ModelRepository) -> None:
+    graph = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "mean"}})
+    reqs, pixels = requests(6)
+    answers = graph.run(reqs, int(time.time() * 1000))
+    want = (direct("1", pixels)["probabilities"] + direct("2", pixels)["probabilities"]) / 2
+    for i, answer in enumerate(answers):
+        assert not isinstance(answer.outcome, Failure), answer
+        (probabilities,) = answer.outcome
+        np.testing.assert_allclose(probabilities.to_numpy(), want[i:i + 1], rtol=1e-5, atol=1e-6)
+        assert not answer.graph.partial and answer.graph.missing == ()
+        assert sorted(s.step for s in answer.graph.steps) == ["root/v1", "root/v2"]
+        assert all(s.status == "OK" and s.batch_size == 6 for s in answer.graph.steps)
+
+
+def test_a_vote_and_a_concat_equal_direct_runs(repository: ModelRepository) -> None:
+    reqs, pixels = requests(5)
+    a, b = direct("1", pixels)["probabilities"], direct("2", pixels)["probabilities"]
+    voted = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "vote"}}).run(reqs, 0)
+    for i, answer in enumerate(voted):
+        label, votes = answer.outcome  # type: ignore[misc]
+        picks = [int(a[i].argmax()), int(b[i].argmax())]
+        assert int(votes.to_numpy()[0]) == (2 if picks[0] == picks[1] else 1)
+        assert int(label.to_numpy()[0]) == (picks[0] if picks[0] == picks[1] else min(picks))
+    joined = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "concat"}}).run(reqs, 0)
+    for i, answer in enumerate(joined):
+        (probabilities,) = answer.outcome  # type: ignore[misc]
+        np.testing.assert_allclose(probabilities.to_numpy()[0], np.concatenate([a[i], b[i]]), rtol=1e-6)
+
+
+def test_a_slow_member_leaves_a_partial_answer_at_the_timeout(repository: ModelRepository) -> None:
+    graph = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "mean", "k": 2, "timeout_ms": 100}},
+                   SlowEngine)
+    reqs, pixels = requests(3)
+    started = time.perf_counter()
+    answers = graph.run(reqs, int(time.time() * 1000))
+    took = time.perf_counter() - started
+    assert took < 0.4, took  # answered at the timeout, not when the slow member finished (0.5 s)
+    for i, answer in enumerate(answers):
+        assert answer.graph.partial and answer.graph.missing == ("root/v2",)
+        (probabilities,) = answer.outcome  # type: ignore[misc]
+        np.testing.assert_allclose(probabilities.to_numpy(), direct("1", pixels)["probabilities"][i:i + 1],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_sequence_answers_with_the_failing_steps_typed_error(repository: ModelRepository) -> None:
+    # digits version 2 takes the probabilities of version 1 as its pixels: the check refuses it
+    # (10 columns for 64), so a failure at run time is made by a deadline that has passed.
+    graph = runner(repository, {"root": {"sequence": [{"name": "first", "model": "digits", "version": "1"},
+                                                      {"name": "second", "model": "digits", "version": "2"}]}})
+    reqs, pixels = requests(2)
+    late = InferenceRequest("late", "g", reqs[0].inputs, 0, deadline_ms=1)
+    answers = graph.run([reqs[0], late, reqs[1]], int(time.time() * 1000))
+    assert isinstance(answers[1].outcome, Failure)
+    assert answers[1].outcome.status is Status.DEADLINE_EXCEEDED and "step 'root/first'" in answers[1].outcome.message
+    for i, answer in ((0, answers[0]), (1, answers[2])):  # its neighbours are served
+        label, probabilities = answer.outcome  # type: ignore[misc]
+        np.testing.assert_allclose(probabilities.to_numpy(), direct("2", pixels)["probabilities"][i:i + 1],
+                                   rtol=1e-5, atol=1e-6)
+        assert [s.step for s in answer.graph.steps] == ["root/first", "root/second"]
+
+
+def test_a_switch_sends_unsure_requests_to_the_second_model(repository: ModelRepository) -> None:
+    graph = runner(repository, {"root": {"switch": {
+        "first": {"model": "digits", "version": "1"}, "output": "probabilities", "max_at_least": 0.9,
+        "then": None, "else": {"model": "digits", "version": "2"}}}})
+    reqs, pixels = requests(8)
+    answers = graph.run(reqs, int(time.time() * 1000))
+    sure = direct("1", pixels)["probabilities"].max(axis=-1) >= 0.9
+    for i, answer in enumerate(answers):
+        _, probabilities = answer.outcome  # type: ignore[misc]
+        want = direct("1" if sure[i] else "2", pixels)["probabilities"][i:i + 1]
+        np.testing.assert_allclose(probabilities.to_numpy(), want, rtol=1e-5, atol=1e-6)
+        assert len(answer.graph.steps) == (1 if sure[i] else 2)
