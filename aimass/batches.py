@@ -53,12 +53,13 @@ from aimass.frames import (
     OutputsWriter,
     read_batch,
 )
-from aimass.messages import InferenceRequest, InferenceResult, Reason, Route, Status, clip
+from aimass.messages import InferenceRequest, InferenceResult, Reason, Route, Status, Timings, clip
 from aimass.rejects import Source, deliverable, reject
 
 if TYPE_CHECKING:
     from aimass.control.store import ModelStore
     from aimass.engine import InferenceEngine
+    from aimass.graphs.run import GraphRunner
     from aimass.models import ModelSpec
     from aimass.settings import JobSettings
 
@@ -100,6 +101,7 @@ class BatchServer:
         self.codec, self.engine, self.clock, self.store = codec, engine, clock, store
         self.max_bytes, self.output_limit = job.max_payload_bytes, job.output_record_limit
         self.shadow_stats = ShadowStats()
+        self._graphs: dict[tuple[str, str], GraphRunner] = {}
 
     def serve(self, frame: bytes) -> bytes:
         """The outputs frame answering every record of the batch frame ``frame``."""
@@ -108,6 +110,7 @@ class BatchServer:
         answers: list[OutputsWriter] = [OutputsWriter() for _ in records]
         accepted: list[tuple[int, InferenceRequest, ModelSpec, Route]] = []
         shadows: list[tuple[int, InferenceRequest, ModelSpec]] = []
+        graphs: list[tuple[int, InferenceRequest, ModelSpec, Route]] = []
         ids: set[str] = set()
         # Route updates first: after a restore, records pending in MicroBatch may share a batch
         # with (and precede) the updates Route sends again.
@@ -140,6 +143,9 @@ class BatchServer:
                              request.model, request.created_at_ms)
             elif request.request_id not in ids:
                 ids.add(request.request_id)
+                if spec.graph is not None:  # a graph (docs/GRAPHS.md): no shadows of graphs yet
+                    graphs.append((i, request, spec, _route(record)))
+                    continue
                 accepted.append((i, request, spec, _route(record)))
                 if record.shadow:
                     shadow = self.engine.admit(request, now, record.shadow)
@@ -147,6 +153,8 @@ class BatchServer:
                         shadows.append((i, request, shadow))
         if accepted:
             self._run(records, answers, accepted, shadows, now)
+        if graphs:
+            self._run_graphs(records, answers, graphs, now)
         out = OutputsWriter()
         for answer in answers:
             out.extend(answer)
@@ -182,6 +190,48 @@ class BatchServer:
             result = replace(result, route=Route("shadow", primary_version=primary[i].version, agrees=agreed))
             _, encoded = deliverable(self.codec, result, self.output_limit)
             answers[i].add(SHADOW, request.request_id, encoded)
+
+    def _run_graphs(self, records: list[BatchRecord], answers: list[OutputsWriter],
+                    accepted: list[tuple[int, InferenceRequest, ModelSpec, Route]], now: int) -> None:
+        """The batch's requests to graphs, one :class:`~aimass.graphs.run.GraphRunner` call per graph version."""
+        from aimass.graphs.run import Failure, GraphRunner
+
+        groups: dict[tuple[str, str], list[tuple[int, InferenceRequest, ModelSpec, Route]]] = {}
+        for entry in accepted:
+            groups.setdefault((entry[2].name, entry[2].version), []).append(entry)
+        for (name, version), members in groups.items():
+            spec = members[0][2]
+            started = time.perf_counter()
+            try:
+                runner = self._graphs.get((name, version))
+                if runner is None:
+                    assert spec.graph is not None  # grouped above
+                    runner = self._graphs[(name, version)] = GraphRunner(self.engine, spec.graph, spec.output_names)
+                graph_answers = runner.run([request for _, request, _, _ in members], now)
+            except Exception as exc:  # noqa: BLE001 - a bug fails these requests, never the job
+                message = _bug("serving the graph of", exc)
+                graph_answers = [None] * len(members)  # type: ignore[list-item]
+            took_ms = (time.perf_counter() - started) * 1000.0
+            rows = sum(request.rows for _, request, _, _ in members)
+            for (i, request, _, route), answer in zip(members, graph_answers, strict=True):
+                done = self.clock()
+                timings = Timings(float(now - records[i].received_ms), rows, took_ms,
+                                  float(done - request.created_at_ms))
+                if answer is None:
+                    result = InferenceResult(request.request_id, request.model, Status.INTERNAL_ERROR, done,
+                                             error=f"{Reason.INTERNAL_ERROR.value}: {message}", timings=timings)
+                elif isinstance(answer.outcome, Failure):
+                    result = InferenceResult(request.request_id, request.model, answer.outcome.status, done, version,
+                                             error=clip(answer.outcome.message), timings=timings, route=route,
+                                             graph=answer.graph)
+                else:
+                    result = InferenceResult(request.request_id, request.model, Status.OK, done, version,
+                                             answer.outcome, timings=timings, route=route, graph=answer.graph)
+                result, encoded = deliverable(self.codec, result, self.output_limit)
+                answers[i].add(RESULT, request.request_id, encoded)
+                if result.status is not Status.OK:
+                    self._refuse(answers[i], records[i], Reason(result.status.value), result.error or "", now,
+                                 request.request_id, error_result=False)
 
     def _control(self, value: bytes) -> None:
         """A route update forwarded by ``Route``: register its versions (loads start now)."""

@@ -82,7 +82,9 @@ class InferenceEngine:
         for name in self.repository.names():
             for version in self.repository.versions(name):
                 try:
-                    self.sessions.get(self.repository.resolve(name, version))
+                    spec = self.repository.resolve(name, version)
+                    if spec.graph is None:  # a graph has no session: its steps do
+                        self.sessions.get(spec)
                 except ModelError as exc:
                     problems.append(exc.message)
         return problems

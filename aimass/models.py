@@ -132,6 +132,8 @@ class ModelSpec:
     """Whether a request that names no version may get this one (``"serving": false`` opts out)."""
     fingerprint: tuple[int, ...] = ()
     """Size, mtime and inode of both files when loaded: a changed file is a new model."""
+    graph: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    """A graph's checked definition (docs/GRAPHS.md): this version runs other models, no file of its own."""
 
     @property
     def onnx_path(self) -> Path:
@@ -219,6 +221,7 @@ class ModelSpec:
             metrics=MappingProxyType({str(k): float(v) for k, v in metrics.items()}),
             serving=serving,
             fingerprint=fingerprint,
+            graph=raw["graph"] if isinstance(raw.get("graph"), dict) else None,
         )
 
 

@@ -39,7 +39,7 @@ HISTORY = 64
 #: How far from 1 the weights of a split may sum.
 WEIGHT_TOLERANCE = 1e-6
 #: URI schemes a deploy may name.
-URI_SCHEMES = ("file://", "kafka:")
+URI_SCHEMES = ("file://", "kafka:", "graph:")
 STABLE = "stable"
 _NO_PROMOTE = "__none__"
 
@@ -189,6 +189,7 @@ class Routing:
             if refusal:
                 return refusal
             users = [f"alias {name!r}" for name, v in state["aliases"].items() if v == a.version]
+            users += [f"graph {g!r} version {v!r}" for g, v in self._graphs_using(a.model, a.version)]
             users += ["the split"] if any(v == a.version and b > 0 for v, b in state["split"]) else []
             users += ["the shadow"] if state["shadow"] and state["shadow"]["version"] == a.version else []
             if users:
@@ -250,10 +251,64 @@ class Routing:
             return None
         return Refusal(Reason.INVALID_INPUT, f"unknown action {type(a).__name__}")  # pragma: no cover
 
+    def _graphs_using(self, model: str, version: str) -> list[tuple[str, str]]:
+        """The graph versions whose pinned steps run ``model`` ``version``."""
+        from aimass.graphs.spec import members
+
+        return [(name, v) for name, state in self.models.items() for v, entry in state["versions"].items()
+                if "graph" in entry["metadata"] and (model, version) in members(entry["metadata"]["graph"])]
+
+    def _member(self, model: str, version: str | None) -> Any:
+        """A deployed model version for a graph's check (:data:`aimass.graphs.spec.Lookup`)."""
+        from pathlib import Path
+
+        from aimass.graphs.spec import Member
+        from aimass.models import ModelError, ModelSpec
+
+        state = self.models.get(model)
+        if state is None:
+            raise ModelError(Reason.UNKNOWN_MODEL, f"model {model!r} is not deployed; deployed models: "
+                                                   f"{', '.join(sorted(self.models)) or 'none'}")
+        versions = state["versions"]
+        chosen = str(state["aliases"].get(version, version) if version is not None else (
+            state["aliases"].get(STABLE) or newest_serving(versions)))
+        if chosen not in versions:
+            raise ModelError(Reason.UNKNOWN_MODEL, f"model {model!r} has no version or alias {version!r}; versions: "
+                                                   f"{', '.join(versions) or 'none'}")
+        meta = versions[chosen]["metadata"]
+        if "graph" in meta:
+            raise ModelError(Reason.INVALID_INPUT, f"{model!r} is a graph: name its nodes in this graph instead")
+        spec = ModelSpec._from_json(meta, Path("/", model, chosen), ())
+        return Member(chosen, spec.inputs, spec.outputs)
+
+    def _deploy_graph(self, a: Deploy) -> tuple[str | None, dict[str, Any]]:
+        """What is wrong with a graph's deploy (None when it is fine), and its version's model.json."""
+        import hashlib
+
+        from aimass.graphs.spec import GraphError, check, load
+
+        if hashlib.sha256(a.metadata_json.encode("utf-8")).hexdigest() != a.sha256:
+            return "sha256 is not the SHA-256 of metadata_json (a graph's bytes are its definition)", {}
+        try:
+            raw = load(a.metadata_json)
+            if (raw.get("name"), raw.get("version")) != (a.model, a.version):
+                return (f"the graph file says {raw.get('name')!r} version {raw.get('version')!r}, the deploy "
+                        f"{a.model!r} {a.version!r}"), {}
+            return None, check(raw, self._member).metadata()
+        except GraphError as exc:
+            return f"graph {a.model!r} version {a.version!r}: {exc}", {}
+
     def _deploy(self, a: Deploy) -> Refusal | None:
+        from aimass.graphs.spec import GRAPH_URI
+
         problem = _name_problem("version", a.version)
         if problem:
             return Refusal(Reason.INVALID_INPUT, problem)
+        if a.uri == GRAPH_URI:
+            problem, meta = self._deploy_graph(a)
+            if problem:
+                return Refusal(Reason.INVALID_INPUT, problem)
+            return self._add_version(a, meta)
         if not a.uri.startswith(URI_SCHEMES):
             return Refusal(Reason.INVALID_INPUT, f"uri {a.uri!r} is not one of {', '.join(URI_SCHEMES)}...")
         if len(a.sha256) != 64 or any(c not in "0123456789abcdef" for c in a.sha256):
@@ -263,6 +318,9 @@ class Routing:
         problem, meta = _metadata_problem(a)
         if problem:
             return Refusal(Reason.INVALID_INPUT, problem)
+        return self._add_version(a, meta)
+
+    def _add_version(self, a: Deploy, meta: dict[str, Any]) -> Refusal | None:
         state = self.models.setdefault(a.model, {
             "versions": {}, "aliases": {}, "split": [], "shadow": None, "before_promote": None})
         if a.version in state["aliases"]:

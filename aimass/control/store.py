@@ -146,6 +146,11 @@ class ModelStore:
 
     def _load(self, model: str, version: str, entry: dict[str, Any]) -> ModelSpec:
         uri, sha256 = entry["uri"], entry["sha256"]
+        if uri == "graph:":  # a graph: its definition is its metadata, its steps are loaded as models
+            try:
+                return ModelSpec._from_json(entry["metadata"], Path("/graphs", model, version), ())
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ModelError(Reason.INTERNAL_ERROR, f"graph {model!r} version {version!r}: {exc}") from None
         if uri.startswith("file://"):
             directory = Path(unquote(urlparse(uri).path))
             if (directory.parent.name, directory.name) != (model, version):

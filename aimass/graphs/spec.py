@@ -285,6 +285,29 @@ class _Walker:
         return a, {**node, "switch": pinned}
 
 
+GRAPH_URI = "graph:"
+"""The ``uri`` of a graph's deploy: its bytes are its definition (``metadata_json``)."""
+
+
+def members(definition: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Every ``(model, version)`` a checked (pinned) definition runs."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("model"), str) and isinstance(node.get("version"), str):
+                found.add((node["model"], node["version"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(definition.get("root"))
+    walk(definition.get("nodes"))
+    return found
+
+
 def fit(have: TensorSpec, want: TensorSpec) -> str | None:
     """Why a tensor of spec ``have`` cannot feed an input of spec ``want``; None when it can."""
     if have.dtype != want.dtype:
