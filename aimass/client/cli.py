@@ -175,6 +175,12 @@ def _print_result(result: InferenceResult) -> int:
     t = result.timings
     print(f"timings   end-to-end {t.end_to_end_ms:.1f} ms, queued {t.queued_ms:.1f} ms, "
           f"inference {t.inference_ms:.2f} ms, batch {t.batch_size}")
+    if result.graph is not None:  # a graph's steps (docs/GRAPHS.md)
+        g = result.graph
+        print("graph     " + ("PARTIAL, missing " + ", ".join(g.missing) if g.partial else "complete"))
+        for step in g.steps:
+            print(f"step      {step.step}: {step.model} {step.version or '-'} {step.status}, inference "
+                  f"{step.inference_ms:.2f} ms, batch {step.batch_size}, done at {step.finished_ms:.1f} ms")
     for tensor in result.outputs:
         array = tensor.to_numpy()
         print(f"output    {tensor.name} {tensor.dtype}{list(tensor.shape)}: {_short(array, 12)}")

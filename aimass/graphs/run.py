@@ -2,8 +2,10 @@
 
 :class:`GraphRunner` takes the definition :func:`aimass.graphs.spec.check` pinned and a batch of
 requests to the graph; each step is one engine call for every request still in it (so graph
-steps batch as models do), ensemble members run on threads (ONNX Runtime releases the GIL), and
-an ensemble stops waiting when ``k`` members have answered or at ``timeout_ms``. Each request
+steps batch as models do), ensemble members that may answer early (``k`` < n, a ``timeout_ms`` or a
+deadline) run on threads (ONNX Runtime releases the GIL), the others one after the other, and
+an ensemble stops waiting when ``k`` members have answered or at ``timeout_ms`` (counted from the
+graph's start on the batch) or the batch's earliest deadline. Each request
 gets its outputs or its failing step's typed error, and a :class:`~aimass.messages.GraphOutcome`
 (partial, missing members, per-step timings). Not wired into the job yet (docs/GRAPHS.md).
 """
@@ -141,10 +143,16 @@ class GraphRunner:
         k = int(node.get("k", len(members)))
         # each member records its step timings on its own copies; merged into the items below
         copies = [[_Item(item.request) for item in items] for _ in members]
-        running = {self.pool.submit(self._node, m, label, copy, envs): i
-                   for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True))}
         wait_s = _wait_s(node.get("timeout_ms"), items, self._now_ms, self._started)
         done: dict[int, list[Outcome]] = {}
+        if wait_s is None and k == len(members):
+            # Nothing to answer early for: the members one after the other on this thread (a
+            # handoff to the pool costs more than a small model's call; ONNX Runtime's own
+            # intra-op threads still parallelise each call).
+            for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True)):
+                done[i] = self._node(m, label, copy, envs)
+        running = {} if done else {self.pool.submit(self._node, m, label, copy, envs): i
+                                   for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True))}
         pending = set(running)
         while pending and len(done) < k:
             remaining = None if wait_s is None else wait_s - (time.perf_counter() - self._started)

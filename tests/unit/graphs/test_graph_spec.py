@@ -153,3 +153,14 @@ def test_the_cli_validates_the_example_graphs_against_the_demo_models(tmp_path: 
     done = subprocess.run([sys.executable, "-m", "aimass.cli", "graph", "validate", str(bad), "--models-dir",
                            str(models)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "root/first" in done.stderr, done.stderr
+
+
+def test_a_graph_result_prints_its_steps_and_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    from aimass.client.cli import _print_result
+    from aimass.messages import GraphOutcome, InferenceResult, Status, StepTiming
+
+    steps = (StepTiming("vote/v1", "digits", "1", "OK", 8, 0.25, 1.5),)
+    _print_result(InferenceResult("r-1", "digits-vote", Status.OK, 1, "1",
+                                  graph=GraphOutcome(True, ("vote/v2",), steps)))
+    out = capsys.readouterr().out
+    assert "PARTIAL, missing vote/v2" in out and "vote/v1: digits 1 OK" in out
