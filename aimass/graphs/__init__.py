@@ -1,6 +1,7 @@
 """Inference graphs: several models as one service (docs/GRAPHS.md).
 
-:mod:`aimass.graphs.spec` parses and checks a graph file; ``aimass graph validate`` runs that
-check against the local model repository. Serving graphs in the job is not built yet
-(docs/GRAPHS.md says what is and is not there).
+:mod:`aimass.graphs.spec` parses and checks a graph file (``aimass graph validate``; the job's
+control step runs the same check against its routing when a graph is deployed);
+:mod:`aimass.graphs.run` runs a checked graph over a batch with the engine, called by
+:class:`aimass.batches.BatchServer` for requests routed to a graph version.
 """
