@@ -163,3 +163,17 @@ def collect_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float,
 
     collect(cons, decode, lambda _: len(found) >= len(wanted), timeout_s, keep)
     return found
+
+
+def serve(kafka: KafkaSettings, codec: Codec, requests: Sequence[InferenceRequest],
+          timeout_s: float = 90.0) -> dict[str, InferenceResult]:
+    """Send ``requests`` to the requests topic and collect their results (by id) from the results
+    topic, reading from its end as it was before sending."""
+    cons = consumer(kafka, kafka.results_topic, from_beginning=False)
+    prod = producer(kafka)
+    try:
+        send_requests(prod, codec, kafka.requests_topic, requests)
+        return collect_results(cons, codec, {r.request_id for r in requests}, timeout_s=timeout_s)
+    finally:
+        prod.close()
+        cons.close()

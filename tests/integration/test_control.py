@@ -24,7 +24,15 @@ from aimass.control.routing import split_bucket
 from aimass.messages import InferenceRequest, InferenceResult, Status
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
-from aimass.traffic import collect, collect_results, consumer, make_request, producer, send, send_paced, send_requests
+from aimass.traffic import (
+    collect,
+    consumer,
+    make_request,
+    producer,
+    send,
+    send_paced,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +65,7 @@ def _restarts(settings: Settings, job_id: str) -> int:
 
 
 def _serve(settings: Settings, codec: Codec, requests: list[InferenceRequest]) -> dict[str, InferenceResult]:
-    cons = consumer(settings.kafka, settings.kafka.results_topic, from_beginning=False)
-    prod = producer(settings.kafka)
-    try:
-        send_requests(prod, codec, settings.kafka.requests_topic, requests)
-        return collect_results(cons, codec, {r.request_id for r in requests}, timeout_s=90)
-    finally:
-        prod.close()
-        cons.close()
+    return serve(settings.kafka, codec, requests)
 
 
 def _check_against_onnx_runtime(root: Path, requests: list[InferenceRequest],

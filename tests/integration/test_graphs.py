@@ -18,7 +18,7 @@ from aimass.control.commands import Command
 from aimass.graphs.cli import graph_deploy
 from aimass.messages import InferenceRequest, InferenceResult, Status
 from aimass.settings import Settings
-from aimass.traffic import collect_results, consumer, make_request, producer, send_requests
+from aimass.traffic import make_request, serve
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +27,7 @@ MEMBERS = [{"name": "v1", "model": "digits", "version": "1", "outputs": ["probab
 
 
 def _serve(settings: Settings, codec: Codec, requests: list[InferenceRequest]) -> dict[str, InferenceResult]:
-    cons = consumer(settings.kafka, settings.kafka.results_topic, from_beginning=False)
-    prod = producer(settings.kafka)
-    try:
-        send_requests(prod, codec, settings.kafka.requests_topic, requests)
-        return collect_results(cons, codec, {r.request_id for r in requests}, timeout_s=90)
-    finally:
-        prod.close()
-        cons.close()
+    return serve(settings.kafka, codec, requests)
 
 
 def _deploy(settings: Settings, graph: dict[str, object]) -> None:
