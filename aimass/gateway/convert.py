@@ -50,7 +50,17 @@ def result_to_proto(r: InferenceResult) -> pb.Result:
         ),
         completed_at_ms=r.completed_at_ms,
         route=_route(r),
+        graph=_graph(r),
     )
+
+
+def _graph(r: InferenceResult) -> pb.GraphOutcome | None:
+    if r.graph is None:
+        return None
+    steps = [pb.StepTiming(step=t.step, model=t.model, version=t.version or "", status=t.status,
+                           batch_size=t.batch_size, inference_ms=t.inference_ms, finished_ms=t.finished_ms)
+             for t in r.graph.steps]
+    return pb.GraphOutcome(partial=r.graph.partial, missing=list(r.graph.missing), steps=steps)
 
 
 def _route(r: InferenceResult) -> pb.Route | None:

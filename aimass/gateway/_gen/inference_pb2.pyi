@@ -212,7 +212,7 @@ class Timings(_message.Message):
     def __init__(self, queued_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., inference_ms: _Optional[float] = ..., end_to_end_ms: _Optional[float] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("request_id", "model", "version", "status", "outputs", "error", "timings", "completed_at_ms", "route")
+    __slots__ = ("request_id", "model", "version", "status", "outputs", "error", "timings", "completed_at_ms", "route", "graph")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class Result(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     version: str
@@ -231,7 +232,36 @@ class Result(_message.Message):
     timings: Timings
     completed_at_ms: int
     route: Route
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., route: _Optional[_Union[Route, _Mapping]] = ...) -> None: ...
+    graph: GraphOutcome
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., completed_at_ms: _Optional[int] = ..., route: _Optional[_Union[Route, _Mapping]] = ..., graph: _Optional[_Union[GraphOutcome, _Mapping]] = ...) -> None: ...
+
+class GraphOutcome(_message.Message):
+    __slots__ = ("partial", "missing", "steps")
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    partial: bool
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    steps: _containers.RepeatedCompositeFieldContainer[StepTiming]
+    def __init__(self, partial: bool = ..., missing: _Optional[_Iterable[str]] = ..., steps: _Optional[_Iterable[_Union[StepTiming, _Mapping]]] = ...) -> None: ...
+
+class StepTiming(_message.Message):
+    __slots__ = ("step", "model", "version", "status", "batch_size", "inference_ms", "finished_ms")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_MS_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    model: str
+    version: str
+    status: str
+    batch_size: int
+    inference_ms: float
+    finished_ms: float
+    def __init__(self, step: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., batch_size: _Optional[int] = ..., inference_ms: _Optional[float] = ..., finished_ms: _Optional[float] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("rule", "alias", "bucket", "primary_version", "agrees")

@@ -33,3 +33,15 @@ def test_result_without_optional_fields() -> None:
     assert (proto.request_id, proto.version, proto.status, proto.error) == (
         "r", "", pb.STATUS_UNKNOWN_MODEL, "unknown model 'm'")
     assert proto.timings.end_to_end_ms == 1.5 and len(proto.outputs) == 0
+    assert not proto.HasField("graph")
+
+
+def test_a_graph_result_carries_its_steps_and_missing_members() -> None:
+    from aimass.messages import GraphOutcome, StepTiming
+
+    steps = (StepTiming("root/v1", "digits", "1", "OK", 8, 0.25, 1.5),)
+    result = InferenceResult("r", "vote", Status.OK, 5, "1", graph=GraphOutcome(True, ("root/v2",), steps))
+    proto = result_to_proto(result)
+    assert proto.graph.partial and list(proto.graph.missing) == ["root/v2"]
+    (step,) = proto.graph.steps
+    assert (step.step, step.model, step.version, step.status, step.batch_size) == ("root/v1", "digits", "1", "OK", 8)
