@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -163,6 +164,28 @@ def collect_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float,
 
     collect(cons, decode, lambda _: len(found) >= len(wanted), timeout_s, keep)
     return found
+
+
+def count_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float, linger_s: float,
+                  tick: Callable[[int], None] | None = None) -> tuple[dict[str, InferenceResult], Counter[str]]:
+    """Read results of ``wanted`` until each has one (or ``timeout_s``), then ``linger_s`` more
+    (a duplicate shows up with one of the next checkpoints); the last result per id and how many
+    arrived per id. ``tick(results so far)`` runs before each poll (a fault test kills there)."""
+    results: dict[str, InferenceResult] = {}
+    counts: Counter[str] = Counter()
+    deadline, linger_until = time.monotonic() + timeout_s, None
+    while linger_until is None or time.monotonic() < linger_until:
+        if linger_until is None and (len(results) >= len(wanted) or time.monotonic() >= deadline):
+            linger_until = time.monotonic() + linger_s
+        if tick is not None:
+            tick(len(results))
+        for records in cons.poll(timeout_ms=200).values():
+            for record in records:
+                result = codec.decode_result(record.value)
+                if result.request_id in wanted:
+                    counts[result.request_id] += 1
+                    results[result.request_id] = result
+    return results, counts
 
 
 def serve(kafka: KafkaSettings, codec: Codec, requests: Sequence[InferenceRequest],

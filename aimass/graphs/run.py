@@ -7,7 +7,7 @@ deadline) run on threads (ONNX Runtime releases the GIL), the others one after t
 an ensemble stops waiting when ``k`` members have answered or at ``timeout_ms`` (counted from the
 graph's start on the batch) or the batch's earliest deadline. Each request
 gets its outputs or its failing step's typed error, and a :class:`~aimass.messages.GraphOutcome`
-(partial, missing members, per-step timings). Not wired into the job yet (docs/GRAPHS.md).
+(partial, missing members, per-step timings). The job's batch server runs it (docs/GRAPHS.md).
 """
 
 from __future__ import annotations
@@ -63,12 +63,11 @@ class GraphRunner:
 
     def run(self, requests: Sequence[InferenceRequest], now_ms: int) -> list[Answer]:
         """One answer per request, in order."""
-        self._started = time.perf_counter()
-        self._now_ms = now_ms
         items = [_Item(r) for r in requests]
         envs: list[Env] = [{t.name: t for t in r.inputs} for r in requests]
+        one = _Pass(self.engine, self.definition, self.pool, time.perf_counter(), now_ms)
         root = self.definition["root"]
-        outcomes = self._node(root, "" if isinstance(root, str) else "root", items, envs)
+        outcomes = one.node(root, "" if isinstance(root, str) else "root", items, envs)
         answers = []
         for item, outcome in zip(items, outcomes, strict=True):
             graph = GraphOutcome(bool(item.missing), tuple(item.missing), tuple(item.steps))
@@ -78,11 +77,21 @@ class GraphRunner:
                 answers.append(Answer(tuple(outcome[n] for n in self.output_names), graph))
         return answers
 
-    # -- nodes ---------------------------------------------------------------------------------
 
-    def _node(self, node: Any, path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
+@dataclass(frozen=True)
+class _Pass:
+    """One run of the graph over one batch: its clock travels with it (a member left running
+    past its ensemble's timeout finishes on its own pass, whatever the next batch does)."""
+
+    engine: InferenceEngine
+    definition: Mapping[str, Any]
+    pool: futures.Executor
+    started: float
+    now_ms: int
+
+    def node(self, node: Any, path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
         if isinstance(node, str):
-            return self._node(self.definition["nodes"][node], node, items, envs)  # named as in the check
+            return self.node(self.definition["nodes"][node], node, items, envs)  # named as in the check
         if not items:
             return []
         if "model" in node:
@@ -108,8 +117,8 @@ class GraphRunner:
                                        r.priority)
             requests.append(request)
             specs.append(self.engine.admit(request, _wall_ms(), version))  # inputs fit, deadline not passed
-        results = self.engine.run(requests, [self._now_ms] * len(requests), self._now_ms, specs)
-        finished = (time.perf_counter() - self._started) * 1000.0
+        results = self.engine.run(requests, [self.now_ms] * len(requests), self.now_ms, specs)
+        finished = (time.perf_counter() - self.started) * 1000.0
         out: list[Outcome] = []
         for item, result in zip(items, results, strict=True):
             item.steps.append(StepTiming(path, model, version, result.status.value, result.timings.batch_size,
@@ -127,7 +136,7 @@ class GraphRunner:
         live = list(range(len(items)))
         seen = [dict(env) for env in envs]
         for i, step in enumerate(node["sequence"]):
-            got = self._node(step, _join(path, _label(step, i)), [items[j] for j in live], [seen[j] for j in live])
+            got = self.node(step, _join(path, _label(step, i)), [items[j] for j in live], [seen[j] for j in live])
             still = []
             for j, outcome in zip(live, got, strict=True):
                 outcomes[j] = outcome
@@ -143,19 +152,19 @@ class GraphRunner:
         k = int(node.get("k", len(members)))
         # each member records its step timings on its own copies; merged into the items below
         copies = [[_Item(item.request) for item in items] for _ in members]
-        wait_s = _wait_s(node.get("timeout_ms"), items, self._now_ms, self._started)
+        wait_s = _wait_s(node.get("timeout_ms"), items, self.now_ms, self.started)
         done: dict[int, list[Outcome]] = {}
         if wait_s is None and k == len(members):
             # Nothing to answer early for: the members one after the other on this thread (a
             # handoff to the pool costs more than a small model's call; ONNX Runtime's own
             # intra-op threads still parallelise each call).
             for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True)):
-                done[i] = self._node(m, label, copy, envs)
-        running = {} if done else {self.pool.submit(self._node, m, label, copy, envs): i
+                done[i] = self.node(m, label, copy, envs)
+        running = {} if done else {self.pool.submit(self.node, m, label, copy, envs): i
                                    for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True))}
         pending = set(running)
         while pending and len(done) < k:
-            remaining = None if wait_s is None else wait_s - (time.perf_counter() - self._started)
+            remaining = None if wait_s is None else wait_s - (time.perf_counter() - self.started)
             if remaining is not None and remaining <= 0:
                 break
             finished, pending = futures.wait(pending, timeout=remaining, return_when=futures.FIRST_COMPLETED)
@@ -190,7 +199,7 @@ class GraphRunner:
             for label, outputs in answered:
                 short = label.rsplit("/", 1)[-1]
                 offered.update({f"{short}.{n}": t for n, t in outputs.items()})
-            return self._node(merge, _join(path, "merge"), [item], [offered])[0]
+            return self.node(merge, _join(path, "merge"), [item], [offered])[0]
         if merge == "vote":
             on = node.get("vote_on") or next(iter(first))
             picks = np.stack([outputs[on].to_numpy().argmax(axis=-1) for _, outputs in answered])
@@ -204,7 +213,7 @@ class GraphRunner:
             return {"label": Tensor.from_numpy("label", chosen), "votes": Tensor.from_numpy("votes", votes)}
         out: Env = {}
         by_label = dict(answered)
-        for name, tensor in first.items():
+        for name in first:
             arrays = [outputs[name].to_numpy() for _, outputs in answered]
             if merge == "mean":
                 merged = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
@@ -213,12 +222,11 @@ class GraphRunner:
                 merged = np.concatenate([by_label[lb][name].to_numpy() if lb in by_label else blank for lb in labels],
                                         axis=-1)
             out[name] = Tensor.from_numpy(name, merged)
-            del tensor
         return out
 
     def _switch(self, node: Mapping[str, Any], path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
         rule = node["switch"]
-        first = self._node(rule["first"], _join(path, "first"), items, envs)
+        first = self.node(rule["first"], _join(path, "first"), items, envs)
         outcomes: list[Outcome] = list(first)
         branches: dict[str, list[int]] = {"then": [], "else": []}
         for j, outcome in enumerate(first):
@@ -239,7 +247,7 @@ class GraphRunner:
                 env = dict(envs[j])
                 env.update(first[j])  # type: ignore[arg-type]  # not a Failure: chosen above
                 seen.append(env)
-            for j, outcome in zip(chosen, self._node(branch, _join(path, key), [items[j] for j in chosen], seen),
+            for j, outcome in zip(chosen, self.node(branch, _join(path, key), [items[j] for j in chosen], seen),
                                   strict=True):
                 outcomes[j] = outcome
         return outcomes
