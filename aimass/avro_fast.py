@@ -23,7 +23,7 @@ import functools
 import struct
 from typing import Any
 
-from aimass.messages import InferenceResult, Status, Tensor
+from aimass.messages import GraphOutcome, InferenceResult, Status, Tensor
 
 _DOUBLE = struct.Struct("<d")
 _STATUS_INDEX = {status: i for i, status in enumerate(Status)}
@@ -223,7 +223,40 @@ def _write_result(header: bytes, res: InferenceResult) -> bytes:
             out.append(0)
         else:
             out += b"\x02\x01" if route.agrees else b"\x02\x00"
-    if res.graph is not None:
-        raise TypeError("graph results are written by fastavro")  # rare enough: no fast path
-    out.append(0)  # graph: null
+    graph = res.graph
+    if graph is None:
+        out.append(0)
+    else:
+        out.append(2)
+        _put_graph(out, graph)
     return bytes(out)
+
+
+def _put_graph(out: bytearray, graph: GraphOutcome) -> None:
+    if type(graph.partial) is not bool:
+        raise TypeError(graph.partial)
+    out.append(1 if graph.partial else 0)
+    if graph.missing:
+        _put_long(out, len(graph.missing))
+        for path in graph.missing:
+            out += _name(path)
+    out.append(0)
+    if graph.steps:
+        _put_long(out, len(graph.steps))
+        for step in graph.steps:
+            out += _name(step.step)
+            out += _name(step.model)
+            if step.version is None:
+                out.append(0)
+            else:
+                out.append(2)
+                out += _name(step.version)
+            out += _name(step.status)
+            if not -(2**31) <= step.batch_size < 2**31:
+                raise ValueError(step.batch_size)
+            _put_long(out, step.batch_size)
+            for value in (step.inference_ms, step.finished_ms):
+                if type(value) is not float and type(value) is not int:
+                    raise TypeError(value)
+                out += _DOUBLE.pack(value)
+    out.append(0)

@@ -220,32 +220,7 @@ class Codec:
         fast = write_result(self._result.header, res)
         if fast is not None:
             return fast
-        record = {
-            "request_id": res.request_id,
-            "model": res.model,
-            "version": res.version,
-            "status": Status(res.status).value,
-            "outputs": [_tensor_record(t) for t in res.outputs],
-            "error": res.error,
-            "timings": {
-                "queued_ms": res.timings.queued_ms,
-                "batch_size": res.timings.batch_size,
-                "inference_ms": res.timings.inference_ms,
-                "end_to_end_ms": res.timings.end_to_end_ms,
-            },
-            "completed_at_ms": res.completed_at_ms,
-            "route": None if res.route is None else {
-                "rule": res.route.rule, "alias": res.route.alias, "bucket": res.route.bucket,
-                "primary_version": res.route.primary_version, "agrees": res.route.agrees,
-            },
-            "graph": None if res.graph is None else {
-                "partial": res.graph.partial, "missing": list(res.graph.missing),
-                "steps": [{"step": t.step, "model": t.model, "version": t.version, "status": t.status,
-                           "batch_size": t.batch_size, "inference_ms": t.inference_ms, "finished_ms": t.finished_ms}
-                          for t in res.graph.steps],
-            },
-        }
-        return _write(self._result, record)
+        return _write(self._result, result_record(res))
 
     def decode_result(self, data: bytes) -> InferenceResult:
         """Decode a result (no semantic checks beyond the schema).
@@ -599,6 +574,35 @@ def _short(full_name: str) -> str:
 
 def _show(text: str, limit: int = 80) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def result_record(res: InferenceResult) -> dict[str, Any]:
+    """``res`` as the record fastavro writes for ``result.avsc`` (the fast path's reference)."""
+    return {
+        "request_id": res.request_id,
+        "model": res.model,
+        "version": res.version,
+        "status": Status(res.status).value,
+        "outputs": [_tensor_record(t) for t in res.outputs],
+        "error": res.error,
+        "timings": {
+            "queued_ms": res.timings.queued_ms,
+            "batch_size": res.timings.batch_size,
+            "inference_ms": res.timings.inference_ms,
+            "end_to_end_ms": res.timings.end_to_end_ms,
+        },
+        "completed_at_ms": res.completed_at_ms,
+        "route": None if res.route is None else {
+            "rule": res.route.rule, "alias": res.route.alias, "bucket": res.route.bucket,
+            "primary_version": res.route.primary_version, "agrees": res.route.agrees,
+        },
+        "graph": None if res.graph is None else {
+            "partial": res.graph.partial, "missing": list(res.graph.missing),
+            "steps": [{"step": t.step, "model": t.model, "version": t.version, "status": t.status,
+                       "batch_size": t.batch_size, "inference_ms": t.inference_ms, "finished_ms": t.finished_ms}
+                      for t in res.graph.steps],
+        },
+    }
 
 
 def _graph_from(raw: Any) -> GraphOutcome | None:

@@ -7,6 +7,7 @@ the tests all speak these, and :mod:`aimass.codec` turns them into bytes and bac
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,9 +93,9 @@ class Tensor:
         dtype = DTYPES.get(self.dtype)
         if dtype is None:
             raise ValueError(f"tensor {self.name!r}: unsupported dtype {self.dtype!r}")
-        if any(d < 0 for d in self.shape):
+        if min(self.shape, default=0) < 0:
             raise ValueError(f"tensor {self.name!r}: negative dimension in shape {self.shape}")
-        count = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        count = math.prod(self.shape)  # exact (no int64 wrap-around); 1 for a scalar
         if count * dtype.itemsize != len(self.data):
             raise ValueError(
                 f"tensor {self.name!r}: shape {list(self.shape)} of {self.dtype} needs "

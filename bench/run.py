@@ -30,7 +30,7 @@ from bench.meter import Meter
 from bench.progress import Progress
 from bench.stack import BenchStack, bench_env, create_topics, delete_topics, run_settings
 from bench.systems import SYSTEMS, Run, WorkerSystem, expand, make
-from bench.workload import Workload
+from bench.workload import Workload, model_inputs
 
 SEED = 20240601
 
@@ -141,17 +141,19 @@ class Bench:
                           f"with codec {best[1]['ort+codec']['rows_per_s']:,.0f} rows/s")
         return figures
 
-    def kafka_fed(self, system_name: str, model: str) -> dict[str, Any]:
-        """Warm-up, saturation drain, then paced loads, on fresh topics."""
+    def kafka_fed(self, system_name: str, model: str, inputs_of: str | None = None) -> dict[str, Any]:
+        """Warm-up, saturation drain, then paced loads, on fresh topics. ``inputs_of``: the model
+        whose inputs and batching the requests to ``model`` take (a graph's name has no folder)."""
         o = self.options
         name = f"{system_name}-{model}-{uuid.uuid4().hex[:6]}"
         settings = run_settings(self.settings, name)
         k = settings.kafka
-        spec = ModelRepository(settings.paths.models_dir).resolve(model)
+        spec = ModelRepository(settings.paths.models_dir).resolve(inputs_of or model)
         run = Run(name, model, settings, spec.max_batch_size or settings.job.max_batch_size,
                   spec.max_delay_ms if spec.max_delay_ms is not None else settings.job.max_delay_ms,
                   settings.paths.state_dir / "logs" / "bench")
-        workload = Workload.build(self.codec, model, settings.paths.models_dir, o.seed)
+        workload = Workload.from_inputs(
+            self.codec, model, model_inputs(inputs_of or model, settings.paths.models_dir, o.seed), o.seed)
         create_topics(settings)
         system = make(system_name)
         collector = Collector(k.bootstrap, k.results_topic, k.partitions).start()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +169,9 @@ class _Pass:
             finished, pending = futures.wait(pending, timeout=remaining, return_when=futures.FIRST_COMPLETED)
             for future in finished:
                 done[running[future]] = future.result()
-        out: list[Outcome] = []
+        out: list[Outcome | None] = []
+        groups: dict[tuple[str, ...], list[int]] = {}  # requests answered by the same members
+        answers: dict[int, list[tuple[str, Env]]] = {}
         for j, item in enumerate(items):
             answered = []
             for i in range(len(members)):
@@ -186,43 +187,25 @@ class _Pass:
                 out.append(failures[0] if failures else Failure(
                     Status.DEADLINE_EXCEEDED, f"ensemble {path or 'root'!r}: no member answered in time"))
                 continue
-            out.append(self._merge(node, path, item, envs[j], answered, labels))
-        return out
-
-    def _merge(self, node: Mapping[str, Any], path: str, item: _Item, env: Env,
-               answered: list[tuple[str, Env]], labels: list[str]) -> Outcome:
+            out.append(None)
+            answers[j] = answered
+            groups.setdefault(tuple(label for label, _ in answered), []).append(j)
         merge = node.get("merge", "mean")
-        rows = item.request.rows
-        first = answered[0][1]
-        if isinstance(merge, dict):
-            offered = dict(env)
-            for label, outputs in answered:
-                short = label.rsplit("/", 1)[-1]
-                offered.update({f"{short}.{n}": t for n, t in outputs.items()})
-            return self.node(merge, _join(path, "merge"), [item], [offered])[0]
-        if merge == "vote":
-            on = node.get("vote_on") or next(iter(first))
-            picks = np.stack([outputs[on].to_numpy().argmax(axis=-1) for _, outputs in answered])
-            chosen = np.empty(rows, np.int64)
-            votes = np.empty(rows, np.int64)
-            for r in range(rows):
-                counts = Counter(int(v) for v in picks[:, r])
-                best = max(counts.values())
-                chosen[r] = min(v for v, c in counts.items() if c == best)  # a tie: the lowest class
-                votes[r] = best
-            return {"label": Tensor.from_numpy("label", chosen), "votes": Tensor.from_numpy("votes", votes)}
-        out: Env = {}
-        by_label = dict(answered)
-        for name in first:
-            arrays = [outputs[name].to_numpy() for _, outputs in answered]
-            if merge == "mean":
-                merged = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
-            else:  # concat, member order, NaN for the missing
-                blank = np.full_like(arrays[0], np.nan)
-                merged = np.concatenate([by_label[lb][name].to_numpy() if lb in by_label else blank for lb in labels],
-                                        axis=-1)
-            out[name] = Tensor.from_numpy(name, merged)
-        return out
+        for group in groups.values():
+            if isinstance(merge, dict):  # a merge step: one engine call for the group
+                offered = []
+                for j in group:
+                    env = dict(envs[j])
+                    for label, outputs in answers[j]:
+                        short = label.rsplit("/", 1)[-1]
+                        env.update({f"{short}.{n}": t for n, t in outputs.items()})
+                    offered.append(env)
+                merged = self.node(merge, _join(path, "merge"), [items[j] for j in group], offered)
+            else:
+                merged = list(_merge(merge, node.get("vote_on"), labels, [answers[j] for j in group]))
+            for j, outcome in zip(group, merged, strict=True):
+                out[j] = outcome
+        return out  # type: ignore[return-value]  # every None replaced above
 
     def _switch(self, node: Mapping[str, Any], path: str, items: list[_Item], envs: list[Env]) -> list[Outcome]:
         rule = node["switch"]
@@ -251,6 +234,45 @@ class _Pass:
                                   strict=True):
                 outcomes[j] = outcome
         return outcomes
+
+
+def _merge(merge: str, vote_on: str | None, labels: Sequence[str],
+           answers: Sequence[Sequence[tuple[str, Env]]]) -> list[Env]:
+    """Mean, vote or concat for requests answered by the same members, over all their rows at
+    once (one numpy call per output, not per request); each request's share split back out."""
+    first = answers[0][0][1]
+    rows = [next(iter(a[0][1].values())).shape[:1] or (1,) for a in answers]
+    names = [vote_on or next(iter(first))] if merge == "vote" else list(first)
+    stacked: dict[str, list[np.ndarray]] = {}
+    for name in names:
+        per_member = [[a[m][1][name].to_numpy() for a in answers] for m in range(len(answers[0]))]
+        if len(answers) > 1 and len({p.shape[1:] for parts in per_member for p in parts}) > 1:
+            return [env for a in answers for env in _merge(merge, vote_on, labels, [a])]  # ragged: one by one
+        stacked[name] = [parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in per_member]
+    bounds = np.cumsum([r[0] for r in rows])[:-1]
+
+    def split(whole: np.ndarray) -> list[np.ndarray]:
+        return [whole] if len(answers) == 1 else np.split(whole, bounds)
+
+    if merge == "vote":
+        picks = np.stack([values.argmax(axis=-1) for values in stacked[names[0]]])  # members x rows
+        counts = np.zeros((picks.shape[1], stacked[names[0]][0].shape[-1]), np.int64)
+        for member_picks in picks:
+            counts[np.arange(picks.shape[1]), member_picks] += 1
+        chosen, votes = counts.argmax(axis=1), counts.max(axis=1)  # a tie: the lowest class
+        return [{"label": Tensor.from_numpy("label", c), "votes": Tensor.from_numpy("votes", v)}
+                for c, v in zip(split(chosen), split(votes), strict=True)]
+    merged: dict[str, list[np.ndarray]] = {}
+    answered = [label for label, _ in answers[0]]
+    for name, arrays in stacked.items():
+        if merge == "mean":
+            whole = np.mean(np.stack(arrays), axis=0).astype(arrays[0].dtype)
+        else:  # concat, member order, NaN for the missing
+            by_label = dict(zip(answered, arrays, strict=True))
+            blank = np.full_like(arrays[0], np.nan)
+            whole = np.concatenate([by_label.get(label, blank) for label in labels], axis=-1)
+        merged[name] = split(whole)
+    return [{name: Tensor.from_numpy(name, parts[j]) for name, parts in merged.items()} for j in range(len(answers))]
 
 
 def _wall_ms() -> int:

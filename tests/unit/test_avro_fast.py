@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from aimass.avro_fast import read_request, write_result
 from aimass.codec import HEADER_SIZE, Codec
-from aimass.messages import InferenceRequest, InferenceResult, Status, Tensor, Timings
+from aimass.messages import GraphOutcome, InferenceRequest, InferenceResult, Route, Status, StepTiming, Tensor, Timings
 from aimass.settings import PathSettings
 
 CODEC = Codec()
@@ -39,6 +39,14 @@ results = st.builds(
     timings=st.builds(Timings, queued_ms=st.floats(allow_nan=False) | st.integers(-10**6, 10**6),
                       batch_size=st.integers(-(2**31), 2**31 - 1), inference_ms=st.floats(allow_nan=False),
                       end_to_end_ms=st.floats(allow_nan=False)),
+    route=st.none() | st.builds(Route, rule=names, alias=st.none() | names, bucket=st.integers(-(2**31), 2**31 - 1),
+                                primary_version=st.none() | names, agrees=st.none() | st.booleans()),
+    graph=st.none() | st.builds(
+        GraphOutcome, partial=st.booleans(), missing=st.lists(names, max_size=3).map(tuple),
+        steps=st.lists(st.builds(StepTiming, step=names, model=names, version=st.none() | names, status=names,
+                                 batch_size=st.integers(-(2**31), 2**31 - 1),
+                                 inference_ms=st.floats(allow_nan=False) | st.integers(-10**6, 10**6),
+                                 finished_ms=st.floats(allow_nan=False)), max_size=3).map(tuple)),
 )
 requests = st.builds(
     InferenceRequest,
@@ -54,16 +62,9 @@ requests = st.builds(
 
 def _slow_result(res: InferenceResult) -> bytes:
     """The result as fastavro writes it (the codec's fallback path, called directly)."""
-    from aimass.codec import _tensor_record, _write
+    from aimass.codec import _write, result_record
 
-    record = {
-        "request_id": res.request_id, "model": res.model, "version": res.version, "status": res.status.value,
-        "outputs": [_tensor_record(t) for t in res.outputs], "error": res.error,
-        "timings": {"queued_ms": res.timings.queued_ms, "batch_size": res.timings.batch_size,
-                    "inference_ms": res.timings.inference_ms, "end_to_end_ms": res.timings.end_to_end_ms},
-        "completed_at_ms": res.completed_at_ms,
-    }
-    return _write(CODEC._result, record)
+    return _write(CODEC._result, result_record(res))
 
 
 def _slow_request(data: bytes) -> dict | None:

@@ -99,6 +99,37 @@ def test_a_vote_and_a_concat_equal_direct_runs(repository: ModelRepository) -> N
         np.testing.assert_allclose(probabilities.to_numpy()[0], np.concatenate([a[i], b[i]]), rtol=1e-6)
 
 
+def test_merges_of_requests_of_different_row_counts_split_back_per_request(repository: ModelRepository) -> None:
+    rng = np.random.default_rng(3)
+    counts = [1, 3, 2, 1]
+    blocks = [rng.random((n, 64), dtype=np.float32) for n in counts]
+    reqs = [InferenceRequest(f"r-{i}", "g", (Tensor.from_numpy("pixels", b),), 0) for i, b in enumerate(blocks)]
+    mean = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "mean"}}).run(reqs, 0)
+    vote = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "vote"}}).run(reqs, 0)
+    for block, m, v in zip(blocks, mean, vote, strict=True):
+        a, b = direct("1", block)["probabilities"], direct("2", block)["probabilities"]
+        (probabilities,) = m.outcome  # type: ignore[misc]
+        assert probabilities.shape == (len(block), 10)
+        np.testing.assert_allclose(probabilities.to_numpy(), (a + b) / 2, rtol=1e-5, atol=1e-6)
+        label, votes = v.outcome  # type: ignore[misc]
+        agree = a.argmax(axis=1) == b.argmax(axis=1)
+        np.testing.assert_array_equal(votes.to_numpy(), np.where(agree, 2, 1))
+        np.testing.assert_array_equal(label.to_numpy(), np.minimum(a.argmax(axis=1), b.argmax(axis=1)) * ~agree
+                                      + a.argmax(axis=1) * agree)
+
+
+def test_a_partial_concat_fills_the_missing_members_share_with_nan(repository: ModelRepository) -> None:
+    graph = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "concat", "k": 1, "timeout_ms": 100}},
+                   SlowEngine)
+    reqs, pixels = requests(3)
+    for i, answer in enumerate(graph.run(reqs, int(time.time() * 1000))):
+        assert answer.graph.missing == ("root/v2",)
+        (probabilities,) = answer.outcome  # type: ignore[misc]
+        values = probabilities.to_numpy()[0]
+        np.testing.assert_allclose(values[:10], direct("1", pixels)["probabilities"][i], rtol=1e-6)
+        assert np.isnan(values[10:]).all()
+
+
 def test_a_slow_member_leaves_a_partial_answer_at_the_timeout(repository: ModelRepository) -> None:
     graph = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "mean", "k": 2, "timeout_ms": 100}},
                    SlowEngine)
