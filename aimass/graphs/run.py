@@ -5,7 +5,9 @@ requests to the graph; each step is one engine call for every request still in i
 steps batch as models do), ensemble members that may answer early (``k`` < n, a ``timeout_ms`` or a
 deadline) run on threads (ONNX Runtime releases the GIL), the others one after the other, and
 an ensemble stops waiting when ``k`` members have answered or at ``timeout_ms`` (counted from the
-graph's start on the batch) or the batch's earliest deadline. Each request
+graph's start on the batch) or the batch's earliest deadline. A member left running past its
+ensemble's timeout is not started again while it runs: the next batches count it missing at
+once (so a member slower than the traffic costs one run at a time, never a queue). Each request
 gets its outputs or its failing step's typed error, and a :class:`~aimass.messages.GraphOutcome`
 (partial, missing members, per-step timings). The job's batch server runs it (docs/GRAPHS.md).
 """
@@ -59,12 +61,13 @@ class GraphRunner:
                  pool: futures.Executor | None = None) -> None:
         self.engine, self.definition, self.output_names = engine, definition, tuple(output_names)
         self.pool = pool or futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="aimass-graph")
+        self._busy: dict[str, futures.Future[list[Outcome]]] = {}  # each pooled member's latest run
 
     def run(self, requests: Sequence[InferenceRequest], now_ms: int) -> list[Answer]:
         """One answer per request, in order."""
         items = [_Item(r) for r in requests]
         envs: list[Env] = [{t.name: t for t in r.inputs} for r in requests]
-        one = _Pass(self.engine, self.definition, self.pool, time.perf_counter(), now_ms)
+        one = _Pass(self.engine, self.definition, self.pool, self._busy, time.perf_counter(), now_ms)
         root = self.definition["root"]
         outcomes = one.node(root, "" if isinstance(root, str) else "root", items, envs)
         answers = []
@@ -85,6 +88,7 @@ class _Pass:
     engine: InferenceEngine
     definition: Mapping[str, Any]
     pool: futures.Executor
+    busy: dict[str, futures.Future[list[Outcome]]]
     started: float
     now_ms: int
 
@@ -159,8 +163,14 @@ class _Pass:
             # intra-op threads still parallelise each call).
             for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True)):
                 done[i] = self.node(m, label, copy, envs)
-        running = {} if done else {self.pool.submit(self.node, m, label, copy, envs): i
-                                   for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True))}
+        running: dict[futures.Future[list[Outcome]], int] = {}
+        for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True) if not done else ()):
+            late = self.busy.get(label)
+            if late is not None and not late.done():
+                continue  # still on an earlier batch, past its timeout: missing here, not queued behind it
+            future = self.pool.submit(self.node, m, label, copy, envs)
+            self.busy[label] = future
+            running[future] = i
         pending = set(running)
         while pending and len(done) < k:
             remaining = None if wait_s is None else wait_s - (time.perf_counter() - self.started)

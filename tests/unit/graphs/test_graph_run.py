@@ -145,6 +145,23 @@ def test_a_slow_member_leaves_a_partial_answer_at_the_timeout(repository: ModelR
                                    rtol=1e-5, atol=1e-6)
 
 
+def test_a_member_still_running_past_its_timeout_is_not_queued_again(repository: ModelRepository) -> None:
+    graph = runner(repository, {"root": {"ensemble": ENSEMBLE, "merge": "mean", "timeout_ms": 50}}, SlowEngine)
+    reqs, _ = requests(2)
+    first = graph.run(reqs, int(time.time() * 1000))
+    started = time.perf_counter()
+    second = graph.run(reqs, int(time.time() * 1000))
+    took = time.perf_counter() - started
+    assert [a.graph.missing for a in first + second] == [("root/v2",)] * 4
+    assert [s.step for s in second[0].graph.steps] == ["root/v1"]  # v2 never ran for the second batch
+    assert took < 0.04, took  # nothing to wait for: v2 is busy with the first batch (0.5 s)
+    time.sleep(SlowEngine.delay_s)
+    started = time.perf_counter()
+    third = graph.run(reqs, int(time.time() * 1000))  # v2 free again: started, and waited for to the timeout
+    assert time.perf_counter() - started >= 0.045
+    assert third[0].graph.missing == ("root/v2",)
+
+
 def test_a_sequence_answers_with_the_failing_steps_typed_error(repository: ModelRepository) -> None:
     # digits version 2 takes the probabilities of version 1 as its pixels: the check refuses it
     # (10 columns for 64), so a failure at run time is made by a deadline that has passed.
