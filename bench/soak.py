@@ -49,7 +49,7 @@ from bench.soak_job import (
 from bench.soak_plot import plots
 from bench.soak_probe import Probe, Schedule, SoakCollector
 from bench.stack import BenchStack, bench_env, create_topics, delete_topics
-from bench.workload import Workload, request_id
+from bench.workload import Workload, model_inputs, request_id
 
 
 class Sampler:
@@ -283,8 +283,12 @@ def run_soak(options: SoakOptions, settings: Settings, manage_stack: bool = True
     for stale in [o.out / "soak.jsonl", o.out / "soak.json", o.out / "soak.md", *o.out.glob("soak-*.png")]:
         stale.unlink(missing_ok=True)
     build_demo_models(settings.paths.models_dir)
-    workload = Workload.build(Codec(settings.paths.schemas_dir), o.model, settings.paths.models_dir, o.seed)
+    target = o.model if o.graph is None else str(json.loads(o.graph.read_text(encoding="utf-8"))["name"])
+    workload = Workload.from_inputs(Codec(settings.paths.schemas_dir), target,
+                                    model_inputs(o.model, settings.paths.models_dir, o.seed), o.seed)
     with BenchStack(settings, flink=True, manage=manage_stack, keep=keep_stack, say=say):
+        if o.graph is not None:
+            _deploy_graph(settings, o.graph, say)
         if o.rate is not None:
             rate, sustained, source = o.rate, None, "given"
         else:
@@ -295,7 +299,8 @@ def run_soak(options: SoakOptions, settings: Settings, manage_stack: bool = True
         started=time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(began)),
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
         commit=_git_commit(), versions=_versions(), command=command,
-        model=o.model, version=ModelRepository(settings.paths.models_dir).resolve(o.model).version,
+        model=o.model, graph=None if o.graph is None else target,
+        version=ModelRepository(settings.paths.models_dir).resolve(o.model).version,
         delivery=o.delivery, parallelism=o.parallelism, interval_s=o.interval_s, overrides=o.overrides,
         sustained_rate=None if sustained is None else round(sustained, 1), share=o.share, rate_source=source,
         smoke=o.smoke)
@@ -307,13 +312,27 @@ def run_soak(options: SoakOptions, settings: Settings, manage_stack: bool = True
     return summary
 
 
+def _deploy_graph(settings: Settings, path: Path, say: Say) -> None:
+    """Publish the folder's models (what the graph names) and the graph, effective at once."""
+    from aimass.control.admin import ControlAdmin
+    from aimass.graphs.cli import graph_deploy
+
+    with ControlAdmin(settings, activation_ms=0) as admin:
+        for line in admin.sync(settings.paths.models_dir, at_submit=True):
+            say(line)
+        admin.publish(graph_deploy(path.read_text(encoding="utf-8")), in_ms=0)
+    say(f"deployed graph {path}")
+
+
 def parse(argv: list[str] | None = None) -> tuple[SoakOptions, int, bool]:
     """Command line to (options, port offset, whether to leave the stack running)."""
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", default=None, help="how long to produce: 90, 120s, 30m, 1h (default 30m)")
     parser.add_argument("--share", type=float, default=0.5, help="offered rate as a share of the sustained rate")
     parser.add_argument("--rate", type=float, default=None, help="offered requests/s (skips the rate measurement)")
-    parser.add_argument("--model", default="digits")
+    parser.add_argument("--model", default="digits", help="the model served (with --graph: whose inputs it takes)")
+    parser.add_argument("--graph", type=Path, default=None, metavar="FILE",
+                        help="soak a graph: deploy FILE (e.g. examples/graphs/digits-vote.json), send to its name")
     parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once")
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
@@ -346,7 +365,8 @@ def parse(argv: list[str] | None = None) -> tuple[SoakOptions, int, bool]:
     out = args.out or PROJECT_ROOT / "bench" / "out" / ("soak-smoke" if smoke else "soak")
     options = SoakOptions(
         duration_s=duration, share=args.share, rate=args.rate if args.rate is not None else (200.0 if smoke else None),
-        model=args.model, delivery=args.delivery, parallelism=args.parallelism, interval_s=args.interval,
+        model=args.model, graph=args.graph, delivery=args.delivery, parallelism=args.parallelism,
+        interval_s=args.interval,
         overrides=overrides, out=out.resolve(), seed=args.seed, measure_s=measure,
         warmup_requests=100 if smoke else 2000, keep_topics=args.keep_topics, smoke=smoke,
     )

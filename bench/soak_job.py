@@ -40,6 +40,8 @@ class SoakOptions:
     rate: float | None = None
     """Absolute offered rate, requests/s; skips the sustained-rate measurement."""
     model: str = "digits"
+    graph: Path | None = None
+    """A graph file deployed before the soak; requests go to the graph (taking ``model``'s inputs)."""
     delivery: Delivery = "exactly-once"
     parallelism: int = 1
     interval_s: float = 5.0
