@@ -164,10 +164,12 @@ class _Pass:
             for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True)):
                 done[i] = self.node(m, label, copy, envs)
         running: dict[futures.Future[list[Outcome]], int] = {}
+        busy: list[str] = []
         for i, (m, label, copy) in enumerate(zip(members, labels, copies, strict=True) if not done else ()):
             late = self.busy.get(label)
             if late is not None and not late.done():
-                continue  # still on an earlier batch, past its timeout: missing here, not queued behind it
+                busy.append(label)  # still on an earlier batch, past its timeout: missing here, not queued behind it
+                continue
             future = self.pool.submit(self.node, m, label, copy, envs)
             self.busy[label] = future
             running[future] = i
@@ -194,8 +196,9 @@ class _Pass:
                 item.missing.append(labels[i])
             if not answered:
                 failures = [done[i][j] for i in sorted(done) if isinstance(done[i][j], Failure)]
+                why = f" ({', '.join(busy)} still busy with an earlier batch)" if busy else ""
                 out.append(failures[0] if failures else Failure(
-                    Status.DEADLINE_EXCEEDED, f"ensemble {path or 'root'!r}: no member answered in time"))
+                    Status.DEADLINE_EXCEEDED, f"ensemble {path or 'root'!r}: no member answered in time{why}"))
                 continue
             out.append(None)
             answers[j] = answered

@@ -160,6 +160,12 @@ def test_a_member_still_running_past_its_timeout_is_not_queued_again(repository:
     third = graph.run(reqs, int(time.time() * 1000))  # v2 free again: started, and waited for to the timeout
     assert time.perf_counter() - started >= 0.045
     assert third[0].graph.missing == ("root/v2",)
+    both_slow = [{**ENSEMBLE[1], "name": "a"}, {**ENSEMBLE[1], "name": "b"}]
+    slow = runner(repository, {"root": {"ensemble": both_slow, "merge": "mean", "timeout_ms": 50}}, SlowEngine)
+    slow.run(reqs, int(time.time() * 1000))
+    (failed, _) = slow.run(reqs, int(time.time() * 1000))  # every member busy: no answer, and why
+    assert isinstance(failed.outcome, Failure) and failed.outcome.status is Status.DEADLINE_EXCEEDED
+    assert "root/a, root/b still busy with an earlier batch" in failed.outcome.message
 
 
 def test_a_sequence_answers_with_the_failing_steps_typed_error(repository: ModelRepository) -> None:
