@@ -34,7 +34,7 @@ $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	@touch $@
 
-models/.built: $(BIN)/.installed aimass/demo.py
+models/.built: $(BIN)/.installed aimass/tools/demo.py
 	$(BIN)/aimass models
 	@touch $@
 

@@ -139,7 +139,7 @@ def cmd_taskmanagers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
-    from aimass.demo import build_demo_models
+    from aimass.tools.demo import build_demo_models
 
     built = build_demo_models(settings.paths.models_dir, force=args.force)
     for key, value in built.items():
@@ -148,7 +148,7 @@ def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from aimass.demo_run import run_demo
+    from aimass.tools.demo_run import run_demo
 
     return run_demo(settings, count=args.count, say=_say)
 

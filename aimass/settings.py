@@ -179,7 +179,7 @@ class JobSettings:
     max_parallelism: int = 128
     """``pipeline.max-parallelism``: fixed, since keyed state is split into this many groups."""
     lanes: int = 4
-    """Micro-batching keys (see aimass/keys.py): a request joins lane ``crc32(id) % lanes``,
+    """Micro-batching keys (see aimass/contract/keys.py): a request joins lane ``crc32(id) % lanes``,
     whatever its model. They are spread evenly over the key groups, so every parallelism
     dividing ``lanes`` gets the same number of lanes per subtask, and a rescale moves whole
     lanes with their pending requests. Fewer lanes than the parallelism you scale to leave
@@ -262,7 +262,7 @@ class JobSettings:
         record envelope, so the broker refuses most larger records at produce time. Not all: the
         limit applies to a batch as compressed, so a producer that raises its own
         ``max.request.size`` can send a highly compressible record far larger; the job refuses it
-        (``OVERSIZED``) and cuts its dead letter to fit (:func:`aimass.rejects.reject`)."""
+        (``OVERSIZED``) and cuts its dead letter to fit (:func:`aimass.serving.rejects.reject`)."""
         return self.max_payload_bytes + 1024
 
     @property

@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 
 from aimass.client import Client
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
 from aimass.settings import Settings
-from aimass.traffic import consumer as results_consumer
-from aimass.traffic import make_request, producer
+from aimass.tools.traffic import consumer as results_consumer
+from aimass.tools.traffic import make_request, producer
 
 Submit = Callable[[np.ndarray], str]
 

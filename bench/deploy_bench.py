@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from aimass.codec import Codec, DecodeError
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import Status
 from aimass.control.admin import ControlAdmin
-from aimass.messages import Status
 from aimass.settings import PROJECT_ROOT, Settings
-from aimass.traffic import consumer, make_request, producer, send_requests
+from aimass.tools.traffic import consumer, make_request, producer, send_requests
 from bench.stack import BenchStack, bench_env
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from aimass.codec import Codec, DecodeError
-from aimass.messages import Status
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import Status
 from bench.workload import Workload
 
 Progress = Callable[[int, int], None]

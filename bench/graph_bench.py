@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from aimass.engine import InferenceEngine
+from aimass.contract.messages import InferenceRequest, Tensor
 from aimass.graphs.run import GraphRunner
 from aimass.graphs.spec import Member, check
-from aimass.messages import InferenceRequest, Tensor
-from aimass.models import ModelRepository, SessionCache
+from aimass.serving.engine import InferenceEngine
+from aimass.serving.models import ModelRepository
+from aimass.serving.sessions import SessionCache
 from aimass.settings import PROJECT_ROOT, JobSettings, Settings
 
 
@@ -119,8 +120,8 @@ def stack_main(seconds: float, out: Path) -> int:
     import uuid
 
     from aimass.control.admin import ControlAdmin
-    from aimass.demo import build_demo_models
     from aimass.graphs.cli import graph_deploy
+    from aimass.tools.demo import build_demo_models
     from bench.progress import Progress
     from bench.run import Bench, Options
     from bench.stack import BenchStack, bench_env

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.messages import InferenceRequest, InferenceResult, Status
 from aimass.control.admin import ControlAdmin
-from aimass.messages import InferenceRequest, InferenceResult, Status
 from aimass.settings import PROJECT_ROOT, Settings
-from aimass.traffic import collect, consumer, make_request, send_paced
+from aimass.tools.traffic import collect, consumer, make_request, send_paced
 from bench.slow_model import WIDTH, slow_model
 from bench.stack import BenchStack, bench_env, create_topics, delete_topics, run_settings
 

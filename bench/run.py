@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimass.codec import Codec
-from aimass.models import ModelRepository
+from aimass.contract.codec import Codec
+from aimass.serving.models import ModelRepository
 from aimass.settings import PROJECT_ROOT, Settings
 from bench import report
 from bench.driver import Collector, drain_rate, latencies, paced, preload, producer, served
@@ -290,7 +290,7 @@ def run_bench(options: Options, settings: Settings, manage_stack: bool = True, k
               progress: Progress | None = None) -> dict[str, Any]:
     """Run the bench on ``settings``' stack (started here, and stopped unless ``keep_stack``, when
     ``manage_stack``; else the stack is someone else's and must be running)."""
-    from aimass.demo import build_demo_models
+    from aimass.tools.demo import build_demo_models
 
     build_demo_models(settings.paths.models_dir)
     runs = len(options.models) * len(options.systems)

@@ -1,7 +1,7 @@
 """The per-record work every Kafka-fed system does: Avro decode, ONNX Runtime, Avro encode.
 
 The peers (the plain loop and Quix Streams) call :class:`Scorer`, which is AI Mass's own core
-(:class:`aimass.codec.Codec` and :class:`aimass.engine.InferenceEngine` with the job's session
+(:class:`aimass.contract.codec.Codec` and :class:`aimass.serving.engine.InferenceEngine` with the job's session
 options: one intra-op thread, spinning off), so that every system does the same work per
 record and the figures compare the plumbing around it.
 """
@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aimass.codec import Codec, DecodeError
-from aimass.engine import InferenceEngine
-from aimass.models import ModelRepository, SessionCache
-from aimass.rejects import Source, reject
+from aimass.contract.codec import Codec, DecodeError
+from aimass.serving.engine import InferenceEngine
+from aimass.serving.models import ModelRepository
+from aimass.serving.rejects import Source, reject
+from aimass.serving.sessions import SessionCache
 from aimass.settings import Settings
 
 

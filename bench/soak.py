@@ -26,8 +26,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from aimass.codec import Codec
-from aimass.models import ModelRepository
+from aimass.contract.codec import Codec
+from aimass.serving.models import ModelRepository
 from aimass.settings import PROJECT_ROOT, Settings
 from aimass.stack.local import Say
 from aimass.stack.procs import StackError
@@ -273,7 +273,7 @@ def run_soak(options: SoakOptions, settings: Settings, manage_stack: bool = True
     ``keep_stack``), leaving what already ran alone; without, it is someone else's and must run.
     ``command`` is how the run was asked for, for the report.
     """
-    from aimass.demo import build_demo_models
+    from aimass.tools.demo import build_demo_models
     from bench.run import _git_commit, _versions
 
     o = options

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimass.codec import Codec, DecodeError
-from aimass.messages import Status
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import Status
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
 from bench.driver import TopicReader

@@ -1,14 +1,14 @@
 """The requests every system is served: the same model inputs, encoded once with the project codec.
 
 Inputs are fixed by the seed: the digits model gets the rows of its held-out set
-(:func:`aimass.demo.load_holdout`) in a seeded order, the heavy model seeded standard-normal
+(:func:`aimass.tools.demo.load_holdout`) in a seeded order, the heavy model seeded standard-normal
 rows. Request ids are uuid-shaped and derived from (seed, phase, index), so a run can be
 repeated exactly and two phases never share an id.
 
 Encoding hundreds of thousands of requests inside the load driver would steal CPU from the
 system under test on a two-core machine, so each input row is encoded once into a template
 with a placeholder id, and a request's bytes are the template with its id written over the
-placeholder. The bytes are exactly what :meth:`aimass.codec.Codec.encode_request` writes for
+placeholder. The bytes are exactly what :meth:`aimass.contract.codec.Codec.encode_request` writes for
 that id (``tests/unit/test_bench_workload.py`` checks it).
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from aimass.codec import HEADER_SIZE, Codec
-from aimass.demo import load_holdout
-from aimass.models import ModelRepository
-from aimass.traffic import make_request
+from aimass.contract.codec import HEADER_SIZE, Codec
+from aimass.serving.models import ModelRepository
+from aimass.tools.demo import load_holdout
+from aimass.tools.traffic import make_request
 
 ID_LENGTH = 36
 _PLACEHOLDER = "0" * ID_LENGTH

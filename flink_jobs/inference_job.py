@@ -25,8 +25,8 @@ arrives (forwarded by ``route`` to every lane).
 
 Routing, micro-batching and de-duplication are small Java operators (``java/``, shipped with
 the job as ``pipeline.jars``); Python is called once per batch, with one byte frame in and one
-out (:mod:`aimass.frames`), and does all the decoding, validation, inference and encoding
-(:class:`aimass.batches.BatchServer`). State: each lane's pending records, and one entry per
+out (:mod:`aimass.contract.frames`), and does all the decoding, validation, inference and encoding
+(:class:`aimass.serving.batches.BatchServer`). State: each lane's pending records, and one entry per
 claimed request id (TTL ``job.dedup_ttl_s``), on RocksDB with incremental checkpoints, so a
 checkpoint costs what changed since the last one. Pending records wait on the heap and enter
 operator state only at a checkpoint (``MicroBatch``), so RocksDB holds the ids alone.
@@ -112,7 +112,7 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     opens, and ``route`` holds requests after a restore until it has passed (the Kafka job;
     pipeline tests have no control topic to write to).
     """
-    from aimass.codec import Codec
+    from aimass.contract.codec import Codec
 
     job = settings.job
     graph = _graph(source.get_execution_environment(), settings)

@@ -53,8 +53,8 @@ def test_settings() -> Settings:
 @pytest.fixture(scope="session")
 def local_stack(test_settings: Settings) -> Iterator[object]:
     """The real Kafka broker and Flink cluster, up for the whole session."""
-    from aimass.demo import build_demo_models
     from aimass.stack.local import LocalStack
+    from aimass.tools.demo import build_demo_models
 
     build_demo_models(test_settings.paths.models_dir)
     stack = LocalStack(test_settings, say=lambda m: print(f"[stack] {m}"))

@@ -38,7 +38,7 @@ class ApplyControl(KeyedProcessFunction):
         self.token: str | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from aimass.codec import Codec
+        from aimass.contract.codec import Codec
         from aimass.control.commands import ControlCodec
         from aimass.control.step import ControlStep
 

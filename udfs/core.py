@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from aimass.batches import BatchServer
+    from aimass.serving.batches import BatchServer
     from aimass.settings import Settings
 
 _LOCK = threading.Lock()
@@ -52,12 +52,12 @@ def _on_fresh_thread(work: Callable[[], T]) -> T:
 
 
 def _build(settings: Settings) -> BatchServer:
-    from aimass.batches import BatchServer
-    from aimass.codec import Codec
+    from aimass.contract.codec import Codec
     from aimass.control.store import ModelStore
-    from aimass.engine import InferenceEngine
     from aimass.kafka_config import python_client_config
-    from aimass.models import SessionCache
+    from aimass.serving.batches import BatchServer
+    from aimass.serving.engine import InferenceEngine
+    from aimass.serving.sessions import SessionCache
 
     def consumer() -> object:  # reads a deployed version's chunks from the blob topic
         from kafka import KafkaConsumer

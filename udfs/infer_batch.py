@@ -4,7 +4,7 @@ The Java steps before it (``java/``: route, micro-batch in keyed state) hand it 
 frame; it returns one outputs frame for the Java steps after it (split, de-duplicate by
 request id). A ``MapFunction``, not a generator: one value back per call, no per-record
 crossing and no per-record state call from Python. All the logic is in
-:class:`aimass.batches.BatchServer`; this only builds it in ``open`` and delegates.
+:class:`aimass.serving.batches.BatchServer`; this only builds it in ``open`` and delegates.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aimass.settings import Settings
 from udfs.core import open_server
 
 if TYPE_CHECKING:
-    from aimass.batches import BatchServer
+    from aimass.serving.batches import BatchServer
 
 
 class InferBatch(MapFunction):

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aimass.codec import Codec, DecodeError
+from aimass.contract.codec import Codec, DecodeError
 from aimass.kafka_config import python_client_config
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster

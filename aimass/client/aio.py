@@ -21,7 +21,7 @@ import numpy as np
 from aimass.client import validation
 from aimass.client.client import Client
 from aimass.client.errors import ClientError, ResultTimeout, Unavailable
-from aimass.messages import InferenceResult, Tensor
+from aimass.contract.messages import InferenceResult, Tensor
 from aimass.settings import Settings
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from aimass.client.client import Client
     from aimass.client.feed import Start
-    from aimass.messages import InferenceResult
+    from aimass.contract.messages import InferenceResult
     from aimass.settings import Settings
 
 

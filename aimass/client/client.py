@@ -24,17 +24,17 @@ from aimass.client import validation
 from aimass.client.errors import PayloadTooLarge, ResultTimeout, SubmitFailed, Unavailable
 from aimass.client.feed import ResultFeed, Start
 from aimass.client.store import ResultStore
-from aimass.codec import MAX_REQUEST_ID_BYTES, Codec
+from aimass.contract.codec import Codec
+from aimass.contract.limits import MAX_REQUEST_ID_BYTES, MESSAGE_OVERHEAD_BYTES
+from aimass.contract.messages import InferenceRequest, InferenceResult, Tensor
 from aimass.kafka_config import python_client_config
-from aimass.messages import InferenceRequest, InferenceResult, Tensor
 from aimass.settings import Settings
-from aimass.traffic import now_ms
+from aimass.tools.traffic import now_ms
 
 if TYPE_CHECKING:
-    from aimass.models import ModelRepository
+    from aimass.serving.models import ModelRepository
 
 #: Kafka record overhead allowed on top of the largest payload.
-_RECORD_OVERHEAD = 64 * 1024
 
 
 def outputs(result: InferenceResult) -> dict[str, np.ndarray]:
@@ -80,7 +80,7 @@ class Client:
         self.store = store if store is not None else ResultStore(s.gateway.store_size, s.gateway.ttl_s)
         self.repository: ModelRepository | None = None
         if validate and s.paths.models_dir.is_dir():
-            from aimass.models import ModelRepository
+            from aimass.serving.models import ModelRepository
 
             self.repository = ModelRepository(s.paths.models_dir)
         self._producer: Any = None
@@ -194,7 +194,7 @@ class Client:
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024,
-                        max_request_size=self.max_payload_bytes + _RECORD_OVERHEAD,
+                        max_request_size=self.max_payload_bytes + MESSAGE_OVERHEAD_BYTES,
                         max_block_ms=timeout, bootstrap_timeout_ms=timeout, request_timeout_ms=timeout,
                         delivery_timeout_ms=2 * timeout + 5, **self.kafka_config,
                     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aimass.messages import Status
+from aimass.contract.messages import Status
 
 
 class ClientError(Exception):

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from aimass.client.store import ResultStore
-from aimass.codec import Codec, DecodeError
-from aimass.traffic import now_ms
+from aimass.contract.codec import Codec, DecodeError
+from aimass.tools.traffic import now_ms
 
 log = logging.getLogger("aimass.client")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 from aimass.client.errors import ClientError
-from aimass.messages import InferenceResult
+from aimass.contract.messages import InferenceResult
 
 log = logging.getLogger("aimass.client")
 

@@ -2,7 +2,7 @@
 
 The new version is built in a hidden folder inside the model's folder
 (``<models>/<name>/.compress-<id>/``), validated by loading it through
-:class:`aimass.models.ModelRepository` and :class:`aimass.models.SessionCache`, measured
+:class:`aimass.serving.models.ModelRepository` and :class:`aimass.serving.models.SessionCache`, measured
 beside its parent, and only then renamed into ``<models>/<name>/<version>``. Any failure
 removes the hidden folder: the repository is left as it was.
 """
@@ -39,9 +39,11 @@ from aimass.compress.methods import (
     to_fp16,
 )
 from aimass.compress.report import Candidate, Report, recommend, save
-from aimass.demo import HOLDOUT_DIR
-from aimass.models import METADATA_FILE, MODEL_FILE, NAME_PATTERN, ModelError, ModelRepository, ModelSpec, SessionCache
+from aimass.contract.limits import NAME_PATTERN
+from aimass.serving.models import METADATA_FILE, MODEL_FILE, ModelError, ModelRepository, ModelSpec
+from aimass.serving.sessions import SessionCache
 from aimass.settings import JobSettings
+from aimass.tools.demo import HOLDOUT_DIR
 
 log = logging.getLogger("aimass")
 

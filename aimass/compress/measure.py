@@ -1,6 +1,6 @@
 """Measurements of one model version: file size, latency, throughput and quality.
 
-Timed sessions run like serving ones (:class:`aimass.models.SessionCache`): the CPU provider,
+Timed sessions run like serving ones (:class:`aimass.serving.models.SessionCache`): the CPU provider,
 ``intra_op_threads`` threads (1 by default), sequential execution, spinning off. Latency is
 the median of ``repeats`` timed runs after ``warmup`` untimed ones.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from aimass.messages import DTYPES
-from aimass.models import ModelSpec
+from aimass.contract.messages import DTYPES
+from aimass.serving.models import ModelSpec
 
 BATCHES = (1, 32)
 CPU = "CPUExecutionProvider"

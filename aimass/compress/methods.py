@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from aimass.models import ModelSpec
+    from aimass.serving.models import ModelSpec
 
 PRUNE, OPTIMIZE, DYNAMIC_INT8, STATIC_INT8, FP16 = "prune", "optimize", "dynamic-int8", "static-int8", "fp16"
 METHODS = (PRUNE, DYNAMIC_INT8, STATIC_INT8, FP16, OPTIMIZE)

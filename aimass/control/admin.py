@@ -19,12 +19,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aimass.codec import Codec, DecodeError
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import DeadLetter
 from aimass.control.blobs import sha256_of, upload
 from aimass.control.commands import Action, Command, ControlCodec, Deploy, Marker
 from aimass.control.routing import Refusal, Routing
 from aimass.kafka_config import python_client_config
-from aimass.messages import DeadLetter
 from aimass.settings import JobSettings, Settings
 
 
@@ -192,7 +192,8 @@ class ControlAdmin:
         Raises:
             AdminError: the directory is not a loadable version, or the rules refuse it.
         """
-        from aimass.models import METADATA_FILE, MODEL_FILE, ModelError, ModelSpec, SessionCache
+        from aimass.serving.models import METADATA_FILE, MODEL_FILE, ModelError, ModelSpec
+        from aimass.serving.sessions import SessionCache
 
         directory = Path(directory).resolve()
         try:
@@ -232,7 +233,7 @@ def local_deploys(models_dir: Path, routing: Routing, effective_at_ms: int | Non
     ``routing`` lacks, or a line saying why a version is not deployed. ``effective_at_ms``: 0
     at submit (the folder's versions route every request, including those already queued),
     None (now) for a sync while the job runs."""
-    from aimass.models import METADATA_FILE, MODEL_FILE, ModelRepository
+    from aimass.serving.models import METADATA_FILE, MODEL_FILE, ModelRepository
 
     repository = ModelRepository(models_dir)
     for name in repository.names():

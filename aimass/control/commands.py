@@ -14,8 +14,8 @@ from typing import Any
 
 from fastavro import schemaless_reader
 
-from aimass.codec import HEADER_SIZE, DecodeError, _load, _parse, _write
-from aimass.messages import Reason
+from aimass.contract.codec import HEADER_SIZE, DecodeError, _load, _parse, _write
+from aimass.contract.messages import Reason
 from aimass.settings import PathSettings
 
 _NS = "ai.aimass."

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aimass.contract.messages import Reason
+from aimass.contract.rules import Refusal
 from aimass.control.commands import (
     Command,
     Deploy,
@@ -30,7 +32,6 @@ from aimass.control.commands import (
     SetShadow,
     SetSplit,
 )
-from aimass.messages import Reason
 
 #: Split and shadow buckets: a weight of 1 is this many.
 BUCKETS = 10_000
@@ -64,16 +65,8 @@ def buckets_of(weights: Sequence[float]) -> list[int]:
     return counts
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A command the routing does not take, and why."""
-
-    reason: Reason
-    message: str
-
-
 def _name_problem(what: str, value: str) -> str | None:
-    from aimass.models import NAME_PATTERN
+    from aimass.contract.limits import NAME_PATTERN
 
     if NAME_PATTERN.fullmatch(value):
         return None
@@ -84,7 +77,7 @@ def _metadata_problem(deploy: Deploy) -> tuple[str | None, dict[str, Any]]:
     """What is wrong with a deploy's ``model.json`` (None when valid), and the parsed metadata."""
     from pathlib import Path
 
-    from aimass.models import ModelSpec
+    from aimass.serving.models import ModelSpec
 
     try:
         raw = json.loads(deploy.metadata_json)
@@ -98,8 +91,8 @@ def _metadata_problem(deploy: Deploy) -> tuple[str | None, dict[str, Any]]:
 
 
 def newest_serving(versions: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The newest version (by :func:`aimass.models.version_key`) not marked ``serving: false``."""
-    from aimass.models import version_key
+    """The newest version (by :func:`aimass.serving.models.version_key`) not marked ``serving: false``."""
+    from aimass.serving.models import version_key
 
     serving = [v for v, entry in versions.items() if entry.get("serving", True)]
     return max(serving, key=version_key) if serving else None
@@ -263,7 +256,7 @@ class Routing:
         from pathlib import Path
 
         from aimass.graphs.spec import Member
-        from aimass.models import ModelError, ModelSpec
+        from aimass.serving.models import ModelError, ModelSpec
 
         state = self.models.get(model)
         if state is None:

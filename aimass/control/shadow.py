@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from aimass.messages import InferenceResult, Status
+from aimass.contract.messages import InferenceResult, Status
 
 RTOL, ATOL = 1e-3, 1e-5
 

@@ -13,10 +13,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from aimass.codec import Codec, DecodeError
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import DeadLetter, Reason, clip
 from aimass.control.commands import ControlCodec
 from aimass.control.routing import Refusal, Routing
-from aimass.messages import DeadLetter, Reason, clip
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ lanes (docs/CONTROL.md); a version seen for the first time is fetched from its U
 (``file://`` in place, ``kafka:`` chunks into the model cache), its SHA-256 checked, its ONNX
 Runtime session opened, all on one loader thread while requests keep being served.
 :meth:`resolve` is what the engine asks: the spec of a routed version, waiting for its load
-when it is still under way, or a :class:`~aimass.models.ModelError` naming the model, the
+when it is still under way, or a :class:`~aimass.serving.models.ModelError` naming the model, the
 version and the cause when it cannot serve here. It never answers with another version.
 """
 
@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from aimass.contract.messages import Reason
 from aimass.control.blobs import BlobError, fetch, sha256_of
-from aimass.messages import Reason
-from aimass.models import METADATA_FILE, MODEL_FILE, ModelError, ModelSpec, SessionCache, version_key
+from aimass.serving.models import METADATA_FILE, MODEL_FILE, ModelError, ModelSpec, version_key
+from aimass.serving.sessions import SessionCache
 
 log = logging.getLogger("aimass")
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.messages import Reason, Status
 from aimass.faults.fuzz import Mutator, load_corpus
 from aimass.faults.inject import (
     Failure,
@@ -47,7 +48,6 @@ from aimass.faults.oracle import Expectation, Verdict, digest, judge, longest_ga
 from aimass.faults.plan import Plan, bad_records, largest_value
 from aimass.faults.reader import Reader
 from aimass.faults.schedule import FaultSchedule
-from aimass.messages import Reason, Status
 from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.local import LocalStack
@@ -98,8 +98,8 @@ class Campaign:
 
     def run(self) -> dict[str, Any]:
         """Run the three phases and return the report (see :mod:`aimass.faults.report`)."""
-        from aimass.demo import load_holdout
-        from aimass.traffic import producer
+        from aimass.tools.demo import load_holdout
+        from aimass.tools.traffic import producer
 
         images, _ = load_holdout(self.settings.paths.models_dir)
         expected_outputs = self._direct_outputs(images)
@@ -184,7 +184,7 @@ class Campaign:
         """Outputs of the newest serving ``digits`` on every hold-out image, by direct ONNX Runtime."""
         import onnxruntime as ort
 
-        from aimass.models import ModelRepository
+        from aimass.serving.models import ModelRepository
 
         spec = ModelRepository(self.settings.paths.models_dir).resolve("digits")
         session = ort.InferenceSession(str(spec.onnx_path), providers=["CPUExecutionProvider"])

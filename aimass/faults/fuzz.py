@@ -12,7 +12,7 @@ beforehand; what the job owes them is only that nothing is lost and nothing cras
   result owes none. A new seed gives records no run has sent before.
 * :func:`load_corpus` reads a folder of files, each the value of one record (``--bad-corpus`` of
   ``python -m aimass.faults``: malformed inputs from outside the repository). A file whose
-  request id the job can read (the id :meth:`aimass.codec.Codec.decode_request` returns or names
+  request id the job can read (the id :meth:`aimass.contract.codec.Codec.decode_request` returns or names
   in its error) owes what a fuzzed record owes: one result for that id, of any status, and a
   dead letter unless ``ok`` (so a file that is in fact a valid request is answered, not lost).
   A file with no readable id owes a dead letter of its bytes, with whatever reason.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aimass.codec import HEADER_SIZE, Codec, DecodeError
+from aimass.contract.codec import HEADER_SIZE, Codec, DecodeError
 from aimass.faults.malformed import BadRecord, avro_long, avro_string, digits_request
 
 #: The mutations a :class:`Mutator` picks from (one to three per record).

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aimass.codec import HEADER_SIZE, MARKER, MAX_DIMS, MAX_INPUTS, MAX_REQUEST_ID_BYTES, Codec
-from aimass.messages import InferenceRequest, InferenceResult, Reason, Status, Tensor
+from aimass.contract.codec import HEADER_SIZE, MARKER, Codec
+from aimass.contract.limits import MAX_DIMS, MAX_INPUTS, MAX_REQUEST_ID_BYTES
+from aimass.contract.messages import InferenceRequest, InferenceResult, Reason, Status, Tensor
 
 #: The kinds of bad record, in the order a campaign cycles through them.
 KINDS = (

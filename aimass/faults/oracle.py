@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from aimass.messages import DeadLetter, InferenceResult, Reason, Status
+from aimass.contract.messages import DeadLetter, InferenceResult, Reason, Status
 
 Mode = Literal["exactly-once", "at-least-once"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
 from aimass.faults.malformed import BadRecords
 from aimass.settings import Settings
 

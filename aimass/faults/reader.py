@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aimass.codec import Codec, DecodeError
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import DeadLetter, InferenceResult, Status
 from aimass.faults.oracle import digest
-from aimass.messages import DeadLetter, InferenceResult, Status
 from aimass.settings import Settings
 
 

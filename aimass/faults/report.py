@@ -17,7 +17,7 @@ KNOWN_PROBLEMS = """## Known problems found by these campaigns
   `request_record_limit` (payload limit + 1 KiB) and the output limit has room for the dead
   letter of any accepted record. Every campaign now sends such records (every other
   `oversized` record is as large as the requests topic takes; `--no-near-limit` to leave them
-  out), and `tests/unit/test_config_faults.py` checks the sizes.
+  out), and `tests/unit/faults/test_config_faults.py` checks the sizes.
 - **Fixed after an independent review of the record path** (not found by a campaign; each now
   has a test that failed before): a 4 MiB flood the size scan could not follow (a union branch
   of -1, a varint past 10 bytes) cost 2-3 s and ~300 MB to refuse; a record under an id already

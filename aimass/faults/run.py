@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     keep_in = None if (args.smoke or args.doc) else REPORTS_DIR
     command = ("python -m aimass.faults " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
 
-    from aimass.demo import build_demo_models
     from aimass.stack import jobs
     from aimass.stack.local import LocalStack
+    from aimass.tools.demo import build_demo_models
 
     def say(message: str) -> None:
         print(f"[faults {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         from aimass.faults.fuzz import load_corpus
 
         try:
-            from aimass.codec import Codec
+            from aimass.contract.codec import Codec
 
             corpus = list(load_corpus(Path(plan.corpus), largest_value(settings), Codec(settings.paths.schemas_dir),
                                       settings.job.max_payload_bytes))

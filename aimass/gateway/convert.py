@@ -1,11 +1,11 @@
-"""Protocol buffers <-> the data contract's messages (``aimass.messages``)."""
+"""Protocol buffers <-> the data contract's messages (``aimass.contract.messages``)."""
 
 from __future__ import annotations
 
 from typing import cast
 
+from aimass.contract.messages import InferenceResult, Status, Tensor
 from aimass.gateway._gen import inference_pb2 as pb
-from aimass.messages import InferenceResult, Status, Tensor
 
 
 def tensor_from_proto(t: pb.Tensor) -> Tensor:

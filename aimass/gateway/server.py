@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from aimass.client.aio import AsyncClient
 from aimass.client.client import Client
 from aimass.client.errors import ClientError, InvalidRequest, ResultTimeout, SubmitFailed, Unavailable
+from aimass.contract.limits import MESSAGE_OVERHEAD_BYTES
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
 from aimass.gateway.auth import BearerTokenInterceptor
@@ -33,7 +34,6 @@ log = logging.getLogger("aimass.gateway")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name
 #: gRPC framing allowed on top of the payload limit.
-_MESSAGE_OVERHEAD = 64 * 1024
 #: Largest result message sent (results of bulk requests can be big).
 _MAX_SEND_BYTES = 64 * 1024 * 1024
 
@@ -136,7 +136,7 @@ class Gateway:
         inner = Client(s, start="beginning", max_payload_bytes=min(gw.max_payload_bytes, s.job.max_payload_bytes))
         self.client = await AsyncClient(client=inner).start()
         interceptors = [BearerTokenInterceptor(gw.token)] if gw.token else []
-        limit = gw.max_payload_bytes + _MESSAGE_OVERHEAD
+        limit = gw.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
         self.server = grpc.aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=gw.max_concurrent_rpcs,

@@ -44,7 +44,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     from aimass.graphs.spec import GraphError, Member, check, load
-    from aimass.models import ModelRepository
+    from aimass.serving.models import ModelRepository
 
     try:
         text = args.file.read_text(encoding="utf-8")

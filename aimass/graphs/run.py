@@ -8,7 +8,7 @@ an ensemble stops waiting when ``k`` members have answered or at ``timeout_ms`` 
 graph's start on the batch) or the batch's earliest deadline. A member left running past its
 ensemble's timeout is not started again while it runs: the next batches count it missing at
 once (so a member slower than the traffic costs one run at a time, never a queue). Each request
-gets its outputs or its failing step's typed error, and a :class:`~aimass.messages.GraphOutcome`
+gets its outputs or its failing step's typed error, and a :class:`~aimass.contract.messages.GraphOutcome`
 (partial, missing members, per-step timings). The job's batch server runs it (docs/GRAPHS.md).
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from aimass.engine import InferenceEngine
+from aimass.contract.messages import GraphOutcome, InferenceRequest, Status, StepTiming, Tensor
 from aimass.graphs.spec import _label
-from aimass.messages import GraphOutcome, InferenceRequest, Status, StepTiming, Tensor
+from aimass.serving.engine import InferenceEngine
 
 
 @dataclass(frozen=True)

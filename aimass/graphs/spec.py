@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aimass.models import NAME_PATTERN, ModelError, TensorSpec
+from aimass.contract.limits import NAME_PATTERN
+from aimass.serving.models import ModelError, TensorSpec
 
 MERGES = ("mean", "vote", "concat")
 FLOATS = ("float16", "float32", "float64")

@@ -162,7 +162,7 @@ class AimassSystem:
         so publish that first), effective at once."""
         from aimass.control.admin import ControlAdmin
         from aimass.control.commands import SetShadow
-        from aimass.models import ModelRepository
+        from aimass.serving.models import ModelRepository
 
         assert self.settings is not None
         repository = ModelRepository(self.settings.paths.models_dir)

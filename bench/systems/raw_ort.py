@@ -2,7 +2,7 @@
 
 For each batch size, two figures in rows/s: ``ort`` (``session.run`` on ready numpy
 batches) and ``ort+codec`` (the Kafka-fed systems' per-record work without Kafka: Avro
-decode of each request, :class:`aimass.engine.InferenceEngine`, Avro encode of each result,
+decode of each request, :class:`aimass.serving.engine.InferenceEngine`, Avro encode of each result,
 via :class:`bench.scoring.Scorer`). CPU seconds per 1,000 rows come from
 ``time.process_time``, peak memory from ``getrusage``. Prints one JSON object.
 
@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aimass.codec import Codec
-from aimass.models import ModelRepository, SessionCache
+from aimass.contract.codec import Codec
+from aimass.serving.models import ModelRepository
+from aimass.serving.sessions import SessionCache
 from aimass.settings import Settings
 from bench.scoring import Scorer
 from bench.workload import Workload, model_inputs

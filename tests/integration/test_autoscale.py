@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 
 from aimass.autoscale.loop import Step, run
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
 from aimass.settings import Settings
 from aimass.stack import rescale
 from aimass.stack.flink import FlinkCluster
-from aimass.traffic import make_request, send_paced
+from aimass.tools.traffic import make_request, send_paced
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def _batch_infer_parallelism(settings: Settings, job_id: str) -> int:
 
 
 def test_autoscaler_scales_up_under_traffic_and_logs_the_reason(test_settings: Settings, inference_job: str) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     # Thresholds set low so that a modest stream of requests on 2 cores counts as overload: the
     # Python step's busy share at 300 requests/s is ~1-2 % (its own task since the scheduler

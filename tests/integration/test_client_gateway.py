@@ -24,9 +24,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aimass.client import AsyncClient, Client, InvalidRequest, outputs
-from aimass.messages import Status
+from aimass.contract.messages import Status
 from aimass.settings import PROJECT_ROOT, Settings
-from aimass.traffic import now_ms
+from aimass.tools.traffic import now_ms
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def digits_tensor(pb: ModuleType, rows: np.ndarray) -> Any:
 
 @pytest.fixture(scope="module")
 def holdout(test_settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     images, labels = load_holdout(test_settings.paths.models_dir)
     return images.astype(np.float32), labels

@@ -14,11 +14,11 @@ import onnxruntime as ort
 import pytest
 
 from aimass.cli import main as aimass_main
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.messages import Status
 from aimass.control.admin import ControlAdmin
-from aimass.messages import Status
 from aimass.settings import Settings
-from aimass.traffic import collect_results, consumer, make_request, producer, send_requests
+from aimass.tools.traffic import collect_results, consumer, make_request, producer, send_requests
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def _wait_until_served(settings: Settings, codec: Codec, model: str, version: st
 def test_int8_version_is_served_when_pinned_and_parent_too(
     test_settings: Settings, inference_job: str, model_copy: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     models_dir = test_settings.paths.models_dir
     holdout = models_dir / ".holdout" / "digits.npz"

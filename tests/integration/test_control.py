@@ -17,14 +17,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.messages import InferenceRequest, InferenceResult, Status
 from aimass.control.admin import AdminError, ControlAdmin
 from aimass.control.commands import Command, Promote, SetAlias, SetShadow, SetSplit
 from aimass.control.routing import split_bucket
-from aimass.messages import InferenceRequest, InferenceResult, Status
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
-from aimass.traffic import (
+from aimass.tools.traffic import (
     collect,
     consumer,
     make_request,
@@ -83,7 +83,7 @@ def _check_against_onnx_runtime(root: Path, requests: list[InferenceRequest],
 def test_deploy_split_shadow_promote_under_traffic(
     test_settings: Settings, inference_job: str, codec: Codec, versions: tuple[str, Path]
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     name, root = versions
     images, _ = load_holdout(test_settings.paths.models_dir)
@@ -170,7 +170,7 @@ def test_deploy_split_shadow_promote_under_traffic(
 def test_a_taskmanager_killed_during_a_switch_loses_doubles_and_misroutes_nothing(
     test_settings: Settings, local_stack: Any, inference_job: str, codec: Codec, versions: tuple[str, Path]
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     name, root = versions
     images, _ = load_holdout(test_settings.paths.models_dir)

@@ -10,12 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
 from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.local import LocalStack
-from aimass.traffic import consumer, make_request, send_paced
+from aimass.tools.traffic import consumer, make_request, send_paced
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def test_taskmanager_sigkill_mid_stream_loses_and_doubles_nothing(
     test_settings: Settings, local_stack: LocalStack, inference_job: str
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     codec = Codec(test_settings.paths.schemas_dir)
     images, _ = load_holdout(test_settings.paths.models_dir)

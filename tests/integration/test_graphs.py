@@ -18,13 +18,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.messages import InferenceRequest, InferenceResult, Status
 from aimass.control.admin import ControlAdmin
 from aimass.control.commands import Command
 from aimass.graphs.cli import graph_deploy
-from aimass.messages import InferenceRequest, InferenceResult, Status
 from aimass.settings import Settings
-from aimass.traffic import consumer, count_results, make_request, send_paced, serve
+from aimass.tools.traffic import consumer, count_results, make_request, send_paced, serve
 from bench.slow_model import slow_digits
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def _direct(settings: Settings, version: str, pixels: np.ndarray) -> np.ndarray:
 
 
 def test_an_ensemble_and_a_switch_answer_as_their_members_merged(test_settings: Settings, inference_job: str) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     codec = Codec(test_settings.paths.schemas_dir)
     mean_name, switch_name = f"mean-{uuid.uuid4().hex[:6]}", f"cascade-{uuid.uuid4().hex[:6]}"
@@ -121,7 +121,7 @@ def test_an_ensemble_and_a_switch_answer_as_their_members_merged(test_settings: 
 def test_a_sequence_feeds_its_steps_in_turn_and_a_slow_member_leaves_a_partial_answer_at_the_timeout(
     test_settings: Settings, inference_job: str, sequence_graph: str, tmp_path: Path
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     codec = Codec(test_settings.paths.schemas_dir)
     slow, ensemble = f"slow-{uuid.uuid4().hex[:6]}", f"late-{uuid.uuid4().hex[:6]}"
@@ -157,9 +157,9 @@ def test_a_sequence_feeds_its_steps_in_turn_and_a_slow_member_leaves_a_partial_a
 def test_a_taskmanager_killed_mid_graph_loses_and_doubles_no_final_result(
     test_settings: Settings, local_stack: Any, inference_job: str, sequence_graph: str
 ) -> None:
-    from aimass.demo import load_holdout
     from aimass.stack import jobs
     from aimass.stack.flink import FlinkCluster
+    from aimass.tools.demo import load_holdout
 
     codec = Codec(test_settings.paths.schemas_dir)
     ensemble = f"mean-{uuid.uuid4().hex[:6]}"

@@ -6,11 +6,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.codec import Codec
-from aimass.messages import Reason, Status
+from aimass.contract.codec import Codec
+from aimass.contract.messages import Reason, Status
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
-from aimass.traffic import (
+from aimass.tools.traffic import (
     collect,
     collect_results,
     consumer,
@@ -54,7 +54,7 @@ def _mixed_inputs(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
 def test_every_model_and_version_matches_a_direct_onnx_runtime_run(
     test_settings: Settings, inference_job: str, codec: Codec
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     models_dir = test_settings.paths.models_dir
     images, labels = load_holdout(models_dir)
@@ -114,7 +114,7 @@ def test_malformed_records_get_error_results_and_dead_letters_without_restart(
     garbage = b"\x00\x01not avro at all" + bytes(range(40))
     cut = make_request("digits", {"pixels": np.zeros((1, 64), np.float32)})
     truncated = codec.encode_request(cut)[:-7]
-    # Oversized records are refused by the codec (tests/unit/test_codec.py); a 4 MiB record
+    # Oversized records are refused by the codec (tests/unit/contract/test_codec.py); a 4 MiB record
     # through the running job is not covered here yet (see the issue note).
 
     dead_cons = consumer(k.bootstrap, k.dead_letter_topic, from_beginning=False)

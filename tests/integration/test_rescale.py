@@ -9,12 +9,12 @@ from collections import Counter
 
 import pytest
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
 from aimass.settings import Settings
 from aimass.stack import rescale
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.procs import StackError
-from aimass.traffic import consumer, make_request, producer, send_paced
+from aimass.tools.traffic import consumer, make_request, producer, send_paced
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_refusals_name_the_limit(test_settings: Settings, inference_job: str) ->
 def test_rescale_1_2_1_under_traffic_keeps_every_request_and_the_state(
     test_settings: Settings, inference_job: str
 ) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     settings = test_settings
     codec = Codec(settings.paths.schemas_dir)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.messages import InferenceRequest, InferenceResult, Reason, Status
 from aimass.control.admin import ControlAdmin
-from aimass.messages import InferenceRequest, InferenceResult, Reason, Status
 from aimass.settings import Settings
-from aimass.traffic import collect, consumer, make_request, producer, send_requests
+from aimass.tools.traffic import collect, consumer, make_request, producer, send_requests
 from bench.slow_model import WIDTH, slow_model
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ import pytest
 
 from aimass.client import Client
 from aimass.client.errors import Unavailable
+from aimass.contract.messages import Status
 from aimass.kafka_config import python_client_config
-from aimass.messages import Status
 from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.local import LocalStack
@@ -90,7 +90,7 @@ def _log_size(settings: Settings) -> int:
 
 
 def test_job_and_client_library_serve_over_sasl_ssl(secure_settings: Settings, secure_job: str) -> None:
-    from aimass.demo import load_holdout
+    from aimass.tools.demo import load_holdout
 
     models_dir = secure_settings.paths.models_dir
     images, _ = load_holdout(models_dir)

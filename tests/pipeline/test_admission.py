@@ -10,10 +10,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from aimass.codec import Codec
-from aimass.messages import Status
+from aimass.contract.codec import Codec
+from aimass.contract.messages import Status
 from aimass.settings import Settings
-from aimass.traffic import make_request, now_ms
+from aimass.tools.traffic import make_request, now_ms
 from tests.pipeline.minicluster import READY, control_rows, minicluster_configuration
 from tests.pipeline.test_pipeline import _bytes
 
@@ -25,7 +25,7 @@ def test_a_burst_beyond_the_admission_limit_is_answered_overloaded_and_nothing_i
     from pyflink.common.typeinfo import Types
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
-    from aimass.demo import build_demo_models, load_holdout
+    from aimass.tools.demo import build_demo_models, load_holdout
     from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline
 
     settings = Settings.load(env={}, overrides={

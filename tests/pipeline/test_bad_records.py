@@ -34,14 +34,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from aimass.codec import MAX_REQUEST_ID_BYTES, Codec
+from aimass.contract.codec import Codec
+from aimass.contract.keys import lane_key
+from aimass.contract.limits import MAX_REQUEST_ID_BYTES
+from aimass.contract.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
 from aimass.faults.fuzz import Mutator
 from aimass.faults.malformed import KINDS, BadRecord, BadRecords
 from aimass.faults.oracle import digest
-from aimass.keys import lane_key
-from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
 from aimass.settings import Settings
-from aimass.traffic import make_request, now_ms
+from aimass.tools.traffic import make_request, now_ms
 from tests.pipeline.minicluster import READY, control_rows, minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
@@ -129,7 +130,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     from pyflink.common.typeinfo import Types
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
-    from aimass.demo import build_demo_models, load_holdout
+    from aimass.tools.demo import build_demo_models, load_holdout
     from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline
 
     demo = Settings.load(env={}).paths.models_dir

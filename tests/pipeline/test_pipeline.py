@@ -16,10 +16,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.codec import Codec
-from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
+from aimass.contract.codec import Codec
+from aimass.contract.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status
 from aimass.settings import Settings
-from aimass.traffic import make_request, now_ms
+from aimass.tools.traffic import make_request, now_ms
 from tests.pipeline.minicluster import READY, control_rows, minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
@@ -43,7 +43,7 @@ def run() -> Run:
     from pyflink.common.typeinfo import Types
     from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment
 
-    from aimass.demo import build_demo_models, load_holdout
+    from aimass.tools.demo import build_demo_models, load_holdout
     from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline
 
     settings = Settings.load(env={}, overrides={"job.parallelism": "2"})

@@ -1,5 +1,5 @@
 """Security properties of the wire path: no way out of the model repository, no code from the
-wire, payload limits. (tests/unit/test_models.py covers the basic traversal names and a
+wire, payload limits. (tests/unit/serving/test_models.py covers the basic traversal names and a
 symlinked model directory; this file adds absolute paths, the wire decoder's refusal, symlinked
 versions and files, and the static checks.)"""
 
@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aimass.codec import NAME_PATTERN, Codec, DecodeError
-from aimass.messages import InferenceRequest, Reason, Tensor
-from aimass.models import ModelError, ModelRepository
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.limits import NAME_PATTERN
+from aimass.contract.messages import InferenceRequest, Reason, Tensor
+from aimass.serving.models import ModelError, ModelRepository
 from aimass.settings import PROJECT_ROOT, JobSettings
-from tests.unit.test_models import linear_meta, write_model
+from tests.onnx_models import linear_meta, write_model
 
 CODEC = Codec()
 TRAVERSALS = [
@@ -99,7 +100,8 @@ def test_model_file_symlinked_out_of_the_repository_is_refused(tmp_path: Path, r
 # -- no code from the wire -------------------------------------------------------------------
 
 WIRE_MODULES = sorted(
-    [PROJECT_ROOT / "aimass" / name for name in ("codec.py", "messages.py", "engine.py", "rejects.py", "models.py")]
+    list((PROJECT_ROOT / "aimass" / "contract").glob("*.py"))
+    + list((PROJECT_ROOT / "aimass" / "serving").glob("*.py"))
     + list((PROJECT_ROOT / "udfs").glob("*.py"))
     + list((PROJECT_ROOT / "aimass" / "gateway").glob("*.py"))
 )
@@ -130,7 +132,7 @@ def test_wire_path_neither_unpickles_nor_evaluates(path: Path) -> None:
 
 
 def test_the_job_decodes_with_the_payload_limit() -> None:
-    tree = ast.parse((PROJECT_ROOT / "aimass" / "batches.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PROJECT_ROOT / "aimass" / "serving" / "batches.py").read_text(encoding="utf-8"))
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "decode_request"]
     assert calls and all(len(c.args) + len(c.keywords) == 2 for c in calls), "decode_request without max_bytes"
 

@@ -1,7 +1,8 @@
 """Writes the vectors shared by the Java operators' JUnit tests and the Python tests.
 
 ``python -m tests.vectors.make_vectors`` rewrites the ``*.tsv`` files here from the Python side
-(:mod:`aimass.keys`, :mod:`aimass.frames`, :mod:`aimass.codec`); ``tests/unit/test_vectors.py``
+(:mod:`aimass.contract.keys`, :mod:`aimass.contract.frames`, :mod:`aimass.contract.codec`);
+``tests/unit/contract/test_vectors.py``
 fails when they differ from what Python computes now, and the JUnit tests in ``java/`` fail
 when Java disagrees with them. Columns are tab-separated; bytes are hex.
 """
@@ -13,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aimass.codec import Codec
-from aimass.control.commands import Command, Deploy, Promote, Retire, SetAlias, SetShadow, SetSplit
-from aimass.control.routing import RouteTable, Routing, shadow_bucket, split_bucket
-from aimass.frames import (
+from aimass.contract.codec import Codec
+from aimass.contract.frames import (
     DEAD_LETTER,
     ERROR_RESULT,
     RESULT,
@@ -28,8 +27,19 @@ from aimass.frames import (
     dedup_verdict,
     write_batch,
 )
-from aimass.keys import lane_keys, lane_of
-from aimass.messages import DeadLetter, InferenceRequest, InferenceResult, Reason, Status, Tensor, Timings, clip
+from aimass.contract.keys import lane_keys, lane_of
+from aimass.contract.messages import (
+    DeadLetter,
+    InferenceRequest,
+    InferenceResult,
+    Reason,
+    Status,
+    Tensor,
+    Timings,
+    clip,
+)
+from aimass.control.commands import Command, Deploy, Promote, Retire, SetAlias, SetShadow, SetSplit
+from aimass.control.routing import RouteTable, Routing, shadow_bucket, split_bucket
 
 HERE = Path(__file__).parent
 

@@ -12,8 +12,8 @@ import pytest
 from aimass.cli import build_parser
 from aimass.client.cli import _row, cmd_request
 from aimass.client.files import InputFileError, fit, load_arrays, parse_input
-from aimass.messages import InferenceResult, Status, Tensor, Timings
-from aimass.models import TensorSpec
+from aimass.contract.messages import InferenceResult, Status, Tensor, Timings
+from aimass.serving.models import TensorSpec
 from aimass.settings import Settings
 
 PIXELS = TensorSpec("pixels", "float32", (None, 64))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from aimass.client import ResultStore, SubmitFailed
-from aimass.messages import InferenceResult, Status
+from aimass.contract.messages import InferenceResult, Status
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from aimass.client import Client, InvalidRequest, PayloadTooLarge, Unavailable, validation
-from aimass.messages import Status, Tensor
+from aimass.contract.messages import Status, Tensor
 from aimass.settings import Settings
 
 
@@ -32,8 +32,8 @@ def test_a_good_request_is_encoded_with_a_fresh_id(client: Client) -> None:
     [
         ("../etc", good(), Status.INVALID_INPUT, "model name '../etc' must match"),
         ("digits", {"pixels": np.zeros((1, 63), np.float32)}, Status.INVALID_INPUT, r"shape \[1, 63\]"),
-        ("digits", {"pixels": np.zeros((1, 64), np.float64)}, Status.INVALID_INPUT, "is float64; model 'digits' wants"),
-        ("digits", {"pixels": np.zeros(64, np.float32)}, Status.INVALID_INPUT, r"wants \['rows', 64\]"),
+        ("digits", {"pixels": np.zeros((1, 64), np.float64)}, Status.INVALID_INPUT, "must be float32, got float64"),
+        ("digits", {"pixels": np.zeros(64, np.float32)}, Status.INVALID_INPUT, r"must have rank 2 \(shape \[N, 64\]\)"),
         ("digits", {"image": np.zeros((1, 64), np.float32)}, Status.INVALID_INPUT, r"missing \['pixels'\]"),
         ("digits", {**good(), "extra": np.zeros((2, 1), np.float32)}, Status.INVALID_INPUT, "unexpected"),
         ("digits", {"pixels": np.zeros((1, 64), np.complex64)}, Status.INVALID_INPUT, "unsupported dtype"),

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aimass.contract.messages import Reason
 from aimass.control.commands import Command, Deploy, Marker, Promote, Retire, Rollback, SetAlias, SetShadow, SetSplit
 from aimass.control.routing import BUCKETS, Refusal, RouteTable, Routing, buckets_of, shadow_bucket, split_bucket
-from aimass.messages import Reason
 
 META = {"inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 2]}],
         "outputs": [{"name": "y", "dtype": "int64", "shape": [-1]}]}

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aimass.contract.messages import Reason
 from aimass.control.commands import Command, Deploy, Retire
 from aimass.control.routing import Refusal, Routing
 from aimass.control.store import ModelStore
 from aimass.graphs.cli import graph_deploy
-from aimass.messages import Reason
-from aimass.models import SessionCache
+from aimass.serving.sessions import SessionCache
 from aimass.settings import JobSettings
 
 DIGITS = {"inputs": [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],

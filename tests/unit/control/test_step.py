@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aimass.codec import Codec, DecodeError
+from aimass.contract.codec import Codec, DecodeError
+from aimass.contract.messages import Reason
 from aimass.control.commands import (
     Command,
     ControlCodec,
@@ -22,7 +23,6 @@ from aimass.control.commands import (
     SetSplit,
 )
 from aimass.control.step import ControlStep
-from aimass.messages import Reason
 
 CODEC = ControlCodec()
 STEP = ControlStep(CODEC, Codec())

@@ -12,18 +12,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aimass.batches import BatchServer
-from aimass.codec import Codec
+from aimass.contract.codec import Codec
+from aimass.contract.frames import CONTROL, PINNED, SHADOW, SPLIT, UNKNOWN, BatchRecord, read_outputs, write_batch
+from aimass.contract.messages import InferenceRequest, Status, Tensor
 from aimass.control.blobs import CHUNK_BYTES, BlobError, Location, fetch, sha256_of
 from aimass.control.commands import Command, Deploy
 from aimass.control.routing import Routing
 from aimass.control.store import ModelStore
-from aimass.demo import build_demo_models
-from aimass.engine import InferenceEngine
-from aimass.frames import CONTROL, PINNED, SHADOW, SPLIT, UNKNOWN, BatchRecord, read_outputs, write_batch
-from aimass.messages import InferenceRequest, Status, Tensor
-from aimass.models import MODEL_FILE, ModelError, SessionCache
+from aimass.serving.batches import BatchServer
+from aimass.serving.engine import InferenceEngine
+from aimass.serving.models import MODEL_FILE, ModelError
+from aimass.serving.sessions import SessionCache
 from aimass.settings import Settings
+from aimass.tools.demo import build_demo_models
 
 SETTINGS = Settings.load(env={}, overrides={"job.use_gpu": "false"})
 

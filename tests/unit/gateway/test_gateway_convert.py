@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aimass.contract.messages import InferenceResult, Status, Tensor, Timings
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway.convert import result_to_proto, status_from_proto, status_to_proto, tensor_from_proto
-from aimass.messages import InferenceResult, Status, Tensor, Timings
 
 
 @pytest.mark.parametrize("status", list(Status))
@@ -37,7 +37,7 @@ def test_result_without_optional_fields() -> None:
 
 
 def test_a_graph_result_carries_its_steps_and_missing_members() -> None:
-    from aimass.messages import GraphOutcome, StepTiming
+    from aimass.contract.messages import GraphOutcome, StepTiming
 
     steps = (StepTiming("root/v1", "digits", "1", "OK", 8, 0.25, 1.5),)
     result = InferenceResult("r", "vote", Status.OK, 5, "1", graph=GraphOutcome(True, ("root/v2",), steps))

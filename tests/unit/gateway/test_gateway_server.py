@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from aimass.contract.messages import InferenceResult, Status, Tensor, Timings
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
-from aimass.messages import InferenceResult, Status, Tensor, Timings
 
 Factory = Callable[..., Any]
 RunningGateway = Any  # tests/unit/gateway/conftest.py
@@ -41,7 +41,7 @@ def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
     ("request_", "message"),
     [
         (pb.SubmitRequest(model="digits", inputs=[pixels(width=63)]), "shape [1, 63]"),
-        (pb.SubmitRequest(model="digits", inputs=[pixels(dtype="float64")]), "is float64"),
+        (pb.SubmitRequest(model="digits", inputs=[pixels(dtype="float64")]), "got float64"),
         (pb.SubmitRequest(model="digits", inputs=[pb.Tensor(name="pixels", dtype="float32", shape=[1, 64],
                                                             data=b"\x00" * 10)]), "needs 256 bytes, got 10"),
         (pb.SubmitRequest(model="digits", inputs=[pb.Tensor(name="pixels", dtype="float16", shape=[1])]),

@@ -11,11 +11,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.engine import InferenceEngine
+from aimass.contract.messages import InferenceRequest, Status, Tensor
 from aimass.graphs.run import Failure, GraphRunner
 from aimass.graphs.spec import Member, check
-from aimass.messages import InferenceRequest, Status, Tensor
-from aimass.models import ModelRepository, SessionCache
+from aimass.serving.engine import InferenceEngine
+from aimass.serving.models import ModelRepository
+from aimass.serving.sessions import SessionCache
 from aimass.settings import JobSettings
 
 MODELS = Path(__file__).resolve().parents[3] / "models"

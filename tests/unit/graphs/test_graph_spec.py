@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from aimass.contract.messages import Reason
 from aimass.graphs.spec import GraphError, Member, check, load
-from aimass.messages import Reason
-from aimass.models import ModelError, TensorSpec
+from aimass.serving.models import ModelError, TensorSpec
 
 PIXELS = TensorSpec("pixels", "float32", (None, 64))
 PROBS = TensorSpec("probabilities", "float32", (None, 10))
@@ -157,7 +157,7 @@ def test_the_cli_validates_the_example_graphs_against_the_demo_models(tmp_path: 
 
 def test_a_graph_result_prints_its_steps_and_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
     from aimass.client.cli import _print_result
-    from aimass.messages import GraphOutcome, InferenceResult, Status, StepTiming
+    from aimass.contract.messages import GraphOutcome, InferenceResult, Status, StepTiming
 
     steps = (StepTiming("vote/v1", "digits", "1", "OK", 8, 0.25, 1.5),)
     _print_result(InferenceResult("r-1", "digits-vote", Status.OK, 1, "1",

@@ -7,7 +7,7 @@ import java.nio.charset.StandardCharsets;
  * The two records the scheduler ({@link MicroBatch}) writes itself, without a trip through Python:
  * the error result of a request it answers (DEADLINE_EXCEEDED while it waited, OVERLOADED at
  * admission) and the dead letter of an expired one, in Avro single-object encoding byte for byte
- * as {@code aimass/codec.py} writes them (checked against {@code tests/vectors/answers.tsv}).
+ * as {@code aimass/contract/codec.py} writes them (checked against {@code tests/vectors/answers.tsv}).
  *
  * <p>Result body ({@code schemas/result.avsc}): request_id (union branch 1, string), model, version
  * (null), status (enum index), outputs (empty array), error (union branch 1, string), timings
@@ -24,7 +24,7 @@ public final class Answers implements java.io.Serializable {
     public static final int OVERLOADED_STATUS = 5;
     /** Index of DEADLINE_EXCEEDED in the dead letter's Reason enum. */
     public static final int DEADLINE_EXCEEDED_REASON = 5;
-    /** {@code aimass.messages.MAX_ERROR_CHARS}: longest error text (clipped with "..."). */
+    /** {@code aimass.contract.messages.MAX_ERROR_CHARS}: longest error text (clipped with "..."). */
     public static final int MAX_ERROR_CHARS = 1024;
 
     private final byte[] resultHeader;
@@ -77,7 +77,7 @@ public final class Answers implements java.io.Serializable {
         return out.toByteArray();
     }
 
-    /** {@code aimass.messages.clip}: at most {@link #MAX_ERROR_CHARS} code points, "..." when cut. */
+    /** {@code aimass.contract.messages.clip}: at most {@link #MAX_ERROR_CHARS} code points, "..." when cut. */
     static String clip(String text) {
         if (text.codePointCount(0, text.length()) <= MAX_ERROR_CHARS) {
             return text;

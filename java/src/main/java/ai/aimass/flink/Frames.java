@@ -8,7 +8,7 @@ import java.util.List;
 /**
  * The two byte frames that cross the Java/Python boundary (one crossing per batch each way).
  *
- * <p>All integers big-endian. Specified in java/README.md; {@code aimass/frames.py} is the Python
+ * <p>All integers big-endian. Specified in java/README.md; {@code aimass/contract/frames.py} is the Python
  * side, and both are checked against the vectors in {@code tests/vectors/frames.tsv}.
  *
  * <pre>

@@ -10,7 +10,7 @@ import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
  * same lane, whatever its model, so the records of one id are served in arrival order. Lane
  * {@code k}'s key is the smallest non-negative {@code Integer} whose key group is the first group of
  * slice {@code k} ({@code k * maxParallelism / lanes}), so every parallelism dividing {@code lanes}
- * gets the same number of lanes per subtask, before and after a rescale. {@code aimass/keys.py}
+ * gets the same number of lanes per subtask, before and after a rescale. {@code aimass/contract/keys.py}
  * computes the same table (vectors in {@code tests/vectors/lanes.json}).
  */
 public final class Lanes implements java.io.Serializable {

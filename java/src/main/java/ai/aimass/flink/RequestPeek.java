@@ -11,7 +11,7 @@ import java.util.Arrays;
  * decoding it.
  *
  * <p>For routing only: which lane a record joins, which version serves it and whose batch limits
- * apply. Python decodes and validates every record in full ({@code aimass/codec.py}); this mirrors
+ * apply. Python decodes and validates every record in full ({@code aimass/contract/codec.py}); this mirrors
  * only {@code Codec.peek_route}'s framing: the request schema's single-object header, then the
  * first two Avro strings (id of 1 to {@link #MAX_ID_BYTES} bytes, model of 1 to 64 matching
  * {@code NAME_PATTERN}), then the {@code version} union {@code ["null", "string"]} (a zigzag varint
@@ -20,9 +20,9 @@ import java.util.Arrays;
  */
 public final class RequestPeek implements java.io.Serializable {
     private static final long serialVersionUID = 1L;
-    /** {@code aimass.codec.MAX_REQUEST_ID_BYTES}. */
+    /** {@code aimass.contract.codec.MAX_REQUEST_ID_BYTES}. */
     public static final int MAX_ID_BYTES = 1024;
-    /** Longest model name ({@code aimass.codec.NAME_PATTERN}). */
+    /** Longest model name ({@code aimass.contract.codec.NAME_PATTERN}). */
     public static final int MAX_MODEL_BYTES = 64;
     /** Longest requested version a route can name (a version or alias name). */
     public static final int MAX_VERSION_BYTES = 64;
@@ -198,7 +198,7 @@ public final class RequestPeek implements java.io.Serializable {
     }
 
     /**
-     * Whether the bytes at {@code span} are a model name as {@code aimass.codec.NAME_PATTERN} has it
+     * Whether the bytes at {@code span} are a model name as {@code aimass.contract.codec.NAME_PATTERN} has it
      * ({@code [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}}): a record naming anything else is not routed (Python
      * refuses it), so a route's name is never made of an arbitrary string.
      */

@@ -2,7 +2,7 @@ package ai.aimass.flink;
 
 /**
  * Why a record of a batch frame goes where it goes: the {@code rule:u8} of a batch record
- * ({@link Frames}; {@code aimass/frames.py} has the same codes). {@link #code()} is the ordinal.
+ * ({@link Frames}; {@code aimass/contract/frames.py} has the same codes). {@link #code()} is the ordinal.
  */
 public enum Rule {
     /** No readable id, model or requested version: Python decodes and answers it. */

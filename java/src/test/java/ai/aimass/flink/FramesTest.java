@@ -72,7 +72,7 @@ class FramesTest {
         assertEquals("{\"kind\":\"route\"}", new String(c.value(), StandardCharsets.UTF_8));
         assertEquals(Rule.NONE, back.get(3).rule());
         assertEquals(-1, back.get(3).bucket());
-        // Byte for byte: the fixed part, the lengths, the strings (as aimass/frames.py writes them).
+        // Byte for byte: the fixed part, the lengths, the strings (as aimass/contract/frames.py writes them).
         java.nio.ByteBuffer buf = java.nio.ByteBuffer.wrap(request);
         assertEquals(3, buf.getInt());
         buf.position(4 + 8 + 8 + 4 + 1 + 4 + 3);
