@@ -19,6 +19,7 @@ from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
 from aimass.control.cli import register as register_control
 from aimass.graphs.cli import register as register_graph
+from aimass.operators import BATCH_INFER
 from aimass.settings import Settings, SettingsError
 from aimass.stack.procs import StackError, tail
 from aimass.stack.rescale import Vertex
@@ -111,8 +112,9 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_subtasks(title: str, vertices: Sequence[Vertex]) -> None:
     for v in vertices:
-        if "batch-infer" in v.name:
-            _say(f"{title}: batch-infer parallelism {v.parallelism}, records in per subtask {list(v.records_in)}")
+        if BATCH_INFER.name in v.name:
+            _say(f"{title}: {BATCH_INFER.name} parallelism {v.parallelism}, "
+                 f"records in per subtask {list(v.records_in)}")
 
 
 def cmd_rescale(settings: Settings, args: argparse.Namespace) -> int:

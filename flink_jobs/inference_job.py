@@ -50,6 +50,7 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from aimass.kafka_config import job_client_properties
+from aimass.operators import BATCH_INFER, CONTROL, DEDUP, MICRO_BATCH, ROUTE, SPLIT_OUTPUTS
 from aimass.settings import Settings
 from udfs.control import CONTROL_DEAD_LETTERS, ApplyControl
 from udfs.infer_batch import InferBatch
@@ -119,7 +120,7 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     updates = (
         control.key_by(lambda row: 0, key_type=Types.INT())
         .process(ApplyControl(settings, restore_markers), output_type=FRAME)
-        .name("control").uid("control").set_parallelism(1)
+        .name(CONTROL.name).uid(CONTROL.uid).set_parallelism(1)
     )
     control_dead_letters = updates.get_side_output(CONTROL_DEAD_LETTERS)
     codec = Codec(settings.paths.schemas_dir)
@@ -127,7 +128,7 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     routed = DataStream(graph.route(
         source._j_data_stream, updates._j_data_stream, header, job.lanes, job.max_parallelism,
         job.max_batch_size, job.max_delay_ms, job.batch_max_bytes, ready_token, restore_markers,
-    )).name("route").uid("route")
+    )).name(ROUTE.name).uid(ROUTE.uid)
     fingerprints = codec.fingerprints
     j_batches = graph.microBatch(
         routed._j_data_stream, job.batch_max_bytes, header,
@@ -135,18 +136,18 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
         job.inflight_batches, job.batch_credit_timeout_ms, job.priority_aging_ms, job.max_priority,
         job.max_waiting_per_model, job.max_waiting_bytes, job.max_queue_ms, job.inflight_ms, job.overload == "shed",
     )
-    batches = DataStream(j_batches).name("micro-batch").uid("micro-batch").set_parallelism(job.parallelism)
+    batches = DataStream(j_batches).name(MICRO_BATCH.name).uid(MICRO_BATCH.uid).set_parallelism(job.parallelism)
     # A chain of its own: the scheduler keeps reading (and ordering, expiring, admitting) while
     # Python serves the batches it has handed over (docs/SCHEDULING.md).
     frames = (
         batches.map(InferBatch(settings), output_type=FRAME)
-        .name("batch-infer").uid("infer-batch").set_parallelism(job.parallelism).start_new_chain()
+        .name(BATCH_INFER.name).uid(BATCH_INFER.uid).set_parallelism(job.parallelism).start_new_chain()
     )
     j_outputs = graph.outputs(frames._j_data_stream)
-    DataStream(j_outputs).name("split-outputs").uid("split-outputs").set_parallelism(job.parallelism)
+    DataStream(j_outputs).name(SPLIT_OUTPUTS.name).uid(SPLIT_OUTPUTS.uid).set_parallelism(job.parallelism)
     results = (
         DataStream(graph.dedup(j_outputs, j_batches, job.dedup_ttl_s))
-        .name("dedup").uid("dedup").set_parallelism(job.parallelism)
+        .name(DEDUP.name).uid(DEDUP.uid).set_parallelism(job.parallelism)
     )
     return Outputs(results, DataStream(graph.deadLetters(j_outputs, j_batches)),
                    DataStream(graph.shadows(j_outputs)), control_dead_letters)

@@ -35,13 +35,14 @@ from typing import Any
 
 from aimass.contract.codec import Codec, DecodeError
 from aimass.kafka_config import python_client_config
+from aimass.operators import BATCH_INFER, MICRO_BATCH
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
 
 TIME_COUNTERS = ("accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
-VERTEX = "batch-infer"
+VERTEX = BATCH_INFER.name
 #: The scheduler's operator (``micro-batch``), whose waiting requests count as backlog.
-SCHEDULER = "micro-batch"
+SCHEDULER = MICRO_BATCH.name
 """Name (part) of the job vertex whose busy time is read: the inference operator."""
 
 

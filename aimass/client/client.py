@@ -26,10 +26,9 @@ from aimass.client.feed import ResultFeed, Start
 from aimass.client.store import ResultStore
 from aimass.contract.codec import Codec
 from aimass.contract.limits import MAX_REQUEST_ID_BYTES, MESSAGE_OVERHEAD_BYTES
-from aimass.contract.messages import InferenceRequest, InferenceResult, Tensor
+from aimass.contract.messages import InferenceRequest, InferenceResult, Tensor, now_ms
 from aimass.kafka_config import python_client_config
 from aimass.settings import Settings
-from aimass.tools.traffic import now_ms
 
 if TYPE_CHECKING:
     from aimass.serving.models import ModelRepository

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from aimass.client.store import ResultStore
 from aimass.contract.codec import Codec, DecodeError
-from aimass.tools.traffic import now_ms
+from aimass.contract.messages import now_ms
 
 log = logging.getLogger("aimass.client")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,11 @@ DTYPES: dict[str, np.dtype] = {
     "uint8": np.dtype("u1"),
     "bool": np.dtype("?"),
 }
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds: the clock of ``created_at_ms``, deadlines and results."""
+    return int(time.time() * 1000)
 
 
 def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from aimass.contract.codec import Codec, DecodeError
-from aimass.contract.messages import InferenceRequest, InferenceResult, Tensor
+from aimass.contract.messages import InferenceRequest, InferenceResult, Tensor, now_ms
 from aimass.kafka_config import python_client_config
 from aimass.settings import KafkaSettings
 
@@ -25,13 +25,13 @@ from aimass.settings import KafkaSettings
 #: with the TLS and SASL of their ``client_properties``).
 Broker = str | KafkaSettings
 
-for _name in ("kafka", "kafka.conn", "kafka.client", "kafka.coordinator", "kafka.consumer"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds."""
-    return int(time.time() * 1000)
+def quiet_kafka_logs() -> None:
+    """kafka-python logs every reconnect at WARNING: keep its loggers to errors (the demo and the
+    tests call this when they make a client, not at import)."""
+    for name in ("kafka", "kafka.conn", "kafka.client", "kafka.coordinator", "kafka.consumer"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def make_request(model: str, inputs: dict[str, np.ndarray], version: str | None = None,
@@ -49,6 +49,7 @@ def make_request(model: str, inputs: dict[str, np.ndarray], version: str | None 
 
 def _connection(broker: Broker, config: dict[str, Any]) -> dict[str, Any]:
     """kafka-python arguments naming ``broker``; ``config`` wins over the derived ones."""
+    quiet_kafka_logs()
     if isinstance(broker, str):
         return {"bootstrap_servers": broker, **config}
     return {"bootstrap_servers": broker.bootstrap, **python_client_config(broker), **config}

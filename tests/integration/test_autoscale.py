@@ -12,6 +12,7 @@ import pytest
 
 from aimass.autoscale.loop import Step, run
 from aimass.contract.codec import Codec
+from aimass.operators import BATCH_INFER
 from aimass.settings import Settings
 from aimass.stack import rescale
 from aimass.stack.flink import FlinkCluster
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def _batch_infer_parallelism(settings: Settings, job_id: str) -> int:
-    (vertex,) = [v for v in rescale.vertices(FlinkCluster(settings), job_id) if "batch-infer" in v.name]
+    (vertex,) = [v for v in rescale.vertices(FlinkCluster(settings), job_id) if BATCH_INFER.name in v.name]
     return vertex.parallelism
 
 

@@ -24,9 +24,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aimass.client import AsyncClient, Client, InvalidRequest, outputs
-from aimass.contract.messages import Status
+from aimass.contract.messages import Status, now_ms
 from aimass.settings import PROJECT_ROOT, Settings
-from aimass.tools.traffic import now_ms
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ import pytest
 
 from aimass.contract.codec import Codec
 from aimass.contract.messages import Reason, Status
+from aimass.operators import BATCH_INFER
 from aimass.settings import Settings
 from aimass.stack.flink import FlinkCluster
 from aimass.tools.traffic import (
@@ -38,7 +39,7 @@ def test_job_is_running_in_the_web_ui(test_settings: Settings, inference_job: st
     detail = FlinkCluster(test_settings).rest(f"/jobs/{inference_job}")
     assert detail["state"] == "RUNNING"
     names = {v["name"] for v in detail["vertices"]}
-    assert any("batch-infer" in name for name in names), names
+    assert any(BATCH_INFER.name in name for name in names), names
 
 
 def _mixed_inputs(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from aimass.contract.codec import Codec
+from aimass.operators import BATCH_INFER
 from aimass.settings import Settings
 from aimass.stack import rescale
 from aimass.stack.flink import FlinkCluster
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def _batch_infer(settings: Settings, job_id: str) -> rescale.Vertex:
-    (vertex,) = [v for v in rescale.vertices(FlinkCluster(settings), job_id) if "batch-infer" in v.name]
+    (vertex,) = [v for v in rescale.vertices(FlinkCluster(settings), job_id) if BATCH_INFER.name in v.name]
     return vertex
 
 
