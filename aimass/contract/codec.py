@@ -35,7 +35,14 @@ from aimass.contract.messages import (
     Tensor,
     Timings,
 )
-from aimass.contract.rules import inputs_refusal, names_refusal, request_id_refusal
+from aimass.contract.rules import (
+    Refusal,
+    inputs_refusal,
+    names_refusal,
+    request_id_refusal,
+    too_many_dims,
+    too_many_inputs,
+)
 from aimass.settings import PathSettings
 
 #: The two bytes every single-object-encoded record starts with.
@@ -144,7 +151,7 @@ class Codec:
         if len(data) > self._scan_above:
             flood = _flood(data)
             if flood is not None:
-                raise DecodeError(flood[0], flood[1], self.peek_request_id(data))
+                raise DecodeError(flood.reason, flood.message, self.peek_request_id(data))
         # The fast reader takes plain, complete requests; fastavro reads (and names) the rest.
         record = read_request(data, HEADER_SIZE) if data[:HEADER_SIZE] == self._request.header else None
         if record is None:
@@ -467,7 +474,7 @@ def _block(data: bytes, pos: int) -> tuple[int, int]:
     return count, pos
 
 
-def _flood(data: bytes) -> tuple[Reason, str] | None:
+def _flood(data: bytes) -> Refusal | None:
     """Why a request would decode into too many objects, else None; builds none itself.
 
     Follows the body up to the end of ``inputs``, reading only lengths and counts, and stops
@@ -491,7 +498,7 @@ def _flood(data: bytes) -> tuple[Reason, str] | None:
                 return None
             inputs += count
             if inputs > MAX_INPUTS:
-                return Reason.INVALID_INPUT, f"more than {MAX_INPUTS} inputs"
+                return too_many_inputs(inputs)
             for _ in range(count):
                 pos = _skip(data, _skip(data, pos))  # name, dtype
                 dims = 0
@@ -501,13 +508,13 @@ def _flood(data: bytes) -> tuple[Reason, str] | None:
                         break
                     dims += count_dims
                     if dims > MAX_DIMS:
-                        return Reason.INVALID_INPUT, f"an input has more than {MAX_DIMS} dimensions"
+                        return too_many_dims(dims)
                     for _ in range(count_dims):
                         _, pos = _long_at(data, pos)
                 pos = _skip(data, pos)  # data
     except _Malformed:
-        return Reason.UNDECODABLE, ("the request body cannot be read up to the end of its inputs (a length, count "
-                                    "or union branch out of range, or a varint longer than 10 bytes)")
+        return Refusal(Reason.UNDECODABLE, ("the request body cannot be read up to the end of its inputs (a length, "
+                                            "count or union branch out of range, or a varint longer than 10 bytes)"))
 
 
 def _check_int32(field: str, value: int) -> None:

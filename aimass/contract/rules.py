@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aimass.contract.limits import MAX_DIMS, MAX_INPUTS, MAX_REQUEST_ID_BYTES, NAME_PATTERN
 from aimass.contract.messages import DTYPES, Reason, Tensor
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a request is refused: the reason (its error result's status) and a message naming it."""
+class Refusal(NamedTuple):
+    """Why a request (or a control command) is refused: the reason (its error result's status)
+    and a message naming it. Built where the problem is found and passed whole; a named tuple,
+    so ``reason, message = refusal`` reads too."""
 
     reason: Reason
     message: str
@@ -51,6 +52,19 @@ def names_refusal(model: object, version: object) -> Refusal | None:
     return None
 
 
+def too_many_inputs(count: int) -> Refusal | None:
+    """At most :data:`MAX_INPUTS` inputs (the pre-decode scan counts them before any is read)."""
+    return Refusal(Reason.INVALID_INPUT, f"more than {MAX_INPUTS} inputs") if count > MAX_INPUTS else None
+
+
+def too_many_dims(count: int, name: str | None = None) -> Refusal | None:
+    """At most :data:`MAX_DIMS` dimensions (``name`` unknown to the pre-decode scan: "an input")."""
+    if count <= MAX_DIMS:
+        return None
+    return Refusal(Reason.INVALID_INPUT, f"{'an input' if name is None else f'input {show(name)}'} has more than "
+                                         f"{MAX_DIMS} dimensions")
+
+
 def tensor_refusal(t: Tensor) -> Refusal | None:
     """One input tensor: a name, a dtype the wire carries, at most :data:`MAX_DIMS`
     non-negative dimensions, exactly the bytes its shape needs, bools as bytes 0 or 1."""
@@ -60,8 +74,9 @@ def tensor_refusal(t: Tensor) -> Refusal | None:
     if dtype is None:
         return Refusal(Reason.INVALID_INPUT,
                        f"input {show(t.name)}: dtype {show(t.dtype)} is not one of {', '.join(DTYPES)}")
-    if len(t.shape) > MAX_DIMS:
-        return Refusal(Reason.INVALID_INPUT, f"input {show(t.name)} has more than {MAX_DIMS} dimensions")
+    dims = too_many_dims(len(t.shape), t.name)
+    if dims is not None:
+        return dims
     if min(t.shape, default=0) < 0:
         return Refusal(Reason.INVALID_INPUT, f"input {show(t.name)}: negative dimension in shape {list(t.shape)}")
     needed = math.prod(t.shape) * dtype.itemsize
@@ -78,8 +93,9 @@ def inputs_refusal(tensors: Sequence[Tensor]) -> Refusal | None:
     the same row count (first dimension) in every one."""
     if not tensors:
         return Refusal(Reason.INVALID_INPUT, "request has no inputs")
-    if len(tensors) > MAX_INPUTS:
-        return Refusal(Reason.INVALID_INPUT, f"more than {MAX_INPUTS} inputs")
+    count = too_many_inputs(len(tensors))
+    if count is not None:
+        return count
     seen: set[str] = set()
     for t in tensors:
         if t.name in seen:

@@ -53,6 +53,7 @@ from aimass.contract.frames import (
     read_batch,
 )
 from aimass.contract.messages import InferenceRequest, InferenceResult, Reason, Route, Status, Timings, clip
+from aimass.contract.rules import Refusal
 from aimass.control.shadow import ShadowStats, agrees
 from aimass.serving.rejects import Source, deliverable, reject
 
@@ -138,8 +139,8 @@ class BatchServer:
                              request.created_at_ms)
                 continue
             spec = self.engine.admit(request, now, record.version or None)  # empty: tests, tools
-            if isinstance(spec, tuple):
-                self._refuse(answers[i], record, spec[0], spec[1], now, request.request_id,
+            if isinstance(spec, Refusal):
+                self._refuse(answers[i], record, spec.reason, spec.message, now, request.request_id,
                              request.model, request.created_at_ms)
             elif request.request_id not in ids:
                 ids.add(request.request_id)
@@ -149,7 +150,7 @@ class BatchServer:
                 accepted.append((i, request, spec, _route(record)))
                 if record.shadow:
                     shadow = self.engine.admit(request, now, record.shadow)
-                    if not isinstance(shadow, tuple):  # a shadow that cannot take it: nothing to compare
+                    if not isinstance(shadow, Refusal):  # a shadow that cannot take it: nothing to compare
                         shadows.append((i, request, shadow))
         if accepted:
             self._run(records, answers, accepted, shadows, now)
@@ -250,7 +251,8 @@ class BatchServer:
     ) -> None:
         rejection = reject(
             self.codec, record.value, Source(record.topic, record.partition, record.offset), reason, message,
-            now, request_id, model, created_at_ms, error_result, self.output_limit,
+            now, request_id, model=model, created_at_ms=created_at_ms, error_result=error_result,
+            limit=self.output_limit,
         )
         if rejection.result is not None:
             answer.add(ERROR_RESULT, rejection.result_key, rejection.result)

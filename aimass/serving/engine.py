@@ -27,6 +27,7 @@ from aimass.contract.messages import (
     Timings,
     clip,
 )
+from aimass.contract.rules import Refusal
 from aimass.serving.fit import input_problem, ordered
 from aimass.serving.models import ModelError, ModelSpec
 from aimass.serving.sessions import SessionCache
@@ -49,7 +50,7 @@ class InferenceEngine:
         self.sessions = sessions
         self.settings = settings
 
-    def check(self, req: InferenceRequest, now_ms: int) -> tuple[Reason, str] | None:
+    def check(self, req: InferenceRequest, now_ms: int) -> Refusal | None:
         """Why ``req`` cannot be served, before it is buffered; None when it can.
 
         Checks that the model and version resolve, that the inputs are exactly the declared
@@ -58,9 +59,9 @@ class InferenceEngine:
         of the check itself is this request's INTERNAL_ERROR, not the operator's.
         """
         found = self.admit(req, now_ms)
-        return found if isinstance(found, tuple) else None
+        return found if isinstance(found, Refusal) else None
 
-    def admit(self, req: InferenceRequest, now_ms: int, version: str | None = None) -> ModelSpec | tuple[Reason, str]:
+    def admit(self, req: InferenceRequest, now_ms: int, version: str | None = None) -> ModelSpec | Refusal:
         """The spec that serves ``req`` (at ``version`` when given: the version the job's routing
         chose; else the one the request names), or why none does (see :meth:`check`); pass the
         specs of admitted requests to :meth:`run` to skip checking them again."""
@@ -68,13 +69,15 @@ class InferenceEngine:
             try:
                 spec = self.repository.resolve(req.model, req.version if version is None else version)
             except ModelError as exc:
-                return exc.reason, exc.message
+                return Refusal(exc.reason, exc.message)
             if req.deadline_ms is not None and now_ms > req.deadline_ms:
-                return Reason.DEADLINE_EXCEEDED, f"deadline passed {now_ms - req.deadline_ms} ms before the request ran"
+                return Refusal(Reason.DEADLINE_EXCEEDED,
+                               f"deadline passed {now_ms - req.deadline_ms} ms before the request ran")
             problem = input_problem(spec, req.inputs)
         except Exception as exc:  # noqa: BLE001 - a bug here must fail one request, not the job
-            return Reason.INTERNAL_ERROR, f"request could not be checked: {type(exc).__name__}: {clip(str(exc), 200)}"
-        return spec if problem is None else (Reason.INVALID_INPUT, problem)
+            return Refusal(Reason.INTERNAL_ERROR,
+                           f"request could not be checked: {type(exc).__name__}: {clip(str(exc), 200)}")
+        return spec if problem is None else Refusal(Reason.INVALID_INPUT, problem)
 
     def warm_up(self) -> list[str]:
         """Open a session for every model version in the repository; returns the problems.
@@ -107,7 +110,7 @@ class InferenceEngine:
 
     def run(
         self, requests: Sequence[InferenceRequest], received_ms: Sequence[int], now_ms: int,
-        specs: Sequence[ModelSpec | tuple[Reason, str]] | None = None, routes: Sequence[Route | None] | None = None,
+        specs: Sequence[ModelSpec | Refusal] | None = None, routes: Sequence[Route | None] | None = None,
     ) -> list[InferenceResult]:
         """Serve ``requests`` (received at ``received_ms``); one result each, in order.
 
@@ -127,7 +130,7 @@ class InferenceEngine:
         groups: dict[tuple[object, ...], tuple[ModelSpec, list[int]]] = {}
         for i, req in enumerate(requests):
             spec = self.admit(req, now_ms) if specs is None else specs[i]
-            if isinstance(spec, tuple):
+            if isinstance(spec, Refusal):
                 reason, message = spec
                 results[i] = _error(req, reason.status(), message, received_ms[i], now_ms)
                 continue

@@ -47,6 +47,7 @@ def reject(
     message: str,
     now_ms: int,
     request_id: str | None = None,
+    *,
     model: str = "",
     created_at_ms: int | None = None,
     error_result: bool = True,

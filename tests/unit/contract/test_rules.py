@@ -61,6 +61,7 @@ def test_each_rules_words_are_written_once_in_the_package() -> None:
     # (Tensor.to_numpy keeps its own shape and byte checks: a value type guarding itself, not a request rule.)
     for words in ("bool elements must be bytes 0 or 1", "dtype {show(t.dtype)} is not one of", "has an empty name",
                   "duplicate input name", "differ in first dimension", "request has no inputs",
+                  "more than {MAX_INPUTS} inputs", "has more than \"",
                   "{list(t.shape)} of {t.dtype} needs", "must have rank", "rows of no data", "has no rows"):
         sources_with = {p: t for p, t in sources.items() if p.name != "messages.py"}
         homes = sorted(str(p.relative_to(AIMASS)) for p, text in sources_with.items() if words in text)

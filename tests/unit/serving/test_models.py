@@ -266,10 +266,29 @@ def test_provider_choice_logged_once(
     assert lines == ["ONNX Runtime: sessions run on CPUExecutionProvider (providers CPUExecutionProvider)"]
 
 
-def test_gpu_asked_for_falls_back_to_cpu_when_no_session_gets_it(repository: ModelRepository) -> None:
+def _gpu_here() -> bool:
+    """A CUDA execution provider in this build and an NVIDIA device to run it on."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and Path("/dev/nvidia0").exists()
+
+
+def test_gpu_asked_for_runs_on_the_gpu_when_there_is_one_else_on_the_cpu_alone(repository: ModelRepository) -> None:
     session = SessionCache(JobSettings(use_gpu=True)).get(repository.resolve("linear"))
-    assert "CPUExecutionProvider" in session.get_providers()
+    expected = ["CUDAExecutionProvider", "CPUExecutionProvider"] if _gpu_here() else ["CPUExecutionProvider"]
+    assert session.get_providers() == expected  # no GPU: a clean fallback; a GPU: it is used
     assert session.run(None, {"x": np.ones((2, 4), np.float32)})[0].shape == (2, 3)
+
+
+@pytest.mark.skipif(not _gpu_here(), reason="no NVIDIA GPU with a CUDA execution provider on this machine")
+def test_a_gpu_session_answers_as_the_cpu_does(repository: ModelRepository) -> None:
+    spec = repository.resolve("linear")
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    on_gpu = SessionCache(JobSettings(use_gpu=True)).get(spec)
+    on_cpu = SessionCache(JobSettings(use_gpu=False)).get(spec)
+    assert on_gpu.get_providers()[0] == "CUDAExecutionProvider"
+    for got, want in zip(on_gpu.run(None, {"x": x}), on_cpu.run(None, {"x": x}), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_version_marked_not_serving_is_skipped_by_newest_but_served_when_pinned(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ NOW = 1_700_000_000_000
 
 
 def test_reject_builds_an_error_result_and_a_dead_letter() -> None:
-    rejection = reject(CODEC, b"raw", SOURCE, Reason.UNKNOWN_MODEL, "no such model", NOW, "r-1", "nope", NOW - 5)
+    rejection = reject(CODEC, b"raw", SOURCE, Reason.UNKNOWN_MODEL, "no such model", NOW, "r-1", model="nope",
+                       created_at_ms=NOW - 5)
     result = CODEC.decode_result(rejection.result or b"")
     assert rejection.result_key == "r-1"
     assert (result.status, result.error, result.timings.end_to_end_ms) == (
