@@ -1,0 +1,168 @@
+"""``aimass up``, ``down``, ``status``, ``logs``, ``submit``, ``cancel``, ``rescale``,
+``taskmanagers``: the local stack and the inference job on it."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aimass.operators import BATCH_INFER
+from aimass.settings import Settings
+from aimass.stack.procs import tail
+from aimass.stack.rescale import Vertex
+
+
+def _say(message: str) -> None:
+    print(f"[aimass] {message}", flush=True)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    LocalStack(settings, _say).up()
+    _print_next_steps(settings)
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    stopped = LocalStack(settings, _say).down(purge=args.purge)
+    _say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    if args.purge:
+        _say(f"removed data, logs and checkpoints under {settings.paths.state_dir}")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.flink import FlinkCluster
+    from aimass.stack.local import LocalStack
+
+    stack = LocalStack(settings, _say)
+    rows = stack.status()
+    print(f"{'component':<16}{'state':<10}{'pid':<9}{'address':<28}log")
+    for row in rows:
+        state = "running" if row.pid else "stopped"
+        print(f"{row.name:<16}{state:<10}{row.pid or '-'!s:<9}{row.address:<28}{row.log_file}")
+    if rows[1].pid:
+        print(f"\nFlink web UI: {settings.flink.rest_url}")
+        try:
+            for job in FlinkCluster(settings).jobs()[:5]:
+                print(f"  job {job['jid']}  {job['state']:<10} {job['name']}")
+        except OSError as exc:
+            print(f"  (REST API not answering: {exc})")
+    if rows[0].pid:
+        print(f"\nKafka {settings.kafka.bootstrap}; consumer group {settings.job.consumer_group}:")
+        try:
+            for topic, end, lag in stack.kafka.topic_lag(settings.job.consumer_group):
+                lag_text = "-" if lag is None else str(lag)
+                print(f"  {topic:<28} records {end:<10} lag {lag_text}")
+        except Exception as exc:  # noqa: BLE001 - status must print what it can
+            print(f"  (broker not answering: {exc})")
+    return 0
+
+
+def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    files = [p for p in LocalStack(settings, _say).log_files(args.component) if p.exists()]
+    if not files:
+        _say(f"no logs for {args.component} under {settings.paths.state_dir / 'logs'}")
+        return 1
+    for path in files:
+        print(f"==> {path} <==")
+        print(tail(path, args.lines))
+    if args.follow:
+        import subprocess
+
+        return subprocess.call(["tail", "-F", *map(str, files)])
+    return 0
+
+
+def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import jobs
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    _say("submitting the inference job ...")
+    job_id = jobs.submit(settings, overrides)
+    _say(f"job {job_id} is RUNNING: {settings.flink.rest_url}/#/job/running/{job_id}/overview")
+    return 0
+
+
+def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import jobs
+
+    cancelled = jobs.cancel(settings)
+    _say(f"cancelled {', '.join(cancelled)}" if cancelled else "no inference job was running")
+    return 0
+
+
+def _print_subtasks(title: str, vertices: Sequence[Vertex]) -> None:
+    for v in vertices:
+        if BATCH_INFER.name in v.name:
+            _say(f"{title}: {BATCH_INFER.name} parallelism {v.parallelism}, "
+                 f"records in per subtask {list(v.records_in)}")
+
+
+def cmd_rescale(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import rescale
+    from aimass.stack.flink import FlinkCluster
+
+    cluster = FlinkCluster(settings)
+    job = cluster.running_job(settings.job.name)
+    if job is not None:
+        _print_subtasks("before", rescale.vertices(cluster, str(job["jid"])))
+    result = rescale.rescale(settings, args.parallelism, method=args.via, say=_say)
+    if args.observe > 0:
+        time.sleep(args.observe)
+    _print_subtasks("after", rescale.vertices(cluster, result.job_id))
+    return 0
+
+
+def cmd_taskmanagers(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack.local import LocalStack
+
+    done = LocalStack(settings, say=_say).set_taskmanagers(args.count)
+    _say(f"{args.count} TaskManagers running" + (f" ({'; '.join(done)})" if done else " (nothing to change)"))
+    return 0
+
+
+def _print_next_steps(settings: Settings) -> None:
+    _say(f"Flink web UI: {settings.flink.rest_url}   (stop everything with `make down` or `aimass down`)")
+
+
+def register(sub: Any) -> None:
+    """Add the stack's commands to the ``aimass`` parser's subcommands."""
+    sub.add_parser("up", help="start Kafka and the Flink cluster (idempotent)").set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop everything `up` started")
+    down.add_argument("--purge", action="store_true", help="also delete data, logs and checkpoints")
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("status", help="processes, pids, web UI, jobs, topics and lag").set_defaults(func=cmd_status)
+    logs = sub.add_parser("logs", help="show a component's log")
+    logs.add_argument("component", nargs="?", default="jobmanager", help="kafka, jobmanager or taskmanager-N")
+    logs.add_argument("-n", "--lines", type=int, default=40, help="lines to show (default 40)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following")
+    logs.set_defaults(func=cmd_logs)
+    submit = sub.add_parser("submit", help="submit the inference job and wait until it runs")
+    submit.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="job setting override, e.g. --set job.delivery=at-least-once")
+    submit.set_defaults(func=cmd_submit)
+    sub.add_parser("cancel", help="cancel the running inference job").set_defaults(func=cmd_cancel)
+    rescale = sub.add_parser(
+        "rescale", help="change the running job's parallelism, keeping its state and pending requests",
+        description="Change the running inference job's parallelism. Keyed state (pending batches, "
+        "de-duplication, counters) moves with its keys; the limit is the job's max parallelism "
+        "(AIMASS_JOB_MAX_PARALLELISM, fixed for the life of its state) and the cluster's task slots.",
+    )
+    rescale.add_argument("parallelism", type=int, help="the new parallelism")
+    rescale.add_argument("--via", choices=["adaptive", "savepoint"], default="adaptive",
+                         help="adaptive: the adaptive scheduler's REST endpoint (default); "
+                         "savepoint: stop with a savepoint and resubmit")
+    rescale.add_argument("--observe", type=float, default=0.0, metavar="S",
+                         help="wait S seconds before printing the per-subtask record counts")
+    rescale.set_defaults(func=cmd_rescale)
+    tms = sub.add_parser("taskmanagers", help="start or stop TaskManagers on the local stack")
+    tms.add_argument("count", type=int, help="how many TaskManagers should run")
+    tms.set_defaults(func=cmd_taskmanagers)
