@@ -2,7 +2,8 @@
 (``stack``, ``tools``, ``autoscale``, ``compress``, ``control``, ``client``, ``graphs``); this module
 only builds the parser and reports errors the same way for all.
 
-``aimass --help`` lists the commands. Every command reads the same settings (``AIMASS_*`` variables, see ``aimass/settings.py``).
+``aimass --help`` lists the commands. Every command reads the same settings (``AIMASS_*``
+variables, see ``aimass/settings.py``).
 """
 
 from __future__ import annotations

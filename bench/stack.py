@@ -11,34 +11,22 @@ import contextlib
 from dataclasses import replace
 from types import TracebackType
 
-from aimass.settings import PROJECT_ROOT, Settings
+from aimass.settings import Settings
+from aimass.stack.isolated import BENCH_PORTS, isolated_env
 from aimass.stack.kafka import KafkaBroker
 from aimass.stack.local import LocalStack, Say
 
 
 def bench_env(port_offset: int = 0) -> dict[str, str]:
     """``AIMASS_*`` variables of the bench stack."""
-
-    def port(base: int) -> str:
-        return str(base + port_offset)
-
-    state = PROJECT_ROOT / ".state" / ("bench" if not port_offset else f"bench-{port_offset}")
-    return {
-        "AIMASS_PATHS_STATE_DIR": str(state),
-        "AIMASS_PATHS_JARS_DIR": str(PROJECT_ROOT / ".state" / "jars"),
-        "AIMASS_KAFKA_PORT": port(39092),
-        "AIMASS_KAFKA_CONTROLLER_PORT": port(39093),
-        "AIMASS_FLINK_REST_PORT": port(38081),
-        "AIMASS_FLINK_RPC_PORT": port(36123),
-        "AIMASS_FLINK_BLOB_PORT": port(36124),
-        "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": f"{port(36200)}-{port(36299)}",
+    return isolated_env("bench", BENCH_PORTS, port_offset, {
         # Two TaskManagers of one slot: parallelism 2 gets two Python interpreters (two GILs),
         # as on a real cluster; parallelism 1 runs on one of them.
         "AIMASS_FLINK_TASKMANAGERS": "2",
         "AIMASS_FLINK_SLOTS": "1",
         "AIMASS_JOB_NAME": "aimass-bench",
         "AIMASS_JOB_USE_GPU": "false",
-    }
+    })
 
 
 def run_settings(base: Settings, run_name: str) -> Settings:

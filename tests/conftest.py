@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from aimass.settings import PROJECT_ROOT, Settings
+from aimass.settings import Settings
+from aimass.stack.isolated import TEST_PORTS, isolated_env
 
 # Property tests judge answers, not speed: these machines are shared and noisy, and a per-example
 # deadline there fails a correct test now and then.
@@ -22,26 +23,13 @@ hypothesis_settings.load_profile("aimass")
 _OFFSET = int(os.environ.get("AIMASS_TEST_PORT_OFFSET", "0"))
 
 
-def _port(base: int) -> str:
-    return str(base + _OFFSET)
-
-
-TEST_ENV = {
-    "AIMASS_PATHS_STATE_DIR": str(PROJECT_ROOT / ".state" / ("test" if not _OFFSET else f"test-{_OFFSET}")),
-    "AIMASS_PATHS_JARS_DIR": str(PROJECT_ROOT / ".state" / "jars"),
-    "AIMASS_KAFKA_PORT": _port(29092),
-    "AIMASS_KAFKA_CONTROLLER_PORT": _port(29093),
-    "AIMASS_KAFKA_SECURE_PORT": _port(29094),
-    "AIMASS_FLINK_REST_PORT": _port(18081),
-    "AIMASS_FLINK_RPC_PORT": _port(26123),
-    "AIMASS_FLINK_BLOB_PORT": _port(26124),
-    "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": f"{_port(26200)}-{_port(26299)}",
+TEST_ENV = isolated_env("test", TEST_PORTS, _OFFSET, {
     "AIMASS_FLINK_SLOTS": "2",
     "AIMASS_JOB_PARALLELISM": "2",
     "AIMASS_JOB_NAME": "aimass-inference-test",
     "AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": f"aimass-test{_OFFSET}",
     "AIMASS_JOB_CONSUMER_GROUP": f"aimass-test{_OFFSET}",
-}
+})
 
 
 @pytest.fixture(scope="session")

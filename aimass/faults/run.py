@@ -35,17 +35,10 @@ from aimass.faults.campaign import Campaign
 from aimass.faults.plan import SMOKE, Plan, largest_value
 from aimass.faults.report import load_reports, render
 from aimass.settings import PROJECT_ROOT, Settings
+from aimass.stack.isolated import FAULTS_PORTS, isolated_env
 
 #: Settings of the campaign's own stack (see the module docstring for why these ports).
-FAULTS_ENV = {
-    "AIMASS_PATHS_STATE_DIR": str(PROJECT_ROOT / ".state" / "faults"),
-    "AIMASS_PATHS_JARS_DIR": str(PROJECT_ROOT / ".state" / "jars"),
-    "AIMASS_KAFKA_PORT": "49092",
-    "AIMASS_KAFKA_CONTROLLER_PORT": "49093",
-    "AIMASS_FLINK_REST_PORT": "48081",
-    "AIMASS_FLINK_RPC_PORT": "46123",
-    "AIMASS_FLINK_BLOB_PORT": "46124",
-    "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": "46200-46299",
+FAULTS_ENV = isolated_env("faults", FAULTS_PORTS, extra={
     "AIMASS_FLINK_SLOTS": "2",
     "AIMASS_JOB_PARALLELISM": "2",
     "AIMASS_JOB_NAME": "aimass-inference-faults",
@@ -53,7 +46,7 @@ FAULTS_ENV = {
     "AIMASS_JOB_CONSUMER_GROUP": "aimass-faults",
     # Oversized records of a few hundred KiB, not 4 MiB: the same code path, less to move.
     "AIMASS_JOB_MAX_PAYLOAD_BYTES": str(256 * 1024),
-}
+})
 DEFAULT_OUT = PROJECT_ROOT / ".state" / "faults-out"
 DEFAULT_DOC = PROJECT_ROOT / "docs" / "RELIABILITY.md"
 REPORTS_DIR = PROJECT_ROOT / "docs" / "reliability"
