@@ -168,10 +168,13 @@ def collect_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float,
 
 
 def count_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float, linger_s: float,
-                  tick: Callable[[int], None] | None = None) -> tuple[dict[str, InferenceResult], Counter[str]]:
+                  tick: Callable[[int], None] | None = None,
+                  on_result: Callable[[InferenceResult], None] | None = None,
+                  ) -> tuple[dict[str, InferenceResult], Counter[str]]:
     """Read results of ``wanted`` until each has one (or ``timeout_s``), then ``linger_s`` more
     (a duplicate shows up with one of the next checkpoints); the last result per id and how many
-    arrived per id. ``tick(results so far)`` runs before each poll (a fault test kills there)."""
+    arrived per id. ``tick(results so far)`` runs before each poll (a fault test kills there),
+    ``on_result`` on each result of ``wanted`` as it arrives."""
     results: dict[str, InferenceResult] = {}
     counts: Counter[str] = Counter()
     deadline, linger_until = time.monotonic() + timeout_s, None
@@ -186,6 +189,8 @@ def count_results(cons: Any, codec: Codec, wanted: set[str], timeout_s: float, l
                 if result.request_id in wanted:
                     counts[result.request_id] += 1
                     results[result.request_id] = result
+                    if on_result is not None:
+                        on_result(result)
     return results, counts
 
 

@@ -27,6 +27,7 @@ from aimass.stack.flink import FlinkCluster
 from aimass.tools.traffic import (
     collect,
     consumer,
+    count_results,
     make_request,
     producer,
     send,
@@ -186,29 +187,17 @@ def test_a_taskmanager_killed_during_a_switch_loses_doubles_and_misroutes_nothin
     sender = threading.Thread(target=send_paced, daemon=True, args=(
         test_settings.kafka, codec, test_settings.kafka.requests_topic, requests, rate))
     sender.start()
-    counts: Counter[str] = Counter()
-    results: dict[str, InferenceResult] = {}
-    switch_at = None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(results) < n:
-        if switch_at is None and len(results) >= n // 4:
+    switched: list[int] = []
+
+    def switch_and_kill(answered: int) -> None:
+        if not switched and answered >= n // 4:
             with ControlAdmin(test_settings, activation_ms=500) as admin:
-                switch_at = admin.publish(SetSplit(name, (("1", 0.9), ("2", 0.1)))).effective_ms
+                switched.append(admin.publish(SetSplit(name, (("1", 0.9), ("2", 0.1)))).effective_ms)
             local_stack.flink.taskmanager(0).kill()  # SIGKILL during the switch
             local_stack.up()
-        for records in cons.poll(timeout_ms=200).values():
-            for record in records:
-                result = codec.decode_result(record.value)
-                if result.request_id in created:
-                    counts[result.request_id] += 1
-                    results[result.request_id] = result
-    linger_until = time.monotonic() + 4 * test_settings.job.checkpoint_interval_ms / 1000
-    while time.monotonic() < linger_until:
-        for records in cons.poll(timeout_ms=200).values():
-            for record in records:
-                result = codec.decode_result(record.value)
-                if result.request_id in created:
-                    counts[result.request_id] += 1
+
+    results, counts = count_results(cons, codec, set(created), timeout_s=240,
+                                    linger_s=4 * test_settings.job.checkpoint_interval_ms / 1000, tick=switch_and_kill)
     cons.close()
     sender.join(timeout=10)
     # Each request's Kafka timestamp: what the routing goes by.
@@ -222,7 +211,8 @@ def test_a_taskmanager_killed_during_a_switch_loses_doubles_and_misroutes_nothin
         if len(stamped) == n:
             break
     logged.close()
-    assert switch_at is not None
+    assert switched, "the split was never published: too few results before it"
+    switch_at = switched[0]
     assert len(results) == n, f"{n - len(results)} requests got no result"
     assert not [i for i, c in counts.items() if c > 1], "a request got two results"
     assert len(stamped) == n

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 
 import numpy as np
 import onnxruntime as ort
@@ -15,7 +14,7 @@ from aimass.settings import Settings
 from aimass.stack import jobs
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.local import LocalStack
-from aimass.tools.traffic import consumer, make_request, send_paced
+from aimass.tools.traffic import consumer, count_results, make_request, send_paced
 
 pytestmark = pytest.mark.integration
 
@@ -40,35 +39,23 @@ def test_taskmanager_sigkill_mid_stream_loses_and_doubles_nothing(
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
 
-    counts: Counter[str] = Counter()
-    results = {}
     arrivals: list[float] = []
-    killed_at = None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and (len(results) < n or not sent.is_set()):
-        if killed_at is None and len(results) >= n // 4:
-            killed_at = time.monotonic()
+    killed: list[float] = []
+
+    def kill_once(answered: int) -> None:
+        if not killed and answered >= n // 4:
+            killed.append(time.monotonic())
             local_stack.flink.taskmanager(0).kill()  # SIGKILL: no shutdown hooks, open transactions
             local_stack.up()  # a supervisor starts it again
-        for records in cons.poll(timeout_ms=200).values():
-            for record in records:
-                result = codec.decode_result(record.value)
-                if result.request_id in by_id:
-                    counts[result.request_id] += 1
-                    results[result.request_id] = result
-                    arrivals.append(time.monotonic())
-    # Linger: a duplicate would become visible with one of the next checkpoints.
-    linger_until = time.monotonic() + 4 * test_settings.job.checkpoint_interval_ms / 1000
-    while time.monotonic() < linger_until:
-        for records in cons.poll(timeout_ms=200).values():
-            for record in records:
-                result = codec.decode_result(record.value)
-                if result.request_id in by_id:
-                    counts[result.request_id] += 1
+
+    # Linger after the last result: a duplicate would become visible with one of the next checkpoints.
+    results, counts = count_results(cons, codec, set(by_id), timeout_s=240,
+                                    linger_s=4 * test_settings.job.checkpoint_interval_ms / 1000, tick=kill_once,
+                                    on_result=lambda _: arrivals.append(time.monotonic()))
     cons.close()
     sender.join(timeout=10)
 
-    assert killed_at is not None, "the TaskManager was never killed: too few results before the kill"
+    assert killed, "the TaskManager was never killed: too few results before the kill"
     missing = n - len(results)
     doubled = {i: c for i, c in counts.items() if c > 1}
     assert missing == 0, f"{missing} of {n} requests got no result"
@@ -80,7 +67,7 @@ def test_taskmanager_sigkill_mid_stream_loses_and_doubles_nothing(
     np.testing.assert_allclose(
         np.concatenate([r.output("probabilities") for r in results.values()]), probabilities, rtol=1e-5, atol=1e-6
     )
-    gaps = np.diff(sorted(a for a in arrivals if a >= killed_at - 1))
+    gaps = np.diff(sorted(a for a in arrivals if a >= killed[0] - 1))
     print(f"\nTaskManager killed after {n // 4} results; longest gap without results {gaps.max():.1f} s")
 
     # Leave the job running for the tests after this one.
