@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,33 +17,10 @@ from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
 from aimass.settings import JobSettings
+from tests.onnx_models import linear_meta, linear_onnx, write_model
 
 NOW = 1_700_000_000_000
 SETTINGS = JobSettings(use_gpu=False, max_batch_size=16, max_delay_ms=7)
-
-
-def linear_onnx(in_dim: int, out_dim: int, seed: int) -> onnx.ModelProto:
-    """``y = x @ w + b`` (float32 [N, out_dim]) and ``top = argmax(y)`` (int64 [N])."""
-    rng = np.random.default_rng(seed)
-    w = numpy_helper.from_array(rng.standard_normal((in_dim, out_dim)).astype(np.float32), "w")
-    b = numpy_helper.from_array(rng.standard_normal(out_dim).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["y"]),
-            helper.make_node("ArgMax", ["y"], ["top"], axis=1, keepdims=0),
-        ],
-        "linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", in_dim])],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out_dim]),
-            helper.make_tensor_value_info("top", TensorProto.INT64, ["N"]),
-        ],
-        initializer=[w, b],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
 
 
 def pair_onnx() -> onnx.ModelProto:
@@ -58,24 +34,6 @@ def pair_onnx() -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
-
-
-def write_model(root: Path, name: str, version: str, model: onnx.ModelProto | bytes, meta: dict[str, Any]) -> None:
-    directory = root / name / version
-    directory.mkdir(parents=True)
-    (directory / "model.onnx").write_bytes(model if isinstance(model, bytes) else model.SerializeToString())
-    (directory / "model.json").write_text(json.dumps({"name": name, "version": version, **meta}))
-
-
-def linear_meta(in_dim: int, out_dim: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, in_dim]}],
-        "outputs": [
-            {"name": "y", "dtype": "float32", "shape": [-1, out_dim]},
-            {"name": "top", "dtype": "int64", "shape": [-1]},
-        ],
-        **extra,
-    }
 
 
 def row_sum_onnx() -> onnx.ModelProto:
