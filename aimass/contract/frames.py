@@ -1,7 +1,8 @@
 """The two byte frames between the job's Java steps and its Python inference step.
 
 One batch crosses into Python as one frame, and its answers cross back as one frame: a Python
-call per batch, not per record (the cost per call is in ``../shared/DESIGN.md``). All integers
+call per batch, not per record (one Java-to-Python call costs 4-7 us here: per record, that is
+most of the budget). All integers
 big-endian; the Java side is ``java/src/main/java/ai/aimass/flink/Frames.java``, and both are
 checked against ``tests/vectors/frames.json``::
 
