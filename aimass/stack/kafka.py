@@ -69,11 +69,9 @@ class KafkaBroker:
         """``host:secure_port`` of the SASL_SSL listener."""
         return f"{self.settings.kafka.host}:{self.settings.kafka.secure_port}"
 
-    def write_config(self) -> Path:
-        """Write server.properties and the Log4j 2 config; returns the properties path."""
+    def properties(self) -> dict[str, str]:
+        """The broker's ``server.properties`` (docs/CONFIGURATION.md lists the fixed ones)."""
         k = self.settings.kafka
-        self.home.mkdir(parents=True, exist_ok=True)
-        logs = self.settings.paths.state_dir / "logs"
         listeners = [f"PLAINTEXT://{k.host}:{k.port}"]
         protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
         if k.secure_port:
@@ -105,6 +103,14 @@ class KafkaBroker:
         }
         if k.secure_port:
             props.update(self._secure_listener_props())
+        return props
+
+    def write_config(self) -> Path:
+        """Write server.properties and the Log4j 2 config; returns the properties path."""
+        k = self.settings.kafka
+        self.home.mkdir(parents=True, exist_ok=True)
+        logs = self.settings.paths.state_dir / "logs"
+        props = self.properties()
         path = self.home / "server.properties"
         text = "".join(f"{key}={value}\n" for key, value in props.items())
         if k.secure_port:  # it holds the generated password: never readable by others, not even briefly
