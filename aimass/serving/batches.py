@@ -124,11 +124,13 @@ class BatchServer:
             try:
                 request = self.codec.decode_request(record.value, self.max_bytes)
             except DecodeError as exc:
-                self._refuse(answers[i], record, exc.reason, exc.message, now, exc.request_id)
+                self._refuse(answers[i], record, exc.reason, exc.message, now, exc.request_id,
+                             self._readable_model(record.value, exc.request_id))
                 continue
             except Exception as exc:  # noqa: BLE001 - a codec bug fails this record, never the job
-                self._refuse(answers[i], record, Reason.INTERNAL_ERROR, _bug("decoding", exc), now,
-                             self.codec.peek_request_id(record.value))
+                rid = self.codec.peek_request_id(record.value)
+                self._refuse(answers[i], record, Reason.INTERNAL_ERROR, _bug("decoding", exc), now, rid,
+                             self._readable_model(record.value, rid))
                 continue
             if record.rule in (UNKNOWN, NONE):
                 detail = record.detail if record.rule == UNKNOWN else (
@@ -244,6 +246,14 @@ class BatchServer:
             log.error("route update that is not JSON, ignored (a bug): %r", value[:200])
             return
         self.store.apply(update)
+
+    def _readable_model(self, value: bytes, request_id: str | None) -> str:
+        """The model a refused request names, when its first fields can be read (its error
+        result then says which model it was for, as ``schemas/README.md`` promises); else ""."""
+        if request_id is None:
+            return ""
+        peeked = self.codec.peek_route(value)
+        return peeked[1] if peeked is not None and peeked[0] == request_id else ""
 
     def _refuse(
         self, answer: OutputsWriter, record: BatchRecord, reason: Reason, message: str, now: int,

@@ -127,6 +127,21 @@ def test_a_bad_record_under_a_new_id_gets_its_error_result_and_dead_letter(downs
     assert isinstance(served, InferenceResult) and served.status is Status.OK
 
 
+@pytest.mark.parametrize("bad", [
+    InferenceRequest("dec-1", "digits", (), 0),  # no inputs
+    InferenceRequest("dec-2", "digits", (Tensor("pixels", "float32", (1, 64), b"\x00" * 255),), 0),  # bytes
+    InferenceRequest("dec-3", "digits", (Tensor("pixels", "bool", (1, 2), b"\x00\x02"),), 0),  # a bool of 2
+    InferenceRequest("dec-4", "digits", (Tensor("a", "float32", (1,), b"\x00" * 4),
+                                         Tensor("b", "float32", (2,), b"\x00" * 8)), 0),  # rows differ
+])
+def test_a_request_refused_while_decoding_names_its_model_when_readable(downstream: Downstream,
+                                                                        bad: InferenceRequest) -> None:
+    out = downstream.send(downstream.codec.encode_request(bad))
+    (result,) = [o for o in out if isinstance(o, InferenceResult)]
+    assert result.status is Status.INVALID_INPUT and result.request_id == bad.request_id
+    assert result.model == "digits"  # as schemas/README.md says: the model, when it could be read
+
+
 def test_answers_keep_the_order_of_their_records(downstream: Downstream) -> None:
     codec = downstream.codec
     values = [codec.encode_request(_digits(f"order-{i}", cols=64 if i % 3 else 5)) for i in range(12)]
