@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,10 +179,31 @@ class FlinkCluster:
         return self.jobmanager.start([self.script("jobmanager.sh"), "start-foreground"], self.env())
 
     def start_taskmanager(self, index: int) -> int:
-        """Start TaskManager ``index`` (and note which project code it will load)."""
-        pid = self.taskmanager(index).start([self.script("taskmanager.sh"), "start-foreground"], self.env())
+        """Start TaskManager ``index`` under a fresh resource id (so readiness can tell it from a
+        dead predecessor still registered until its heartbeat times out), and note which
+        project code it will load."""
+        resource_id = f"taskmanager-{index}-{uuid.uuid4().hex[:8]}"
+        argv = [self.script("taskmanager.sh"), "start-foreground", "-D", f"taskmanager.resource-id={resource_id}"]
+        pid = self.taskmanager(index).start(argv, self.env())
         self._code_file(index).write_text(code_fingerprint())
+        self._resource_file(index).write_text(resource_id)
         return pid
+
+    def _resource_file(self, index: int) -> Path:
+        return self.settings.paths.state_dir / "run" / f"taskmanager-{index}.resource-id"
+
+    def live_resource_ids(self) -> set[str] | None:
+        """Resource ids of the TaskManager processes running now (None when one was started
+        without a recorded id, by an older version: readiness then counts registrations)."""
+        ids = set()
+        for tm in self.taskmanagers():
+            if tm.pid() is None:
+                continue
+            path = self._resource_file(int(tm.name.split("-")[1]))
+            if not path.exists():
+                return None
+            ids.add(path.read_text().strip())
+        return ids
 
     def _code_file(self, index: int) -> Path:
         return self.settings.paths.state_dir / "run" / f"taskmanager-{index}.code"
@@ -216,7 +238,8 @@ class FlinkCluster:
         return json.loads(raw) if raw else None
 
     def wait_ready(self, taskmanagers: int) -> None:
-        """Block until the REST API answers and ``taskmanagers`` TaskManagers are registered."""
+        """Block until the REST API answers and ``taskmanagers`` TaskManagers are registered,
+        each of them a process running now (not a dead one awaiting its heartbeat timeout)."""
         deadline = time.monotonic() + self.settings.flink.start_timeout_s
         registered = 0
         while time.monotonic() < deadline:
@@ -227,10 +250,14 @@ class FlinkCluster:
                         f"{tail(proc.log_file)}"
                     )
             try:
-                registered = int(self.rest("/overview", timeout=2)["taskmanagers"])
-                if registered >= taskmanagers:
+                listed = {tm["id"] for tm in self.rest("/taskmanagers", timeout=2)["taskmanagers"]}
+                live = self.live_resource_ids()
+                # A TaskManager killed a moment ago stays registered until its heartbeat times
+                # out: count only the registrations of the processes running now.
+                registered = len(listed) if live is None else len(listed & live)
+                if registered >= taskmanagers and (live is None or live <= listed):
                     return
-            except (urllib.error.URLError, OSError, ValueError, KeyError):
+            except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
                 pass
             time.sleep(0.5)
         raise StackError(
