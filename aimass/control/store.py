@@ -43,9 +43,12 @@ class ModelStore:
         self._asked: dict[tuple[str, str], float] = {}
         self._ready: dict[tuple[str, str | None], ModelSpec] = {}
         self._lock = threading.Lock()
-        self._loads: dict[tuple[str, str], tuple[str, Future[ModelSpec]]] = {}
+        self._loads: dict[tuple[str, str], tuple[str, Future[ModelSpec], dict[str, Any]]] = {}
         self._seen: set[tuple[str, int]] = set()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aimass-model-loader")
+        # A version a request waits for while its load is still queued behind others (after a
+        # restart Route sends every deployed version again, in no useful order) loads here at once.
+        self._urgent = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aimass-model-urgent")
 
     def apply(self, update: Mapping[str, Any]) -> None:
         """Register the versions of a route update (the same update again is a no-op)."""
@@ -63,7 +66,7 @@ class ModelStore:
                 if known is not None and known[0] == entry["sha256"]:
                     continue
                 future = self._loader.submit(self._load, model, version, dict(entry))
-                self._loads[(model, version)] = (entry["sha256"], future)
+                self._loads[(model, version)] = (entry["sha256"], future, dict(entry))
                 self._ready.pop((model, version), None)
 
     def resolve(self, name: str, version: str | None = None) -> ModelSpec:
@@ -89,7 +92,7 @@ class ModelStore:
         if found is None:
             raise ModelError(Reason.UNKNOWN_MODEL, f"model {name!r} version {version!r} is routed here but its deploy "
                                                    "has not reached this TaskManager")
-        future = found[1]
+        future = self._jump_queue(name, version, found[1])
         if future.done():
             if future.exception() is None:
                 spec = future.result()
@@ -108,6 +111,19 @@ class ModelStore:
         cause = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
         raise ModelError(Reason.INTERNAL_ERROR,
                          f"model {name!r} version {version!r} could not be loaded on this TaskManager: {cause}")
+
+    def _jump_queue(self, name: str, version: str, future: Future[ModelSpec]) -> Future[ModelSpec]:
+        """``future``, or, when that load has not started yet, the same load started now on the
+        urgent pool (a request is waiting for it; the queued one is cancelled)."""
+        with self._lock:
+            current = self._loads.get((name, version))
+            if current is None or current[1] is not future:
+                return current[1] if current is not None else future  # replaced meanwhile: wait on that one
+            if future.done() or not future.cancel():  # running or finished: wait as it is
+                return future
+            urgent = self._urgent.submit(self._load, name, version, current[2])
+            self._loads[(name, version)] = (current[0], urgent, current[2])
+            return urgent
 
     def _ask_catalog(self, name: str, version: str) -> bool:
         """Register every deployed version the control topic names now (a version routed here
@@ -136,12 +152,13 @@ class ModelStore:
     def wait_loaded(self, timeout_s: float | None = None) -> None:
         """Block until every load started so far has finished (tests and tools)."""
         with self._lock:
-            futures = [future for _, future in self._loads.values()]
+            futures = [future for _, future, _ in self._loads.values()]
         for future in futures:
             future.exception(timeout=timeout_s)
 
     def close(self) -> None:
         self._loader.shutdown(wait=False, cancel_futures=True)
+        self._urgent.shutdown(wait=False, cancel_futures=True)
 
     # -- loading (on the loader thread) --------------------------------------------------------
 

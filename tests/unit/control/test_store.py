@@ -69,6 +69,25 @@ def test_a_version_that_does_not_load_is_a_typed_error_naming_it_never_another(d
     assert "has not reached this TaskManager" in info.value.message
 
 
+def test_a_version_a_request_waits_for_jumps_the_queue_of_loads(digits: Path, tmp_path: Path) -> None:
+    # After a restart every deployed version is loaded again, one after the other: a request for
+    # one still queued behind slow loads must not wait for all of them (and time out).
+    import threading
+
+    s = ModelStore(tmp_path / "cache", SessionCache(SETTINGS.job), None, load_timeout_s=2)
+    blocked = threading.Event()
+    s._loader.submit(blocked.wait, 30)  # a load queued first that takes long (a big model)
+    try:
+        s.apply(update_for(digits / "1"))
+        started = time.monotonic()
+        assert s.resolve("digits", "1").version == "1"
+        assert time.monotonic() - started < 2
+        assert s.versions("digits") == ["1"]
+    finally:
+        blocked.set()
+        s.close()
+
+
 class FakeConsumer:
     """Stands in for a KafkaConsumer on a topic holding ``chunks`` from offset ``first``."""
 
