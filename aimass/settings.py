@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 ENV_PREFIX = "AIMASS_"
+#: Settings that are gone, and what to set instead (a variable left set names the fix, never
+#: silently does nothing).
+RETIRED = {
+    "gateway.max_payload_bytes": "the gateway takes the requests the job takes: set AIMASS_JOB_MAX_PAYLOAD_BYTES",
+}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 Delivery = Literal["exactly-once", "at-least-once"]
@@ -312,8 +317,6 @@ class GatewaySettings:
     ttl_s: float = 3600.0
     """How long a result stays answerable after it arrived (and how old a result read at start
     from the compacted topic may be)."""
-    max_payload_bytes: int = 4 * 1024 * 1024
-    """Largest encoded request accepted (also bounds the gRPC message size)."""
     kafka_timeout_ms: int = 5000
     """Longest wait for Kafka to take a request; past it ``Submit`` answers UNAVAILABLE."""
     max_wait_s: float = 300.0
@@ -379,6 +382,10 @@ class Settings:
     ) -> Settings:
         """Defaults, then ``AIMASS_*`` environment variables, then ``section.field`` overrides."""
         env = os.environ if env is None else env
+        for key, instead in RETIRED.items():
+            var = f"{ENV_PREFIX}{key.replace('.', '_')}".upper()
+            if var in env or key in (overrides or {}):
+                raise SettingsError(f"{var} ({key}) is no longer a setting: {instead}")
         sections: dict[str, Any] = {}
         for section in dataclasses.fields(cls):
             section_type = typing.get_type_hints(cls)[section.name]
@@ -412,6 +419,8 @@ class Settings:
         self.kafka.client_property_pairs()  # raises on a malformed entry
         if job.delivery == "exactly-once" and not job.transactional_id_prefix:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
+        if job.max_payload_bytes < 1:
+            raise SettingsError("AIMASS_JOB_MAX_PAYLOAD_BYTES must be positive")
         if job.max_batch_size < 1 or job.max_delay_ms < 0:
             raise SettingsError("AIMASS_JOB_MAX_BATCH_SIZE must be >= 1 and AIMASS_JOB_MAX_DELAY_MS >= 0")
         if (min(job.inflight_batches, job.inflight_ms, job.priority_aging_ms, job.max_priority, job.max_queue_ms) < 0
@@ -427,8 +436,8 @@ class Settings:
         gateway = self.gateway
         if (gateway.tls_cert is None) != (gateway.tls_key is None):
             raise SettingsError("TLS needs both AIMASS_GATEWAY_TLS_CERT and AIMASS_GATEWAY_TLS_KEY (or neither)")
-        if gateway.store_size < 1 or gateway.ttl_s <= 0 or gateway.max_payload_bytes < 1:
-            raise SettingsError("AIMASS_GATEWAY_STORE_SIZE, _TTL_S and _MAX_PAYLOAD_BYTES must be positive")
+        if gateway.store_size < 1 or gateway.ttl_s <= 0:
+            raise SettingsError("AIMASS_GATEWAY_STORE_SIZE and _TTL_S must be positive")
         scale = self.autoscale
         if not 1 <= scale.min_parallelism <= scale.max_parallelism <= job.max_parallelism:
             raise SettingsError(

@@ -133,10 +133,10 @@ class Gateway:
         s, gw = self.settings, self.settings.gateway
         if not _is_loopback(gw.host) and not (gw.token and self.tls):
             log.warning("gateway on %s without both a token and TLS: anyone who can reach it can use it", gw.host)
-        inner = Client(s, start="beginning", max_payload_bytes=min(gw.max_payload_bytes, s.job.max_payload_bytes))
+        inner = Client(s, start="beginning", max_payload_bytes=s.job.max_payload_bytes)
         self.client = await AsyncClient(client=inner).start()
         interceptors = [BearerTokenInterceptor(gw.token)] if gw.token else []
-        limit = gw.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
+        limit = s.job.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
         self.server = grpc.aio.server(
             interceptors=interceptors,
             maximum_concurrent_rpcs=gw.max_concurrent_rpcs,

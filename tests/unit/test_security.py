@@ -151,8 +151,12 @@ def test_oversized_request_is_refused_before_it_is_parsed() -> None:
     assert time.perf_counter() - started < 0.5
 
 
-def test_default_limits_agree() -> None:
-    settings = JobSettings()
+def test_one_payload_limit_for_the_gateway_and_the_job() -> None:
+    import dataclasses
+
     from aimass.settings import GatewaySettings
 
-    assert GatewaySettings().max_payload_bytes == settings.max_payload_bytes
+    # The gateway bounds requests by the job's limit (tests/unit/gateway checks the refusal):
+    # no second limit that could disagree with it.
+    assert "max_payload_bytes" not in {f.name for f in dataclasses.fields(GatewaySettings)}
+    assert JobSettings().max_payload_bytes == 4 * 1024 * 1024

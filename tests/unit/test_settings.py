@@ -36,3 +36,11 @@ def test_as_env_round_trips() -> None:
 def test_unusable_values_are_refused_naming_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.load(env=env)
+
+
+def test_a_retired_setting_left_set_is_refused_naming_what_to_set_instead() -> None:
+    with pytest.raises(SettingsError, match="AIMASS_GATEWAY_MAX_PAYLOAD_BYTES .* set AIMASS_JOB_MAX_PAYLOAD_BYTES"):
+        Settings.load(env={"AIMASS_GATEWAY_MAX_PAYLOAD_BYTES": "65536"})
+    with pytest.raises(SettingsError, match="no longer a setting"):
+        Settings.load(env={}, overrides={"gateway.max_payload_bytes": "65536"})
+    assert Settings.load(env={"AIMASS_JOB_MAX_PAYLOAD_BYTES": "65536"}).job.max_payload_bytes == 65536

@@ -66,7 +66,7 @@ def gateway_factory(models_dir: Path) -> Iterator[Callable[..., RunningGateway]]
             "AIMASS_PATHS_MODELS_DIR": str(models_dir),
             "AIMASS_KAFKA_PORT": str(_dead_port()),
             "AIMASS_GATEWAY_KAFKA_TIMEOUT_MS": "800",
-            "AIMASS_GATEWAY_MAX_PAYLOAD_BYTES": "65536",
+            "AIMASS_JOB_MAX_PAYLOAD_BYTES": "65536",
             **env,
         })
         running = RunningGateway(settings)
