@@ -63,7 +63,10 @@ def test_output_rolls_over_at_the_cap_and_only_the_newest_files_are_kept(tmp_pat
     assert all((proc.log_dir / name).stat().st_size <= 10_000 for name in files)
     kept = b"".join((proc.log_dir / name).read_bytes() for name in reversed(files))
     expected = b"".join(f"line {i:05d} {'x' * 30}\n".encode() for i in range(3000)) + b"last\n"
-    assert len(kept) > 20_000 and expected.endswith(kept)  # the newest output, nothing in between lost
+    # The newest output, nothing in between lost. Each backup holds more than half the cap (a file
+    # rolls over before a chunk that would pass it, and a chunk is at most the cap; the current
+    # file may have just started): 16,281 bytes were kept once in CI, so not "near 3 x 10 kB".
+    assert len(kept) > 10_000 and expected.endswith(kept)
 
 
 def test_the_pid_is_the_commands_and_the_writer_stays_out_of_its_tree_and_group(tmp_path: Path) -> None:
