@@ -21,6 +21,8 @@ ENV_PREFIX = "AIMASS_"
 #: Settings that are gone, and what to set instead (a variable left set names the fix, never
 #: silently does nothing).
 RETIRED = {
+    **{f"job.{name}": f"the engine's knobs have their own section: set AIMASS_ENGINE_{name.upper()}"
+       for name in ("use_gpu", "intra_op_threads", "model_cache_dir", "model_load_timeout_s")},
     "gateway.max_payload_bytes": "the gateway takes the requests the job takes: set AIMASS_JOB_MAX_PAYLOAD_BYTES",
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -275,6 +277,21 @@ class JobSettings:
         """Broker ``message.max.bytes`` and the sinks' ``max.request.size``: room for a dead
         letter carrying the largest request the requests topic accepts, plus its envelope."""
         return self.max_payload_bytes + 128 * 1024
+    sync_models_dir: bool = True
+    """At submit, publish a deploy for every version in ``paths.models_dir`` the control topic
+    does not know yet (the embedded default; ``file://`` locations)."""
+    python_mode: Literal["thread", "process"] = "thread"
+    """PyFlink ``python.execution-mode``. ``thread`` (Python inside the TaskManager JVM, via
+    pemja) by default: no Python worker process, no gRPC hop per bundle, measured 8x the
+    throughput of ``process`` mode on the digits model. See udfs/core.py for the two traps
+    it has for C extensions and how the operators avoid them."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The serving core on each TaskManager: ONNX Runtime sessions and the model store. Read
+    where the engine runs (``aimass.serving``), never by the job graph itself."""
+
     model_cache_dir: Path | None = None
     """Where a TaskManager keeps model versions fetched from the blob topic; unset:
     ``<state_dir>/model-cache`` (set it on hosts that do not share the state folder)."""
@@ -284,18 +301,10 @@ class JobSettings:
     the id, so a resubmission is served once the version has loaded). The wait holds every lane
     of the subtask: deploy big versions with a lead time (``aimass deploy --in``) longer than
     their fetch and load (docs/CONTROL.md, "Measured")."""
-    sync_models_dir: bool = True
-    """At submit, publish a deploy for every version in ``paths.models_dir`` the control topic
-    does not know yet (the embedded default; ``file://`` locations)."""
     intra_op_threads: int = 1
     """ONNX Runtime intra-op threads per slot (more oversubscribes small machines)."""
     use_gpu: bool = True
     """Use the CUDA execution provider when one is really usable; CPU otherwise."""
-    python_mode: Literal["thread", "process"] = "thread"
-    """PyFlink ``python.execution-mode``. ``thread`` (Python inside the TaskManager JVM, via
-    pemja) by default: no Python worker process, no gRPC hop per bundle, measured 8x the
-    throughput of ``process`` mode on the digits model. See udfs/core.py for the two traps
-    it has for C extensions and how the operators avoid them."""
 
 
 @dataclass(frozen=True)
@@ -373,6 +382,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     flink: FlinkSettings = field(default_factory=FlinkSettings)
     job: JobSettings = field(default_factory=JobSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
 

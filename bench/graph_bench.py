@@ -34,7 +34,7 @@ from aimass.graphs.spec import Member, check
 from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
-from aimass.settings import PROJECT_ROOT, JobSettings, Settings
+from aimass.settings import PROJECT_ROOT, EngineSettings, JobSettings, Settings
 
 
 def _timed(fn: Callable[[], object], seconds: float) -> float:
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         return stack_main(args.seconds, args.json or PROJECT_ROOT / "bench" / "results" / "graphs-stack.json")
 
     models = Settings.load().paths.models_dir
-    job = JobSettings(use_gpu=False, max_batch_size=max(64, args.batch))
+    job = JobSettings(max_batch_size=max(64, args.batch))
     repository = ModelRepository(models, rescan_interval_s=1e9)  # no folder scans in the timed loop
-    engine = InferenceEngine(repository, SessionCache(job), job)
+    engine = InferenceEngine(repository, SessionCache(EngineSettings(use_gpu=False)), job)
 
     def lookup(model: str, version: str | None) -> Member:
         spec = repository.resolve(model, version)

@@ -24,9 +24,9 @@ class Scorer:
     """Turns request bytes into ``(key, result bytes)`` pairs, one call per batch."""
 
     def __init__(self, settings: Settings) -> None:
-        job = replace(settings.job, intra_op_threads=1)
+        engine = replace(settings.engine, intra_op_threads=1)
         self.codec = Codec(settings.paths.schemas_dir)
-        self.engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(job), job)
+        self.engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(engine), settings.job)
 
     def score(self, values: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
         """Serve a batch of request records; one result per record whose id can be read."""

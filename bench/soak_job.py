@@ -76,7 +76,7 @@ def job_settings(base: Settings, run_name: str, options: SoakOptions) -> tuple[S
         "kafka.dead_letter_topic": k.dead_letter_topic, "job.name": JOB_NAME, "job.delivery": options.delivery,
         "job.parallelism": str(options.parallelism), "job.consumer_group": f"bench-{run_name}",
         "job.transactional_id_prefix": f"bench-{run_name}",
-        "job.use_gpu": "true" if base.job.use_gpu else "false", **options.overrides,
+        "engine.use_gpu": "true" if base.engine.use_gpu else "false", **options.overrides,
     }
     return Settings.load(env=base.as_env(), overrides=sets), sets
 

@@ -25,7 +25,7 @@ def bench_env(port_offset: int = 0) -> dict[str, str]:
         "AIMASS_FLINK_TASKMANAGERS": "2",
         "AIMASS_FLINK_SLOTS": "1",
         "AIMASS_JOB_NAME": "aimass-bench",
-        "AIMASS_JOB_USE_GPU": "false",
+        "AIMASS_ENGINE_USE_GPU": "false",
     })
 
 

@@ -73,11 +73,11 @@ def _build(settings: Settings) -> BatchServer:
         return [{**routing.update(model, None), "seq": -1} for model in routing.models]
 
     job = settings.job
-    sessions = SessionCache(job)
-    cache = job.model_cache_dir or settings.paths.state_dir / "model-cache"
+    sessions = SessionCache(settings.engine)
+    cache = settings.engine.model_cache_dir or settings.paths.state_dir / "model-cache"
     # Versions arrive as route updates in the batches themselves (Route forwards every update to
     # every lane before any request routed by it), so the store starts empty.
-    store = ModelStore(cache, sessions, consumer, job.model_load_timeout_s, catalog)
+    store = ModelStore(cache, sessions, consumer, settings.engine.model_load_timeout_s, catalog)
     engine = InferenceEngine(store, sessions, job)
     return BatchServer(Codec(settings.paths.schemas_dir), engine, job, store=store)
 

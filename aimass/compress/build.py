@@ -42,7 +42,7 @@ from aimass.compress.report import Candidate, Report, recommend, save
 from aimass.contract.limits import NAME_PATTERN
 from aimass.serving.models import METADATA_FILE, MODEL_FILE, ModelError, ModelRepository, ModelSpec
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings
 from aimass.tools.demo import HOLDOUT_DIR
 
 log = logging.getLogger("aimass")
@@ -220,7 +220,7 @@ def _validate(root: Path, name: str, version: str, threads: int) -> ModelSpec:
     """Load the version as serving would: its metadata, then a session checked against it."""
     try:
         spec = ModelRepository(root, rescan_interval_s=0.0).resolve(name, version)
-        SessionCache(JobSettings(use_gpu=False, intra_op_threads=threads)).get(spec)
+        SessionCache(EngineSettings(use_gpu=False, intra_op_threads=threads)).get(spec)
     except ModelError as exc:
         raise CompressError(f"the compressed model does not load ({exc.message}): try another --method") from None
     return spec

@@ -71,7 +71,7 @@ def cmd_compress(settings: Any, args: argparse.Namespace) -> int:
         from_version=args.from_version, to_version=args.to_version, sparsity=args.sparsity,
         calibration=args.calibration, opt_level=args.opt_level, per_channel=args.per_channel,
         max_accuracy_drop=args.max_accuracy_drop, force=args.force, repeats=args.repeats, warmup=args.warmup,
-        eval_rows=args.eval_rows, holdout=args.holdout, threads=settings.job.intra_op_threads,
+        eval_rows=args.eval_rows, holdout=args.holdout, threads=settings.engine.intra_op_threads,
         compare_earlier=args.compare_earlier, report_dir=args.report_dir,
     )
     try:

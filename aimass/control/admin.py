@@ -25,7 +25,7 @@ from aimass.control.blobs import sha256_of, upload
 from aimass.control.commands import Action, Command, ControlCodec, Deploy, Marker
 from aimass.control.routing import Refusal, Routing
 from aimass.kafka_config import python_client_config
-from aimass.settings import JobSettings, Settings
+from aimass.settings import EngineSettings, Settings
 
 
 class AdminError(Exception):
@@ -198,7 +198,7 @@ class ControlAdmin:
         directory = Path(directory).resolve()
         try:
             spec = ModelSpec.load(directory)
-            SessionCache(JobSettings(use_gpu=False)).get(spec)  # it must load here before anywhere else
+            SessionCache(EngineSettings(use_gpu=False)).get(spec)  # it must load here before anywhere else
         except ModelError as exc:
             raise AdminError(f"{directory} is not a deployable version: {exc.message}") from None
         sha256, size = sha256_of(directory / MODEL_FILE)

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from aimass.contract.messages import Reason
 from aimass.serving.models import CPU, METADATA_FILE, ModelError, ModelSpec, TensorSpec, log
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings
 
 #: ONNX Runtime's type strings for the wire dtypes of :data:`aimass.contract.messages.DTYPES`.
 ONNX_TYPES = {
@@ -42,7 +42,7 @@ class SessionCache:
     it changes; other models keep serving.
     """
 
-    def __init__(self, settings: JobSettings) -> None:
+    def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, str], tuple[tuple[int, ...], ort.InferenceSession]] = {}

@@ -138,7 +138,7 @@ class AimassSystem:
             "job.parallelism": str(self.parallelism),
             "job.consumer_group": f"bench-{run.name}",
             "job.transactional_id_prefix": f"bench-{run.name}",
-            "job.use_gpu": "true" if run.settings.job.use_gpu else "false",
+            "engine.use_gpu": "true" if run.settings.engine.use_gpu else "false",
             **({} if self.window else {"job.inflight_batches": "0"}),
         }
 

@@ -46,9 +46,9 @@ def _measure(step: Callable[[int], int], seconds: float, warmup_s: float) -> dic
 
 def measure(settings: Settings, model: str, batch_sizes: list[int], seconds: float, seed: int) -> dict[str, Any]:
     """Rows/s of ``model`` at each batch size, ORT alone and with the codec."""
-    job = replace(settings.job, intra_op_threads=1)
+    engine = replace(settings.engine, intra_op_threads=1)
     spec = ModelRepository(settings.paths.models_dir).resolve(model)
-    session = SessionCache(job).get(spec)
+    session = SessionCache(engine).get(spec)
     inputs = model_inputs(model, settings.paths.models_dir, seed)
     pool = len(next(iter(inputs.values())))
     outputs = list(spec.output_names)
@@ -77,7 +77,7 @@ def measure(settings: Settings, model: str, batch_sizes: list[int], seconds: flo
     return {
         "model": model,
         "version": spec.version,
-        "intra_op_threads": job.intra_op_threads,
+        "intra_op_threads": engine.intra_op_threads,
         "providers": session.get_providers(),
         "batch_sizes": figures,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

@@ -141,7 +141,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     _test_models(models)
     settings = Settings.load(env={}, overrides={
         "job.parallelism": "2", "paths.models_dir": str(models), "job.max_payload_bytes": str(MAX_PAYLOAD),
-        "job.use_gpu": "false",
+        "engine.use_gpu": "false",
     })
     codec = Codec(settings.paths.schemas_dir)
     images, _ = load_holdout(demo)

@@ -19,7 +19,7 @@ def test_overrides_win_over_environment() -> None:
 
 
 def test_as_env_round_trips() -> None:
-    settings = Settings.load(env={"AIMASS_KAFKA_PORT": "29092", "AIMASS_JOB_USE_GPU": "false"})
+    settings = Settings.load(env={"AIMASS_KAFKA_PORT": "29092", "AIMASS_ENGINE_USE_GPU": "false"})
     assert Settings.load(env=settings.as_env()) == settings
 
 
@@ -44,3 +44,11 @@ def test_a_retired_setting_left_set_is_refused_naming_what_to_set_instead() -> N
     with pytest.raises(SettingsError, match="no longer a setting"):
         Settings.load(env={}, overrides={"gateway.max_payload_bytes": "65536"})
     assert Settings.load(env={"AIMASS_JOB_MAX_PAYLOAD_BYTES": "65536"}).job.max_payload_bytes == 65536
+
+
+@pytest.mark.parametrize("name", ["use_gpu", "intra_op_threads", "model_cache_dir", "model_load_timeout_s"])
+def test_the_engine_knobs_moved_to_their_own_section(name: str) -> None:
+    old, new = f"AIMASS_JOB_{name.upper()}", f"AIMASS_ENGINE_{name.upper()}"
+    with pytest.raises(SettingsError, match=f"{old} .* set {new}"):
+        Settings.load(env={old: "1"})
+    assert new in Settings().as_env() and not hasattr(Settings().job, name)

@@ -21,10 +21,11 @@ from aimass.contract.messages import InferenceRequest, Status, Tensor
 from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings, JobSettings
 from aimass.tools import demo
 
-SETTINGS = JobSettings(use_gpu=False)
+SETTINGS = JobSettings()
+CPU = EngineSettings(use_gpu=False)
 FAST = ["--repeats", "3", "--warmup", "1"]
 
 
@@ -172,7 +173,7 @@ def test_new_version_loads_and_a_pinned_request_is_served(repo: Path) -> None:
     repository = ModelRepository(repo, rescan_interval_s=0)
     spec = repository.resolve("digits", "1-int8")
     assert spec.parent == "digits/1"
-    engine = InferenceEngine(repository, SessionCache(SETTINGS), SETTINGS)
+    engine = InferenceEngine(repository, SessionCache(CPU), SETTINGS)
     x, y = demo.load_holdout(repo)
     req = InferenceRequest("r1", "digits", (Tensor.from_numpy("pixels", x[:8]),), 0, version="1-int8")
     (result,) = engine.run([req], [0], 1)

@@ -13,7 +13,7 @@ from aimass.control.routing import Refusal, Routing
 from aimass.control.store import ModelStore
 from aimass.graphs.cli import graph_deploy
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings
 
 DIGITS = {"inputs": [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],
           "outputs": [{"name": "label", "dtype": "int64", "shape": [-1]},
@@ -74,7 +74,7 @@ def test_the_store_registers_a_graph_version_as_a_spec_with_its_definition(tmp_p
     routing = routing_with_digits()
     update = routing.apply(Command(graph_deploy(graph_text()), 2000))
     assert not isinstance(update, Refusal)
-    store = ModelStore(tmp_path, SessionCache(JobSettings(use_gpu=False)))
+    store = ModelStore(tmp_path, SessionCache(EngineSettings(use_gpu=False)))
     try:
         store.apply(update)
         spec = store.resolve("vote", "1")

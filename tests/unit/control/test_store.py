@@ -26,7 +26,7 @@ from aimass.serving.sessions import SessionCache
 from aimass.settings import Settings
 from aimass.tools.demo import build_demo_models
 
-SETTINGS = Settings.load(env={}, overrides={"job.use_gpu": "false"})
+SETTINGS = Settings.load(env={}, overrides={"engine.use_gpu": "false"})
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def update_for(*dirs: Path, sha: str | None = None, uri: str | None = None) -> d
 
 
 def store(tmp_path: Path, consumer: Any = None) -> ModelStore:
-    return ModelStore(tmp_path / "cache", SessionCache(SETTINGS.job), consumer, load_timeout_s=30)
+    return ModelStore(tmp_path / "cache", SessionCache(SETTINGS.engine), consumer, load_timeout_s=30)
 
 
 def test_a_file_version_loads_in_the_background_and_resolves(digits: Path, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_a_version_a_request_waits_for_jumps_the_queue_of_loads(digits: Path, tm
     # one still queued behind slow loads must not wait for all of them (and time out).
     import threading
 
-    s = ModelStore(tmp_path / "cache", SessionCache(SETTINGS.job), None, load_timeout_s=2)
+    s = ModelStore(tmp_path / "cache", SessionCache(SETTINGS.engine), None, load_timeout_s=2)
     blocked = threading.Event()
     s._loader.submit(blocked.wait, 30)  # a load queued first that takes long (a big model)
     try:
@@ -145,9 +145,13 @@ def _request(rid: str) -> bytes:
     return Codec().encode_request(InferenceRequest(rid, "digits", (pixels,), int(time.time() * 1000)))
 
 
+def batch_server(s: ModelStore) -> BatchServer:
+    return BatchServer(Codec(), InferenceEngine(s, SessionCache(SETTINGS.engine), SETTINGS.job), SETTINGS.job, store=s)
+
+
 def test_the_batch_step_serves_the_routed_version_its_shadow_and_route_updates(digits: Path, tmp_path: Path) -> None:
     s = store(tmp_path)
-    server = BatchServer(Codec(), InferenceEngine(s, SessionCache(SETTINGS.job), SETTINGS.job), SETTINGS.job, store=s)
+    server = batch_server(s)
     update = json.dumps(update_for(digits / "1", digits / "2")).encode()
     now = int(time.time() * 1000)
     frame = write_batch([
@@ -178,7 +182,7 @@ def test_a_copy_of_a_version_agrees_with_itself(digits: Path, tmp_path: Path) ->
     meta["version"] = "3"
     (twin / "model.json").write_text(json.dumps(meta))
     s = store(tmp_path)
-    server = BatchServer(Codec(), InferenceEngine(s, SessionCache(SETTINGS.job), SETTINGS.job), SETTINGS.job, store=s)
+    server = batch_server(s)
     now = int(time.time() * 1000)
     frame = write_batch([BatchRecord(json.dumps(update_for(digits / "1", twin)).encode(), "", 0, -1, now, CONTROL)]
                         + [BatchRecord(_request(f"r{i}"), "t", 0, i, now, PINNED, -1, "1", "", "3") for i in range(5)])

@@ -21,7 +21,7 @@ from aimass.contract.messages import DeadLetter, Reason
 from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings, KafkaSettings, Settings, SettingsError
+from aimass.settings import EngineSettings, JobSettings, KafkaSettings, Settings, SettingsError
 from tests.onnx_models import write_model
 
 
@@ -70,8 +70,8 @@ def test_model_that_does_not_load_is_reported_by_file_while_the_others_serve(tmp
     broken_onnx = write_model(root, "broken", "1", onnx_model=b"\x08\x01garbage, not a protobuf")
     broken_meta = write_model(root, "badmeta", "1")
     (broken_meta / "model.json").write_text(json.dumps({"inputs": "not a list"}))
-    engine = InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(JobSettings(use_gpu=False)),
-                             JobSettings(use_gpu=False))
+    engine = InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(EngineSettings(use_gpu=False)),
+                             JobSettings())
     problems = engine.warm_up()
     assert len(problems) == 2
     assert any(str(broken_onnx / "model.onnx") in p and "cannot load" in p for p in problems)

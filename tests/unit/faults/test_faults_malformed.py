@@ -30,10 +30,11 @@ from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.rejects import Source, reject
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings, JobSettings
 
 CODEC = Codec()
-SETTINGS = JobSettings(use_gpu=False)
+SETTINGS = JobSettings()
+CPU = EngineSettings(use_gpu=False)
 OLD_KINDS = ("garbage", "truncated", "wrong_schema", "wrong_shape", "wrong_dtype", "unknown_model",
              "path_traversal", "oversized", "expired_deadline")
 
@@ -72,7 +73,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> InferenceEngine:
             "outputs": [{"name": "label", "dtype": "int64", "shape": [-1]},
                         {"name": "probabilities", "dtype": "float32", "shape": [-1, 10]}],
         }))
-    return InferenceEngine(ModelRepository(Path(root)), SessionCache(SETTINGS), SETTINGS)
+    return InferenceEngine(ModelRepository(Path(root)), SessionCache(CPU), SETTINGS)
 
 
 def answer(engine: InferenceEngine, value: bytes, max_bytes: int) -> tuple[Reason | None, str | None, Status | None]:

@@ -17,10 +17,11 @@ from aimass.graphs.spec import Member, check
 from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings, JobSettings
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
-SETTINGS = JobSettings(use_gpu=False, max_batch_size=64, max_delay_ms=5)
+SETTINGS = JobSettings(max_batch_size=64, max_delay_ms=5)
+CPU = EngineSettings(use_gpu=False)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def runner(repository: ModelRepository, raw: dict[str, Any], engine_type: type =
         return Member(spec.version, spec.inputs, spec.outputs)
 
     checked = check({"name": "g", "version": "1", **raw}, lookup)
-    engine = engine_type(repository, SessionCache(SETTINGS), SETTINGS)
+    engine = engine_type(repository, SessionCache(CPU), SETTINGS)
     return GraphRunner(engine, checked.definition, [t.name for t in checked.outputs])
 
 

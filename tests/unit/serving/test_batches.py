@@ -40,10 +40,10 @@ class Downstream:
         from aimass.serving.sessions import SessionCache
         from aimass.tools.demo import build_demo_models
 
-        settings = Settings.load(env={}, overrides={"job.use_gpu": "false"})
+        settings = Settings.load(env={}, overrides={"engine.use_gpu": "false"})
         build_demo_models(settings.paths.models_dir)
         self.codec = Codec(settings.paths.schemas_dir)
-        engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(settings.job), settings.job)
+        engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(settings.engine), settings.job)
         self.server = BatchServer(self.codec, engine, settings.job)
         self.claimed: set[str] = set()
         self.offset = 0

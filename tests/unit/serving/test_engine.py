@@ -16,11 +16,12 @@ from aimass.contract.messages import InferenceRequest, Reason, Status, Tensor
 from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings, JobSettings
 from tests.onnx_models import linear_meta, linear_onnx, write_model
 
 NOW = 1_700_000_000_000
-SETTINGS = JobSettings(use_gpu=False, max_batch_size=16, max_delay_ms=7)
+SETTINGS = JobSettings(max_batch_size=16, max_delay_ms=7)
+CPU = EngineSettings(use_gpu=False)
 
 
 def pair_onnx() -> onnx.ModelProto:
@@ -67,7 +68,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(root: Path) -> InferenceEngine:
-    return InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(SETTINGS), SETTINGS)
+    return InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(CPU), SETTINGS)
 
 
 def request(model: str, rows: int = 1, dim: int = 8, version: str | None = None, seed: int = 0,
@@ -312,7 +313,7 @@ def fragile(root: Path) -> InferenceEngine:
     })
     ab = [{"name": n, "dtype": "float32", "shape": [-1, None]} for n in ("a", "b")]
     write_model(root, "samewidth", "1", same_width_onnx(), {"inputs": ab, "outputs": [{**ab[0], "name": "s"}]})
-    return InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(SETTINGS), SETTINGS)
+    return InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(CPU), SETTINGS)
 
 
 def lookup(rid: str, *indices: int) -> InferenceRequest:

@@ -15,10 +15,10 @@ from aimass.contract.messages import Reason
 from aimass.serving import sessions as sessions_module
 from aimass.serving.models import ModelError, ModelRepository, ModelSpec, TensorSpec, version_key
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings
 from tests.onnx_models import linear_meta, linear_onnx, write_model
 
-CPU_SETTINGS = JobSettings(use_gpu=False)
+CPU_SETTINGS = EngineSettings(use_gpu=False)
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_session_cache_opens_one_session_per_version(repository: ModelRepository
 
 
 def test_session_uses_configured_threads_and_no_spinning(repository: ModelRepository) -> None:
-    session = SessionCache(JobSettings(use_gpu=False, intra_op_threads=2)).get(repository.resolve("other"))
+    session = SessionCache(EngineSettings(use_gpu=False, intra_op_threads=2)).get(repository.resolve("other"))
     options = session.get_session_options()
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
@@ -274,7 +274,7 @@ def _gpu_here() -> bool:
 
 
 def test_gpu_asked_for_runs_on_the_gpu_when_there_is_one_else_on_the_cpu_alone(repository: ModelRepository) -> None:
-    session = SessionCache(JobSettings(use_gpu=True)).get(repository.resolve("linear"))
+    session = SessionCache(EngineSettings(use_gpu=True)).get(repository.resolve("linear"))
     expected = ["CUDAExecutionProvider", "CPUExecutionProvider"] if _gpu_here() else ["CPUExecutionProvider"]
     assert session.get_providers() == expected  # no GPU: a clean fallback; a GPU: it is used
     assert session.run(None, {"x": np.ones((2, 4), np.float32)})[0].shape == (2, 3)
@@ -284,8 +284,8 @@ def test_gpu_asked_for_runs_on_the_gpu_when_there_is_one_else_on_the_cpu_alone(r
 def test_a_gpu_session_answers_as_the_cpu_does(repository: ModelRepository) -> None:
     spec = repository.resolve("linear")
     x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
-    on_gpu = SessionCache(JobSettings(use_gpu=True)).get(spec)
-    on_cpu = SessionCache(JobSettings(use_gpu=False)).get(spec)
+    on_gpu = SessionCache(EngineSettings(use_gpu=True)).get(spec)
+    on_cpu = SessionCache(EngineSettings(use_gpu=False)).get(spec)
     assert on_gpu.get_providers()[0] == "CUDAExecutionProvider"
     for got, want in zip(on_gpu.run(None, {"x": x}), on_cpu.run(None, {"x": x}), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -17,7 +17,7 @@ from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.rejects import Source, deliverable, reject
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings, JobSettings
 
 CODEC = Codec()
 SOURCE = Source("aimass.requests", 3, 42)
@@ -133,7 +133,7 @@ def tile_onnx(width: int) -> bytes:
 
 
 def test_a_model_whose_output_outgrows_the_topic_answers_with_an_error_not_a_failed_sink(tmp_path: Path) -> None:
-    settings = JobSettings(use_gpu=False, max_payload_bytes=4096)  # output_record_limit: 4 KiB + 128 KiB
+    settings = JobSettings(max_payload_bytes=4096)  # output_record_limit: 4 KiB + 128 KiB
     width = 40_000  # 160 KB of output per row, from 4 bytes of input
     directory = tmp_path / "tile" / "1"
     directory.mkdir(parents=True)
@@ -142,7 +142,7 @@ def test_a_model_whose_output_outgrows_the_topic_answers_with_an_error_not_a_fai
         "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 1]}],
         "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, width]}],
     }))
-    engine = InferenceEngine(ModelRepository(tmp_path), SessionCache(settings), settings)
+    engine = InferenceEngine(ModelRepository(tmp_path), SessionCache(EngineSettings(use_gpu=False)), settings)
     requests = [InferenceRequest(f"r{i}", "tile", (Tensor.from_numpy("x", np.ones((1, 1), np.float32)),), NOW)
                 for i in range(2)]
     for result in engine.run(requests, [NOW, NOW], NOW):

@@ -14,10 +14,11 @@ from aimass.contract.messages import InferenceRequest, Status, Tensor
 from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
-from aimass.settings import JobSettings
+from aimass.settings import EngineSettings, JobSettings
 from aimass.tools import demo
 
-SETTINGS = JobSettings(use_gpu=False)
+SETTINGS = JobSettings()
+CPU = EngineSettings(use_gpu=False)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_demo_models_load_in_the_repository_as_declared(models_dir: Path) -> Non
     repository = ModelRepository(models_dir)
     assert repository.names() == ["digits", "heavy", "mixed"]  # the hidden holdout folder is no model
     assert repository.versions("digits") == ["1", "2"]
-    sessions = SessionCache(SETTINGS)
+    sessions = SessionCache(CPU)
     for name, newest in (("digits", "2"), ("heavy", "1"), ("mixed", "1")):
         spec = repository.resolve(name)
         assert (spec.version, spec.max_batch_size, spec.max_delay_ms) == (newest, 32, 20)
@@ -69,7 +70,7 @@ def test_demo_models_load_in_the_repository_as_declared(models_dir: Path) -> Non
 
 
 def test_engine_serves_digits_and_heavy(models_dir: Path) -> None:
-    engine = InferenceEngine(ModelRepository(models_dir), SessionCache(SETTINGS), SETTINGS)
+    engine = InferenceEngine(ModelRepository(models_dir), SessionCache(CPU), SETTINGS)
     pixels, labels = demo.load_holdout(models_dir)
     x = np.random.default_rng(0).standard_normal((3, 784)).astype(np.float32)
     requests = [
@@ -84,7 +85,7 @@ def test_engine_serves_digits_and_heavy(models_dir: Path) -> None:
 
 
 def test_mixed_model_serves_every_wire_dtype(models_dir: Path) -> None:
-    engine = InferenceEngine(ModelRepository(models_dir), SessionCache(SETTINGS), SETTINGS)
+    engine = InferenceEngine(ModelRepository(models_dir), SessionCache(CPU), SETTINGS)
     rng = np.random.default_rng(1)
     arrays = {
         "f64": rng.standard_normal((2, 3)),
