@@ -26,6 +26,7 @@ from aimass.contract.messages import Status
 from aimass.control.admin import ControlAdmin
 from aimass.settings import PROJECT_ROOT, Settings
 from aimass.tools.traffic import consumer, make_request, producer, send_requests
+from bench.report import write_figures
 from bench.stack import BenchStack, bench_env
 
 
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{served['first_ok_s']:.2f} s later ({published + served['first_ok_s']:.2f} s in all); "
                   f"answers before it: {served['earlier_answers']}", flush=True)
         jobs.cancel(settings)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_figures(args.out, figures)
     return 0
 
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -36,8 +36,8 @@ def _phase_of(rid: str) -> int:
 
 
 class TopicReader:
-    """Reads a whole topic (read_committed, from the beginning) in a background thread; a
-    subclass's ``_run`` polls ``self.consumer`` until ``self._stop`` is set."""
+    """Reads a whole topic (read_committed, from the beginning) in a background thread, handing
+    each record to the subclass's :meth:`note` with the time it became readable."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, name: str) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -54,7 +54,7 @@ class TopicReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> Any:
+    def start(self) -> Self:
         """Start reading; returns self."""
         self._thread.start()
         return self
@@ -65,8 +65,23 @@ class TopicReader:
         self._thread.join()
         self.consumer.close()
 
-    def _run(self) -> None:
+    def note(self, rid: str, value: bytes | None, now: float) -> None:
+        """Account for one record keyed ``rid`` that became readable at ``now``."""
         raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # consume() waits for all num_messages or the timeout: take what is there, else
+            # block on poll(), which returns at the first message.
+            messages = self.consumer.consume(num_messages=10_000, timeout=0)
+            if not messages:
+                message = self.consumer.poll(0.05)
+                messages = [message] if message is not None else []
+            now = time.monotonic()
+            for message in messages:
+                if message.error() is None:
+                    key = message.key()
+                    self.note(key.decode() if key else "", message.value(), now)
 
 
 class Collector(TopicReader):
@@ -79,33 +94,16 @@ class Collector(TopicReader):
         self.per_phase: dict[int, int] = {}
         super().__init__(bootstrap, topic, partitions, "bench-collector")
 
-    def start(self) -> Collector:
-        """Start reading."""
-        super().start()
-        return self
-
-    def _run(self) -> None:
-        arrivals, values, per_phase = self.arrivals, self.values, self.per_phase
-        while not self._stop.is_set():
-            # consume() waits for all num_messages or the timeout: take what is there, else
-            # block on poll(), which returns at the first message.
-            messages = self.consumer.consume(num_messages=10_000, timeout=0)
-            if not messages:
-                message = self.consumer.poll(0.05)
-                messages = [message] if message is not None else []
-            now = time.monotonic()
-            for message in messages:
-                if message.error() is not None:
-                    continue
-                key = message.key()
-                rid = key.decode() if key else ""
-                if rid in arrivals:
-                    self.duplicates += 1
-                    continue
-                arrivals[rid] = now
-                values[rid] = message.value()
-                phase = _phase_of(rid)
-                per_phase[phase] = per_phase.get(phase, 0) + 1
+    def note(self, rid: str, value: bytes | None, now: float) -> None:
+        """Record the first result of ``rid``; count a second one as a duplicate."""
+        if rid in self.arrivals:
+            self.duplicates += 1
+            return
+        self.arrivals[rid] = now
+        if value is not None:
+            self.values[rid] = value
+        phase = _phase_of(rid)
+        self.per_phase[phase] = self.per_phase.get(phase, 0) + 1
 
     def wait(self, phase: int, count: int, timeout_s: float, progress: Progress | None = None) -> bool:
         """Block until ``count`` results of ``phase`` have arrived; False on timeout."""

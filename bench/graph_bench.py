@@ -35,6 +35,7 @@ from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
 from aimass.settings import PROJECT_ROOT, EngineSettings, JobSettings, Settings
+from bench.report import write_figures
 
 
 def _timed(fn: Callable[[], object], seconds: float) -> float:
@@ -165,9 +166,7 @@ def stack_main(seconds: float, out: Path) -> int:
               f"{str(sat['all_served'] and half['all_served']):>8}")
     hop = 1000 / runs[targets[1]]["saturation"]["rate"] - 1000 / single["rate"]
     print(f"one graph hop: {hop * 1000:+.1f} us per request of wall time at saturation")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_figures(out, figures)
     return 0 if all(r["saturation"]["all_served"] for r in runs.values()) else 1
 
 

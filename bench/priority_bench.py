@@ -36,6 +36,7 @@ from aimass.contract.messages import InferenceRequest, InferenceResult, Status
 from aimass.control.admin import ControlAdmin
 from aimass.settings import PROJECT_ROOT, Settings
 from aimass.tools.traffic import collect, consumer, make_request, send_paced
+from bench.report import write_figures
 from bench.slow_model import WIDTH, slow_model
 from bench.stack import BenchStack, bench_env, create_topics, delete_topics, run_settings
 
@@ -182,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{h['p99_ms'] / ref:.1f}" if ref and h["p99_ms"] else "-"
         print(f"{name:<12} {h['p50_ms']!s:>9} {h['p99_ms']!s:>9} {ratio:>7} {lo['p50_ms']!s:>9} {lo['p99_ms']!s:>9} "
               f"{h['ok_per_s'] + lo['ok_per_s']:>7.0f} {h['overloaded'] + lo['overloaded']:>10}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_figures(args.out, figures)
     return 0
 
 

@@ -9,6 +9,13 @@ from typing import Any
 MB = 1024 * 1024
 
 
+def write_figures(path: Path, figures: dict[str, Any]) -> None:
+    """Write a benchmark's figures as indented JSON (making the folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}", flush=True)
+
+
 def raw_limit(raw: dict[str, Any], model: str, mode: str = "ort") -> float | None:
     """Rows/s of raw ONNX Runtime on ``model`` at its largest measured batch size."""
     figures = raw.get(model, {}).get("batch_sizes", {})

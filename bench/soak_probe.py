@@ -82,23 +82,6 @@ class SoakCollector(TopicReader):
         """Every timed result's latency, in arrival order (4 bytes each)."""
         super().__init__(bootstrap, topic, partitions, "bench-soak-collector")
 
-    def start(self) -> SoakCollector:
-        """Start reading."""
-        super().start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            messages = self.consumer.consume(num_messages=10_000, timeout=0)
-            if not messages:
-                message = self.consumer.poll(0.05)
-                messages = [message] if message is not None else []
-            now = time.monotonic()
-            for message in messages:
-                if message.error() is None:
-                    key = message.key()
-                    self.note(key.decode() if key else "", message.value(), now)
-
     def note(self, rid: str, value: bytes | None, now: float) -> None:
         """Account for one result of ``rid`` that became readable at ``now``."""
         s = self.schedule

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from aimass.contract.codec import Codec
 from aimass.settings import Settings
 from aimass.stack.isolated import TEST_PORTS, isolated_env
 
@@ -36,6 +37,12 @@ TEST_ENV = isolated_env("test", TEST_PORTS, _OFFSET, {
 def test_settings() -> Settings:
     """Settings of the integration-test stack."""
     return Settings.load(env=TEST_ENV)
+
+
+@pytest.fixture(scope="session")
+def codec(test_settings: Settings) -> Codec:
+    """The codec of the data contract, from the project's schemas."""
+    return Codec(test_settings.paths.schemas_dir)
 
 
 @pytest.fixture(scope="session")

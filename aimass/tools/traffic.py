@@ -107,6 +107,14 @@ def send_paced(bootstrap: Broker, codec: Codec, topic: str, requests: Iterable[I
     return count
 
 
+def start_paced(bootstrap: Broker, codec: Codec, topic: str, requests: Iterable[InferenceRequest],
+                rate: float) -> threading.Thread:
+    """:func:`send_paced` on a daemon thread of its own, started (join it to wait for the end)."""
+    sender = threading.Thread(target=send_paced, daemon=True, args=(bootstrap, codec, topic, requests, rate))
+    sender.start()
+    return sender
+
+
 def consumer(bootstrap: Broker, topic: str, from_beginning: bool = True, **config: Any) -> Any:
     """A read_committed consumer of ``topic`` with no group (assigned every partition)."""
     from kafka import KafkaConsumer, TopicPartition

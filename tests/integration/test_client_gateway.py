@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from aimass.client import AsyncClient, Client, InvalidRequest, outputs
 from aimass.contract.messages import Status, now_ms
 from aimass.settings import PROJECT_ROOT, Settings
+from tests.onnx_models import copy_versions
 
 pytestmark = pytest.mark.integration
 
@@ -273,17 +274,11 @@ def test_the_control_service_deploys_splits_and_reads_routes_back(
     gateway: GatewayProcess, pb: ModuleType, grpc_client: ProtoClient, test_settings: Settings,
     holdout: tuple[np.ndarray, np.ndarray], tmp_path: Path,
 ) -> None:
-    import json
-    import shutil
     import uuid
 
     control = ProtoClient(pb, gateway.channel(), "Control")
     name = f"gw-{uuid.uuid4().hex[:8]}"
-    for version in ("1", "2"):
-        shutil.copytree(test_settings.paths.models_dir / "digits" / version, tmp_path / name / version)
-        meta = json.loads((tmp_path / name / version / "model.json").read_text())
-        meta["name"] = name
-        (tmp_path / name / version / "model.json").write_text(json.dumps(meta))
+    copy_versions(test_settings.paths.models_dir, tmp_path, name)
     reply = control.Deploy(pb.DeployRequest(directory=str(tmp_path / name / "1"), in_ms=1), timeout=120)
     assert reply.description.startswith(f"deploy {name} 1 from kafka:")
     control.Deploy(pb.DeployRequest(directory=str(tmp_path / name / "2"), file_uri=True, in_ms=1), timeout=120)

@@ -3,10 +3,7 @@ blob topic), a 90/10 split under traffic, a shadow, bad commands, promote."""
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import threading
 import time
 import uuid
 from collections import Counter
@@ -31,28 +28,19 @@ from aimass.tools.traffic import (
     make_request,
     producer,
     send,
-    send_paced,
     serve,
+    start_paced,
 )
+from tests.onnx_models import copy_versions
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def codec(test_settings: Settings) -> Codec:
-    return Codec(test_settings.paths.schemas_dir)
 
 
 def _copy_versions(settings: Settings, root: Path) -> tuple[str, Path]:
     """digits 1 and 2 copied under a new model name into ``root``, outside the model folder
     (so only the blob topic or a file:// deploy can bring them to the TaskManagers)."""
     name = f"canary-{uuid.uuid4().hex[:8]}"
-    for version in ("1", "2"):
-        shutil.copytree(settings.paths.models_dir / "digits" / version, root / name / version)
-        meta = json.loads((root / name / version / "model.json").read_text())
-        meta["name"] = name
-        (root / name / version / "model.json").write_text(json.dumps(meta))
-    return name, root / name
+    return name, copy_versions(settings.paths.models_dir, root, name)
 
 
 @pytest.fixture
@@ -184,9 +172,7 @@ def test_a_taskmanager_killed_during_a_switch_loses_doubles_and_misroutes_nothin
     created = {r.request_id: r.created_at_ms for r in requests}
     logged = consumer(test_settings.kafka, test_settings.kafka.requests_topic, from_beginning=False)
     cons = consumer(test_settings.kafka, test_settings.kafka.results_topic, from_beginning=False)
-    sender = threading.Thread(target=send_paced, daemon=True, args=(
-        test_settings.kafka, codec, test_settings.kafka.requests_topic, requests, rate))
-    sender.start()
+    sender = start_paced(test_settings.kafka, codec, test_settings.kafka.requests_topic, requests, rate)
     switched: list[int] = []
 
     def switch_and_kill(answered: int) -> None:

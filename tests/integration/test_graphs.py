@@ -7,7 +7,6 @@ control dead letter naming the step."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from aimass.control.admin import ControlAdmin
 from aimass.control.commands import Command
 from aimass.graphs.cli import graph_deploy
 from aimass.settings import Settings
-from aimass.tools.traffic import consumer, count_results, make_request, send_paced, serve
+from aimass.tools.traffic import consumer, count_results, make_request, serve, start_paced
 from bench.slow_model import slow_digits
 
 pytestmark = pytest.mark.integration
@@ -170,9 +169,7 @@ def test_a_taskmanager_killed_mid_graph_loses_and_doubles_no_final_result(
     requests = [make_request(ensemble, {"pixels": pixels[i % 100:i % 100 + 1]}) if i % 2 else
                 make_request(sequence_graph, {"raw": pixels[i % 100:i % 100 + 1] / 16}) for i in range(n)]
     cons = consumer(test_settings.kafka, test_settings.kafka.results_topic, from_beginning=False)
-    sender = threading.Thread(target=send_paced, daemon=True, args=(
-        test_settings.kafka, codec, test_settings.kafka.requests_topic, requests, rate))
-    sender.start()
+    sender = start_paced(test_settings.kafka, codec, test_settings.kafka.requests_topic, requests, rate)
     killed: list[int] = []
 
     def kill_once(answered: int) -> None:

@@ -25,11 +25,6 @@ from aimass.tools.traffic import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def codec(test_settings: Settings) -> Codec:
-    return Codec(test_settings.paths.schemas_dir)
-
-
 def _restarts(settings: Settings, job_id: str) -> int:
     metrics = FlinkCluster(settings).rest(f"/jobs/{job_id}/metrics?get=numRestarts")
     return int(float(metrics[0]["value"])) if metrics else 0

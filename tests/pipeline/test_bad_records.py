@@ -22,7 +22,6 @@ direct ONNX Runtime run. Nothing may fail the job: ``execute_and_collect`` would
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from collections import Counter
@@ -32,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from aimass.contract.codec import Codec
 from aimass.contract.keys import lane_key
@@ -43,6 +41,7 @@ from aimass.faults.malformed import KINDS, BadRecord, BadRecords
 from aimass.faults.oracle import digest
 from aimass.settings import Settings
 from aimass.tools.traffic import make_request, now_ms
+from tests.onnx_models import LOOKUP_META, lookup_onnx, tile_meta, tile_onnx, write_model
 from tests.pipeline.minicluster import READY, control_rows, minicluster_configuration
 
 pytestmark = pytest.mark.pipeline
@@ -69,36 +68,10 @@ class Run:
     dead: list[DeadLetter]
 
 
-def _model(root: Path, name: str, onnx_bytes: bytes, inputs: list[dict[str, object]],
-           outputs: list[dict[str, object]]) -> None:
-    directory = root / name / "1"
-    directory.mkdir(parents=True)
-    (directory / "model.onnx").write_bytes(onnx_bytes)
-    (directory / "model.json").write_text(json.dumps({"inputs": inputs, "outputs": outputs}))
-
-
-def _graph(nodes: list[object], inputs: list[object], outputs: list[object], init: list[object]) -> bytes:
-    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, initializer=init),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 def _test_models(root: Path) -> None:
     """``lookup`` (Gather from 4 values: an index past 3 fails the call) and ``tile``."""
-    _model(root, "lookup", _graph(
-        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
-        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["N", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
-        [numpy_helper.from_array(np.array([10, 11, 12, 13], np.float32), "table")],
-    ), [{"name": "idx", "dtype": "int64", "shape": [-1, 1]}], [{"name": "y", "dtype": "float32", "shape": [-1, 1]}])
-    _model(root, "tile", _graph(
-        [helper.make_node("Tile", ["x", "repeats"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", TILE_WIDTH])],
-        [numpy_helper.from_array(np.array([1, TILE_WIDTH], np.int64), "repeats")],
-    ), [{"name": "x", "dtype": "float32", "shape": [-1, 1]}],
-        [{"name": "y", "dtype": "float32", "shape": [-1, TILE_WIDTH]}])
+    write_model(root, "lookup", "1", lookup_onnx(), LOOKUP_META)
+    write_model(root, "tile", "1", tile_onnx(TILE_WIDTH), tile_meta(TILE_WIDTH))
 
 
 def _mixed(rows: int, rng: np.random.Generator, rid: str | None = None) -> InferenceRequest:

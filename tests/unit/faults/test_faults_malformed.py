@@ -9,16 +9,13 @@ Java's and only reads the id for a lane; tests/vectors/peek.tsv holds it to Pyth
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
 
 from aimass.contract.codec import Codec
 from aimass.contract.frames import DEAD_LETTER, DEFAULT, RESULT, BatchRecord, read_outputs, write_batch
@@ -31,6 +28,7 @@ from aimass.serving.models import ModelRepository
 from aimass.serving.rejects import Source, reject
 from aimass.serving.sessions import SessionCache
 from aimass.settings import EngineSettings, JobSettings
+from tests.onnx_models import DIGITS_META, digits_like_onnx, write_model
 
 CODEC = Codec()
 SETTINGS = JobSettings()
@@ -39,40 +37,11 @@ OLD_KINDS = ("garbage", "truncated", "wrong_schema", "wrong_shape", "wrong_dtype
              "path_traversal", "oversized", "expired_deadline")
 
 
-def digits_like_onnx(seed: int) -> bytes:
-    """The demo ``digits`` model's interface: ``pixels`` float32 [N, 64] -> ``label``, ``probabilities``."""
-    w = numpy_helper.from_array(np.random.default_rng(seed).standard_normal((64, 10)).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["pixels", "w"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
-        ],
-        "digits",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])],
-        [
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]),
-        ],
-        initializer=[w],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> InferenceEngine:
     root = tmp_path_factory.mktemp("models")
     for version in ("1", "2"):
-        directory = root / "digits" / version
-        directory.mkdir(parents=True)
-        (directory / "model.onnx").write_bytes(digits_like_onnx(int(version)))
-        (directory / "model.json").write_text(json.dumps({
-            "inputs": [{"name": "pixels", "dtype": "float32", "shape": [-1, 64]}],
-            "outputs": [{"name": "label", "dtype": "int64", "shape": [-1]},
-                        {"name": "probabilities", "dtype": "float32", "shape": [-1, 10]}],
-        }))
+        write_model(root, "digits", version, digits_like_onnx(int(version)), DIGITS_META)
     return InferenceEngine(ModelRepository(Path(root)), SessionCache(CPU), SETTINGS)
 
 

@@ -43,7 +43,8 @@ class Downstream:
         settings = Settings.load(env={}, overrides={"engine.use_gpu": "false"})
         build_demo_models(settings.paths.models_dir)
         self.codec = Codec(settings.paths.schemas_dir)
-        engine = InferenceEngine(ModelRepository(settings.paths.models_dir), SessionCache(settings.engine), settings.job)
+        models = ModelRepository(settings.paths.models_dir)
+        engine = InferenceEngine(models, SessionCache(settings.engine), settings.job)
         self.server = BatchServer(self.codec, engine, settings.job)
         self.claimed: set[str] = set()
         self.offset = 0

@@ -17,7 +17,7 @@ from aimass.serving.engine import InferenceEngine
 from aimass.serving.models import ModelRepository
 from aimass.serving.sessions import SessionCache
 from aimass.settings import EngineSettings, JobSettings
-from tests.onnx_models import linear_meta, linear_onnx, write_model
+from tests.onnx_models import LOOKUP_META, as_model, linear_meta, linear_onnx, lookup_onnx, write_model
 
 NOW = 1_700_000_000_000
 SETTINGS = JobSettings(max_batch_size=16, max_delay_ms=7)
@@ -32,9 +32,7 @@ def pair_onnx() -> onnx.ModelProto:
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 2, 3]) for n in ("a", "b")],
         [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", 2, 3])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return as_model(graph)
 
 
 def row_sum_onnx() -> onnx.ModelProto:
@@ -46,9 +44,7 @@ def row_sum_onnx() -> onnx.ModelProto:
         [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["N"])],
         initializer=[numpy_helper.from_array(np.array([1], np.int64), "axes")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return as_model(graph)
 
 
 @pytest.fixture
@@ -178,16 +174,22 @@ def test_past_deadline_requests_get_deadline_exceeded(engine: InferenceEngine) -
     assert results[0].timings.end_to_end_ms == 50 and results[0].timings.queued_ms == 20
 
 
-def test_chunks_above_max_batch_size(engine: InferenceEngine, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    session = engine.sessions.get(engine.repository.resolve("wide"))
+def rows_per_call(engine: InferenceEngine, model: str, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of input ``name`` in each ONNX Runtime call on ``model``, as the calls come."""
+    session = engine.sessions.get(engine.repository.resolve(model))
     calls: list[int] = []
     real_run = session.run
 
     def counting(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        calls.append(feed["x"].shape[0])
+        calls.append(feed[name].shape[0])
         return real_run(names, feed)
 
     monkeypatch.setattr(session, "run", counting)
+    return calls
+
+
+def test_chunks_above_max_batch_size(engine: InferenceEngine, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = rows_per_call(engine, "wide", "x", monkeypatch)
     requests = [request("wide", seed=i) for i in range(5)] + [request("wide", rows=6, seed=9)]
     results = engine.run(requests, [NOW] * 6, NOW)
     assert calls == [4, 4, 3]  # max_batch_size 4 from model.json; the 6-row request spans chunks
@@ -276,22 +278,6 @@ def test_run_of_nothing_is_nothing(engine: InferenceEngine) -> None:
 # -- issue 8: requests valid by the metadata that still make ONNX Runtime fail --------------------
 
 
-def lookup_onnx() -> onnx.ModelProto:
-    """``y = table[idx]`` for ``idx`` int64 [N, 1] and a table of 4 floats: an index outside
-    0..3 passes every check the metadata allows and fails the ONNX Runtime call."""
-    table = numpy_helper.from_array(np.array([10.0, 11.0, 12.0, 13.0], np.float32), "table")
-    graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
-        "lookup",
-        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["N", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
-        initializer=[table],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
 def same_width_onnx() -> onnx.ModelProto:
     """``s = a + b`` where both are float32 [N, K]: ``model.json`` cannot say that the two K agree."""
     graph = helper.make_graph(
@@ -300,17 +286,12 @@ def same_width_onnx() -> onnx.ModelProto:
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", "K"]) for n in ("a", "b")],
         [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", "K"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return as_model(graph)
 
 
 @pytest.fixture
 def fragile(root: Path) -> InferenceEngine:
-    write_model(root, "lookup", "1", lookup_onnx(), {
-        "inputs": [{"name": "idx", "dtype": "int64", "shape": [-1, 1]}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 1]}],
-    })
+    write_model(root, "lookup", "1", lookup_onnx(), LOOKUP_META)
     ab = [{"name": n, "dtype": "float32", "shape": [-1, None]} for n in ("a", "b")]
     write_model(root, "samewidth", "1", same_width_onnx(), {"inputs": ab, "outputs": [{**ab[0], "name": "s"}]})
     return InferenceEngine(ModelRepository(root, rescan_interval_s=0), SessionCache(CPU), SETTINGS)
@@ -326,15 +307,7 @@ def test_a_request_that_makes_onnxruntime_fail_does_not_fail_its_batch(
 ) -> None:
     requests = [lookup("a", 0), lookup("bad", 1, 7), lookup("c", 3, 2), lookup("worse", -9)]
     assert all(fragile.check(r, NOW) is None for r in requests)  # valid by the metadata
-    session = fragile.sessions.get(fragile.repository.resolve("lookup"))
-    calls: list[int] = []
-    real_run = session.run
-
-    def counting(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        calls.append(feed["idx"].shape[0])
-        return real_run(names, feed)
-
-    monkeypatch.setattr(session, "run", counting)
+    calls = rows_per_call(fragile, "lookup", "idx", monkeypatch)
     results = fragile.run(requests, [NOW] * 4, NOW)
     assert [r.status for r in results] == [Status.OK, Status.INTERNAL_ERROR, Status.OK, Status.INTERNAL_ERROR]
     assert calls == [6, 1, 2, 2, 1]  # the batch fails, then each request runs alone

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from aimass.contract.codec import Codec
 from aimass.contract.limits import MAX_ERROR_CHARS, MAX_REQUEST_ID_BYTES, RECORD_OVERHEAD_BYTES
@@ -18,6 +16,7 @@ from aimass.serving.models import ModelRepository
 from aimass.serving.rejects import Source, deliverable, reject
 from aimass.serving.sessions import SessionCache
 from aimass.settings import EngineSettings, JobSettings
+from tests.onnx_models import tile_meta, tile_onnx, write_model
 
 CODEC = Codec()
 SOURCE = Source("aimass.requests", 3, 42)
@@ -117,31 +116,10 @@ def test_a_result_that_cannot_be_encoded_becomes_an_internal_error() -> None:
     assert CODEC.decode_result(encoded).status is Status.INTERNAL_ERROR
 
 
-def tile_onnx(width: int) -> bytes:
-    """``y = tile(x, [1, width])``: one float32 in, ``width`` out per row."""
-    repeats = numpy_helper.from_array(np.array([1, width], np.int64), "repeats")
-    graph = helper.make_graph(
-        [helper.make_node("Tile", ["x", "repeats"], ["y"])],
-        "tile",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
-        initializer=[repeats],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 def test_a_model_whose_output_outgrows_the_topic_answers_with_an_error_not_a_failed_sink(tmp_path: Path) -> None:
     settings = JobSettings(max_payload_bytes=4096)  # output_record_limit: 4 KiB + 128 KiB
     width = 40_000  # 160 KB of output per row, from 4 bytes of input
-    directory = tmp_path / "tile" / "1"
-    directory.mkdir(parents=True)
-    (directory / "model.onnx").write_bytes(tile_onnx(width))
-    (directory / "model.json").write_text(json.dumps({
-        "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 1]}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, width]}],
-    }))
+    write_model(tmp_path, "tile", "1", tile_onnx(width), tile_meta(width))
     engine = InferenceEngine(ModelRepository(tmp_path), SessionCache(EngineSettings(use_gpu=False)), settings)
     requests = [InferenceRequest(f"r{i}", "tile", (Tensor.from_numpy("x", np.ones((1, 1), np.float32)),), NOW)
                 for i in range(2)]
