@@ -7,7 +7,9 @@ STATE := .state
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke soak faults faults-smoke
+SEAWEEDFS_VERSION := v0.0.0-20261109003541-7506e5f91cd6
+
+.PHONY: seaweedfs help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke soak faults faults-smoke
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,6 +31,20 @@ $(STATE)/jars/.resolved: pom.xml java/pom.xml $(JAVA_SOURCES)
 	@mvn -q -B package || { echo "error: Maven could not resolve the jars; is Maven Central reachable (proxy in ~/.m2/settings.xml)?"; exit 1; }
 	@touch $@
 
+# SeaweedFS, the local S3-compatible store the object-storage tests (and AIMASS_STORAGE_LOCAL_PORT)
+# start: its module has a replace directive, so `go install` refuses it; download the module,
+# build its weed/ command in a writable copy, keep the binary only (see aimass/stack/objectstore.py).
+$(STATE)/bin/weed:
+	@command -v go >/dev/null || { echo "error: go not found; install Go 1.24+ (apt-get install golang-go): it builds SeaweedFS, the local S3 store"; exit 1; }
+	@echo "building SeaweedFS from the Go module proxy into $@ (the local S3 store for checkpoints; about 6 min the first time) ..."
+	@set -euo pipefail; \
+	  dir=$$(go mod download -json github.com/seaweedfs/seaweedfs@$(SEAWEEDFS_VERSION) | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["Dir"])'); \
+	  work=$(STATE)/build/seaweedfs; rm -rf "$$work"; mkdir -p $(STATE)/build $(STATE)/bin; cp -r "$$dir" "$$work"; chmod -R u+w "$$work"; \
+	  (cd "$$work" && GOFLAGS=-mod=mod go build -o "$(CURDIR)/$@.tmp" ./weed) || { echo "error: building SeaweedFS failed (Go module proxy reachable? GOPROXY=$$(go env GOPROXY))"; exit 1; }; \
+	  mv "$@.tmp" "$@"; rm -rf "$$work"
+
+seaweedfs: $(STATE)/bin/weed ## build SeaweedFS (the local S3 store for checkpoints on object storage)
+
 # The benchmark's peers and plots (and the bench smoke test's Kafka client): on demand.
 $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
 	$(BIN)/pip install --quiet -r requirements-bench.txt
@@ -43,7 +59,7 @@ setup: $(BIN)/.installed $(STATE)/jars/.resolved models/.built ## install the ve
 run: setup ## run the main job on the local stack with demo traffic (the README's first command)
 	$(BIN)/aimass demo
 
-test: setup $(BIN)/.bench-installed ## run the whole test suite: JUnit (java/), then unit, pipeline and integration (the README's second command)
+test: setup $(BIN)/.bench-installed $(STATE)/bin/weed ## run the whole test suite: JUnit (java/), then unit, pipeline and integration (the README's second command)
 	mvn -q -B -f java/pom.xml test
 	$(BIN)/pytest -q tests
 
@@ -51,7 +67,7 @@ test-unit: setup ## unit tests only (no Flink, no Kafka): JUnit and pytest
 	mvn -q -B -f java/pom.xml test
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup $(BIN)/.bench-installed ## integration tests on the real local stack
+test-integration: setup $(BIN)/.bench-installed $(STATE)/bin/weed ## integration tests on the real local stack
 	$(BIN)/pytest -q tests/integration
 
 up: setup ## start Kafka and the Flink cluster

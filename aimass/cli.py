@@ -1,5 +1,6 @@
 """``aimass``: the one command. Each wing registers its own subcommands from its ``cli.py``
-(``stack``, ``tools``, ``autoscale``, ``compress``, ``control``, ``client``, ``graphs``); this module
+(``stack``, ``tools``, ``autoscale``, ``compress``, ``control``, ``client``, ``graphs``,
+``deploy``); this module
 only builds the parser and reports errors the same way for all.
 
 ``aimass --help`` lists the commands. Every command reads the same settings (``AIMASS_*``
@@ -16,6 +17,7 @@ from aimass.autoscale.cli import register as register_autoscale
 from aimass.client.cli import register as register_client
 from aimass.compress.cli import register as register_compress
 from aimass.control.cli import register as register_control
+from aimass.deploy.cli import register as register_deploy
 from aimass.graphs.cli import register as register_graph
 from aimass.settings import Settings, SettingsError
 from aimass.stack.cli import register as register_stack
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_control(sub)
     register_client(sub)
     register_graph(sub)
+    register_deploy(sub)
     return parser
 
 

@@ -106,10 +106,16 @@ class KafkaSettings:
     kafka-python cannot do. See aimass/kafka_config.py and docs/SECURITY.md. Hidden from
     printed settings (it may hold credentials)."""
 
+    bootstrap_servers: str = ""
+    """Brokers the clients and the job connect to, ``host:port`` pairs separated by commas (a
+    Kafka cluster, e.g. ``kafka-0:9092,kafka-1:9092,kafka-2:9092``). Empty: ``host:port``, the
+    local stack's own broker. ``aimass up`` still starts (and checks) the broker at ``host:port``;
+    set this when the brokers run elsewhere (several hosts, Kubernetes)."""
+
     @property
     def bootstrap(self) -> str:
-        """``host:port`` for clients."""
-        return f"{self.host}:{self.port}"
+        """The bootstrap servers for clients: ``bootstrap_servers``, else ``host:port``."""
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
 
     def client_property_pairs(self) -> list[tuple[str, str]]:
         """``client_properties`` parsed (order kept).
@@ -197,6 +203,12 @@ class JobSettings:
     ``at-least-once`` (lower latency; duplicates are identical and keyed by request id)."""
     checkpoint_interval_ms: int = 1000
     """Checkpoint interval; in exactly-once mode also the result visibility delay."""
+    checkpoint_timeout_ms: int = 20_000
+    """A checkpoint not complete by then counts as failed (a store that stops answering)."""
+    tolerable_failed_checkpoints: int = 12
+    """Failed checkpoints in a row the job serves through (consuming and inferring; in exactly-once
+    mode its results wait, uncommitted, for the next completed checkpoint) before it restarts
+    from the last completed one. At most: see :attr:`checkpoint_failures_tolerated`."""
     state_backend: StateBackend = "rocksdb"
     """``rocksdb`` (default: incremental checkpoints, so a checkpoint costs the ids claimed and the
     requests buffered since the last one, and state lives off the heap) or ``hashmap`` (heap;
@@ -262,6 +274,17 @@ class JobSettings:
     batch_credit_timeout_ms: int = 2000
     """A batch handed to Python that is not reported answered within this long stops counting
     against ``inflight_batches`` (a safety net: reports are lost only in a restart)."""
+
+    @property
+    def checkpoint_failures_tolerated(self) -> int:
+        """``tolerable_failed_checkpoints``, lowered in exactly-once mode until the outage it
+        tolerates (each failure up to ``checkpoint_timeout_ms`` + ``checkpoint_interval_ms``) ends
+        within half of ``transaction_timeout_ms``: a longer one could let the broker abort results
+        that a later checkpoint would then claim as committed."""
+        if self.delivery != "exactly-once":
+            return self.tolerable_failed_checkpoints
+        fits = self.transaction_timeout_ms // 2 // (self.checkpoint_timeout_ms + self.checkpoint_interval_ms)
+        return min(self.tolerable_failed_checkpoints, fits)
 
     @property
     def request_record_limit(self) -> int:
@@ -332,6 +355,10 @@ class GatewaySettings:
     """Longest ``GetResult`` wait, whatever the client's deadline."""
     max_concurrent_rpcs: int = 10_000
     """Calls in progress (waiting ones included) beyond which new calls get RESOURCE_EXHAUSTED."""
+    health_port: int = 0
+    """A second, plaintext port serving only the standard health service (for Kubernetes gRPC
+    probes, which speak no TLS), with its own small call budget; 0: none (health is served on
+    ``port`` beside the API)."""
 
 
 @dataclass(frozen=True)
@@ -375,6 +402,38 @@ class AutoscaleSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where checkpoints and savepoints go: a local folder (the embedded default) or object
+    storage through Flink's S3 file system plugin (``docs/DEPLOY.md``). Credentials are never
+    settings: the S3 plugin and ``aimass up``'s preflight read ``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY`` (or the other usual AWS places) and print neither."""
+
+    uri: str = ""
+    """Base of checkpoints and savepoints (``checkpoints/`` and ``savepoints/`` under it):
+    ``s3://bucket/prefix`` or ``file:///folder``. Empty: ``paths.state_dir``. Every JobManager
+    and TaskManager must reach it; on several hosts that means object storage (or a shared
+    file system)."""
+    s3_endpoint: str = ""
+    """Endpoint of an S3-compatible store, ``http(s)://host:port`` (then path-style access is
+    used, as such stores expect). Empty: AWS S3."""
+    s3_region: str = "us-east-1"
+    """Region for request signing (most S3-compatible stores accept any)."""
+    local_port: int = 0
+    """Start a local S3-compatible store (SeaweedFS, ``make seaweedfs``) with ``aimass up``, its S3
+    API on this port and its other ports on the nine after it; then set ``uri`` to
+    ``s3://<bucket>/...`` and ``s3_endpoint`` to ``http://<kafka.host>:<this port>``. 0: none."""
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether checkpoints go to object storage."""
+        return self.uri.startswith(STORAGE_SCHEMES[1:])
+
+
+#: URI schemes ``storage.uri`` may use: a local/shared folder, or S3 (both of the S3 plugin's).
+STORAGE_SCHEMES = ("file://", "s3://", "s3a://")
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, grouped by section."""
 
@@ -385,6 +444,20 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     autoscale: AutoscaleSettings = field(default_factory=AutoscaleSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+
+    @property
+    def checkpoint_uri(self) -> str:
+        """``execution.checkpointing.dir``: ``checkpoints/`` under ``storage.uri`` (or the state folder)."""
+        return f"{self._storage_base()}/checkpoints"
+
+    @property
+    def savepoint_uri(self) -> str:
+        """``execution.checkpointing.savepoint-dir``: ``savepoints/`` beside the checkpoints."""
+        return f"{self._storage_base()}/savepoints"
+
+    def _storage_base(self) -> str:
+        return self.storage.uri.rstrip("/") or self.paths.state_dir.as_uri()
 
     @classmethod
     def load(
@@ -427,6 +500,15 @@ class Settings:
                 f"{self.kafka.transaction_max_timeout_ms}: lower the first or raise the second"
             )
         self.kafka.client_property_pairs()  # raises on a malformed entry
+        for server in filter(None, self.kafka.bootstrap_servers.split(",")):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise SettingsError(
+                    f"AIMASS_KAFKA_BOOTSTRAP_SERVERS: {server.strip()!r} is not host:port "
+                    "(several are separated by commas)"
+                )
+        if job.tolerable_failed_checkpoints < 0 or job.checkpoint_timeout_ms < 1:
+            raise SettingsError("AIMASS_JOB_TOLERABLE_FAILED_CHECKPOINTS must be >= 0 and _CHECKPOINT_TIMEOUT_MS >= 1")
         if job.delivery == "exactly-once" and not job.transactional_id_prefix:
             raise SettingsError("exactly-once delivery needs AIMASS_JOB_TRANSACTIONAL_ID_PREFIX")
         if job.max_payload_bytes < 1:
@@ -468,6 +550,20 @@ class Settings:
             raise SettingsError(
                 f"AIMASS_AUTOSCALE_SCALE_DOWN_LAG={scale.scale_down_lag} must be >= 0 and below "
                 f"AIMASS_AUTOSCALE_SCALE_UP_LAG={scale.scale_up_lag} (the gap is the hysteresis)"
+            )
+        storage = self.storage
+        if storage.uri and (not storage.uri.startswith(STORAGE_SCHEMES) or storage.uri.rstrip("/").endswith("//")):
+            raise SettingsError(
+                f"AIMASS_STORAGE_URI={storage.uri!r}: expected s3://bucket[/prefix] or file:///folder"
+            )
+        if storage.s3_endpoint and not storage.s3_endpoint.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"AIMASS_STORAGE_S3_ENDPOINT={storage.s3_endpoint!r}: expected http://host:port or https://host:port"
+            )
+        if storage.local_port and not (storage.is_s3 and storage.s3_endpoint):
+            raise SettingsError(
+                f"AIMASS_STORAGE_LOCAL_PORT={storage.local_port} starts a local S3 store: set AIMASS_STORAGE_URI="
+                f"s3://<bucket>/<prefix> and AIMASS_STORAGE_S3_ENDPOINT=http://{self.kafka.host}:{storage.local_port}"
             )
         if scale.scale_up_latency_ms < 0 or scale.latency_records < 0:
             raise SettingsError("AIMASS_AUTOSCALE_SCALE_UP_LATENCY_MS and _LATENCY_RECORDS must be >= 0")

@@ -170,7 +170,10 @@ def job_configuration(settings: Settings) -> Configuration:
         "execution.checkpointing.interval": f"{job.checkpoint_interval_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.min-pause": "0 ms",
-        "execution.checkpointing.dir": (settings.paths.state_dir / "checkpoints").as_uri(),
+        "execution.checkpointing.timeout": f"{job.checkpoint_timeout_ms} ms",
+        # A store that stops answering fails checkpoints, not the job (settings.py bounds how many).
+        "execution.checkpointing.tolerable-failed-checkpoints": str(job.checkpoint_failures_tolerated),
+        "execution.checkpointing.dir": settings.checkpoint_uri,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "state.backend.type": job.state_backend,
         # RocksDB: a checkpoint uploads the SST files written since the last one, not all state.

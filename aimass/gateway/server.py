@@ -121,6 +121,8 @@ class Gateway:
         self.health = health.aio.HealthServicer()
         self.client: AsyncClient | None = None
         self.server: grpc.aio.Server | None = None
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -154,8 +156,21 @@ class Gateway:
         else:
             self.port = self.server.add_insecure_port(address)
         await self.server.start()
+        if gw.health_port:
+            await self._start_health_port(gw.health_port)
         self._watch = asyncio.create_task(self._serving_when_caught_up(inner))
         return self.port
+
+    async def _start_health_port(self, port: int) -> None:
+        """The health service alone, plaintext, on ``port`` with a call budget of its own, so
+        that probes neither need TLS nor compete with the API's calls (and cannot exhaust them)."""
+        self.health_server = grpc.aio.server(
+            maximum_concurrent_rpcs=HEALTH_PORT_CONCURRENT_RPCS,
+            options=[("grpc.max_receive_message_length", 1024)],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+        self.health_port = self.health_server.add_insecure_port(f"{_bracket(self.host)}:{port}")
+        await self.health_server.start()
 
     async def _serving_when_caught_up(self, client: Client) -> None:
         feed = client.feed
@@ -178,8 +193,14 @@ class Gateway:
             self._watch.cancel()
         if self.server is not None:
             await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         if self.client is not None:
             await self.client.close()
+
+
+HEALTH_PORT_CONCURRENT_RPCS = 64
+"""Calls in progress on the health-only port (``gateway.health_port``); probes make one each."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -204,7 +225,9 @@ async def serve(settings: Settings, port: int | None = None, say: Any = print) -
     bound = await gateway.start()
     gw = settings.gateway
     say(f"gateway listening on {gw.host}:{bound} (TLS {'on' if gateway.tls else 'off'}, "
-        f"token {'on' if gw.token else 'off'}); Kafka {settings.kafka.bootstrap}, "
+        f"token {'on' if gw.token else 'off'}"
+        f"{f', health on plaintext port {gateway.health_port}' if gateway.health_port else ''}); "
+        f"Kafka {settings.kafka.bootstrap}, "
         f"results from {settings.kafka.results_topic}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -46,14 +46,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     for row in rows:
         state = "running" if row.pid else "stopped"
         print(f"{row.name:<16}{state:<10}{row.pid or '-'!s:<9}{row.address:<28}{row.log_file}")
-    if rows[1].pid:
+    running = {row.name for row in rows if row.pid}
+    print(f"\nCheckpoints and savepoints: {settings.checkpoint_uri}, {settings.savepoint_uri}")
+    if "jobmanager" in running:
         print(f"\nFlink web UI: {settings.flink.rest_url}")
+        cluster = FlinkCluster(settings)
         try:
-            for job in FlinkCluster(settings).jobs()[:5]:
+            for job in cluster.jobs()[:5]:
                 print(f"  job {job['jid']}  {job['state']:<10} {job['name']}")
+                if job["state"] in ("RUNNING", "RESTARTING"):
+                    stats = cluster.rest(f"/jobs/{job['jid']}/checkpoints")
+                    print(f"      {checkpoint_line(stats)}")
         except OSError as exc:
             print(f"  (REST API not answering: {exc})")
-    if rows[0].pid:
+    if "kafka" in running:
         print(f"\nKafka {settings.kafka.bootstrap}; consumer group {settings.job.consumer_group}:")
         try:
             for topic, end, lag in stack.kafka.topic_lag(settings.job.consumer_group):
@@ -62,6 +68,22 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - status must print what it can
             print(f"  (broker not answering: {exc})")
     return 0
+
+
+def checkpoint_line(stats: dict[str, Any]) -> str:
+    """A job's checkpoint counts from ``/jobs/<id>/checkpoints``, failures first when there are."""
+    counts = stats.get("counts", {})
+    failed = int(counts.get("failed", 0))
+    line = (f"checkpoints: {counts.get('completed', 0)} completed, {failed} failed, "
+            f"{counts.get('in_progress', 0)} in progress")
+    latest = stats.get("latest", {}) or {}
+    last_failed = latest.get("failed") or {}
+    completed = latest.get("completed") or {}
+    if failed and last_failed.get("failure_timestamp", 0) > completed.get("latest_ack_timestamp", 0):
+        cause = str(last_failed.get("failure_message", "")).splitlines()[0][:160] if last_failed.get(
+            "failure_message") else "no cause given"
+        line += f"; FAILING since the last completed one ({cause}): the job serves on, results wait for a checkpoint"
+    return line
 
 
 def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from aimass.settings import PROJECT_ROOT, FlinkSettings, Settings
+from aimass.stack import storage
 from aimass.stack.procs import ManagedProcess, StackError, tail
 
 
@@ -61,6 +62,11 @@ class FlinkCluster:
     def lib_dir(self) -> Path:
         """``FLINK_LIB_DIR``."""
         return self.home / "lib"
+
+    @property
+    def plugins_dir(self) -> Path:
+        """``FLINK_PLUGINS_DIR``: the wheel's plugins, plus the S3 file system when storage is on S3."""
+        return self.home / "plugins"
 
     def _proc(self, name: str) -> ManagedProcess:
         state, f = self.settings.paths.state_dir, self.settings.flink
@@ -107,8 +113,8 @@ class FlinkCluster:
             "rest.port": f.rest_port,
             "parallelism.default": j.parallelism,
             "pipeline.max-parallelism": j.max_parallelism,
-            "execution.checkpointing.dir": (paths.state_dir / "checkpoints").as_uri(),
-            "execution.checkpointing.savepoint-dir": (paths.state_dir / "savepoints").as_uri(),
+            "execution.checkpointing.dir": self.settings.checkpoint_uri,
+            "execution.checkpointing.savepoint-dir": self.settings.savepoint_uri,
             # RocksDB's working files under the state folder (not the TaskManager's /tmp), where
             # `aimass status`, the soak and `aimass down --purge` see them.
             "state.backend.rocksdb.localdir": str(paths.state_dir / "rocksdb"),
@@ -124,6 +130,7 @@ class FlinkCluster:
             "heartbeat.timeout": 20000,
             # The web UI, `aimass rescale` and the autoscaler read metrics at most this stale.
             "metrics.fetcher.update-interval": 2000,
+            **storage.flink_config(self.settings.storage),
         }
 
     def write_files(self) -> None:
@@ -151,6 +158,26 @@ class FlinkCluster:
         jars = [*(dist / "lib").glob("*.jar"), *(dist / "opt").glob("flink-python-*.jar"), *connectors]
         for jar in jars:
             (self.lib_dir / jar.name).symlink_to(jar)
+        self._write_plugins(dist)
+
+    def _write_plugins(self, dist: Path) -> None:
+        """Each plugin in a folder of its own (Flink loads each with its own class loader): the
+        wheel's, and Flink's S3 file system (resolved by pom.xml) when checkpoints go to S3."""
+        if self.plugins_dir.exists():
+            shutil.rmtree(self.plugins_dir)
+        self.plugins_dir.mkdir(parents=True)
+        folders = [f for f in sorted((dist / "plugins").glob("*")) if f.is_dir()]
+        if self.settings.storage.is_s3:
+            s3 = self.settings.paths.jars_dir / "flink-plugins" / "s3-fs-hadoop"
+            if not any(s3.glob("flink-s3-fs-hadoop-*.jar")):
+                raise StackError(f"Flink's S3 file system plugin is missing in {s3}: run `make jars` "
+                                 "(Maven resolves it)")
+            folders.append(s3)
+        # Real folders with links to the jars: Flink's plugin finder does not follow a linked folder.
+        for folder in folders:
+            (self.plugins_dir / folder.name).mkdir()
+            for jar in folder.glob("*.jar"):
+                (self.plugins_dir / folder.name / jar.name).symlink_to(jar.resolve())
 
     def env(self) -> dict[str, str]:
         """Environment for the Flink scripts and the ``flink`` client."""
@@ -161,6 +188,7 @@ class FlinkCluster:
             **self.settings.as_env(),
             "FLINK_CONF_DIR": str(self.conf_dir),
             "FLINK_LIB_DIR": str(self.lib_dir),
+            "FLINK_PLUGINS_DIR": str(self.plugins_dir),
             "FLINK_PID_DIR": str(state / "run"),
             "FLINK_LOG_DIR": str(state / "logs"),
             "FLINK_IDENT_STRING": "aimass",

@@ -24,6 +24,9 @@ class Ports:
     """Flink's REST API and web UI."""
     flink: int
     """Flink's RPC is ``flink + 123``, the blob server ``flink + 124``, TaskManagers ``flink + 200`` to ``+ 299``."""
+    store: int = 0
+    """A local S3 store's API (SeaweedFS, its other ports the nine after it) holding the stack's
+    checkpoints and savepoints in bucket ``aimass-<name>``; 0: checkpoints in the state folder."""
 
 
 #: The integration tests' stack (``tests/conftest.py``).
@@ -32,6 +35,8 @@ TEST_PORTS = Ports(kafka=29092, rest=18081, flink=26000)
 BENCH_PORTS = Ports(kafka=39092, rest=38081, flink=36000)
 #: The fault campaigns' stack (``aimass/faults/run.py``).
 FAULTS_PORTS = Ports(kafka=49092, rest=48081, flink=46000)
+#: The object-storage tests' stack, checkpoints on a local S3 store (``tests/integration/test_object_storage.py``).
+S3_TEST_PORTS = Ports(kafka=29492, rest=18481, flink=26400, store=27300)
 
 
 def isolated_env(name: str, ports: Ports, offset: int = 0, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -41,7 +46,13 @@ def isolated_env(name: str, ports: Ports, offset: int = 0, extra: Mapping[str, s
     def port(value: int) -> str:
         return str(value + offset)
 
+    store = {
+        "AIMASS_STORAGE_LOCAL_PORT": port(ports.store),
+        "AIMASS_STORAGE_URI": f"s3://aimass-{name}/state",
+        "AIMASS_STORAGE_S3_ENDPOINT": f"http://127.0.0.1:{port(ports.store)}",
+    } if ports.store else {}
     return {
+        **store,
         "AIMASS_PATHS_STATE_DIR": str(PROJECT_ROOT / ".state" / (name if not offset else f"{name}-{offset}")),
         "AIMASS_PATHS_JARS_DIR": str(PROJECT_ROOT / ".state" / "jars"),
         "AIMASS_KAFKA_PORT": port(ports.kafka),

@@ -70,7 +70,10 @@ def wait_running(cluster: FlinkCluster, job_id: str, timeout_s: float = 120) -> 
         state = detail["state"]
         if state in ("FAILED", "CANCELED", "FINISHED"):
             exceptions = cluster.rest(f"/jobs/{job_id}/exceptions")
-            root = (exceptions.get("root-exception") or "")[:3000]
+            # Flink 2 answers with the history only; older ones with root-exception.
+            history = (exceptions.get("exceptionHistory") or {}).get("entries") or [{}]
+            root = (exceptions.get("root-exception") or history[0].get("stacktrace") or "")[:3000]
+            root = root or "no exception recorded; see `aimass logs jobmanager`"
             raise StackError(f"job {job_id} is {state}:\n{root}")
         vertices = detail.get("vertices", [])
         if state == "RUNNING" and vertices and all(v["status"] == "RUNNING" for v in vertices):

@@ -1,4 +1,5 @@
-"""The embedded local stack: one Kafka broker and a Flink session cluster, up and down.
+"""The embedded local stack: one Kafka broker and a Flink session cluster (and, when
+``storage.local_port`` is set, a local S3 object store for checkpoints), up and down.
 
 ``up`` is idempotent (what runs is left alone), checks its preconditions first (Java, the
 jars, free ports, stale pid files) and, if anything fails, stops what it had started itself.
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aimass.settings import PROJECT_ROOT, Settings
+from aimass.stack import storage
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.kafka import KafkaBroker
+from aimass.stack.objectstore import ObjectStore
 from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_use
 
 log = logging.getLogger("aimass.stack")
@@ -42,6 +45,7 @@ class LocalStack:
         self.settings = settings
         self.kafka = KafkaBroker(settings)
         self.flink = FlinkCluster(settings)
+        self.objectstore = ObjectStore(settings) if settings.storage.local_port else None
         self.say = say
 
     # -- preconditions -------------------------------------------------------------------
@@ -96,18 +100,29 @@ class LocalStack:
         self._check_port(f.rest_port, "Flink REST/web UI", self.flink.jobmanager)
         self._check_port(f.rpc_port, "Flink JobManager RPC", self.flink.jobmanager)
         self._check_port(f.blob_port, "Flink blob server", self.flink.jobmanager)
+        if self.objectstore is not None:
+            self.objectstore.check_ports()
 
     # -- up / down -------------------------------------------------------------------------
 
     def processes(self) -> list[ManagedProcess]:
         """Every process the stack manages, in start order."""
-        return [self.kafka.process, self.flink.jobmanager, *self.flink.taskmanagers()]
+        store = [self.objectstore.process] if self.objectstore is not None else []
+        return [*store, self.kafka.process, self.flink.jobmanager, *self.flink.taskmanagers()]
 
     def up(self) -> None:
         """Start whatever is not running yet and wait until all of it is healthy."""
         self.preflight()
         started: list[ManagedProcess] = []
         try:
+            if self.objectstore is not None:
+                if self.objectstore.process.pid() is None:
+                    self.say(f"starting the object store (SeaweedFS) on {self.objectstore.endpoint} ...")
+                    self.objectstore.start()
+                    started.append(self.objectstore.process)
+                self.objectstore.wait_healthy()
+            elif self.settings.storage.is_s3:
+                storage.preflight(self.settings)  # unreachable, wrong credentials: refused before anything starts
             if self.kafka.process.pid() is None:
                 self.say(f"starting Kafka on {self.settings.kafka.bootstrap} ...")
                 self.kafka.start()
@@ -175,7 +190,7 @@ class LocalStack:
             if proc.stop():
                 stopped.append(proc.name)
         if purge:
-            for sub in ("kafka", "flink", "checkpoints", "savepoints", "logs", "run"):
+            for sub in ("kafka", "flink", "checkpoints", "savepoints", "logs", "run", "objectstore"):
                 shutil.rmtree(self.settings.paths.state_dir / sub, ignore_errors=True)
         return stopped
 
@@ -183,6 +198,8 @@ class LocalStack:
         """What runs, with pids and addresses."""
         k, f = self.settings.kafka, self.settings.flink
         addresses = {"kafka": k.bootstrap, "jobmanager": f.rest_url}
+        if self.objectstore is not None:
+            addresses["objectstore"] = self.objectstore.endpoint
         return [
             ProcessStatus(p.name, p.pid(), addresses.get(p.name, f.host), p.log_file) for p in self.processes()
         ]
@@ -192,12 +209,14 @@ class LocalStack:
         logs = self.settings.paths.state_dir / "logs"
         if name == "kafka":
             return [logs / "kafka-server.log", logs / "kafka.out"]
+        if name == "objectstore":
+            return [logs / "objectstore.out"]
         if name == "jobmanager":
             return sorted(logs.glob("flink-aimass-standalonesession-*.log")) + [logs / "jobmanager.out"]
         if name.startswith("taskmanager"):
             index = name.split("-")[1] if "-" in name else "0"
             return sorted(logs.glob(f"flink-aimass-taskexecutor-{index}-*.log")) + [logs / f"{name}.out"]
-        raise StackError(f"unknown component {name!r}: use kafka, jobmanager or taskmanager-N")
+        raise StackError(f"unknown component {name!r}: use kafka, jobmanager, taskmanager-N or objectstore")
 
 
 def _port_var(what: str) -> str:

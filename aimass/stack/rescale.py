@@ -160,7 +160,7 @@ def rescale(
 
 def stop_with_savepoint(cluster: FlinkCluster, settings: Settings, job_id: str, timeout_s: float) -> str:
     """Stop the job with a savepoint; returns the savepoint's location."""
-    target = (settings.paths.state_dir / "savepoints").as_uri()
+    target = settings.savepoint_uri
     trigger = cluster.rest(f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": target})
     request_id = trigger["request-id"]
     deadline = time.monotonic() + timeout_s

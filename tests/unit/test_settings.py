@@ -31,6 +31,11 @@ def test_as_env_round_trips() -> None:
         ({"AIMASS_JOB_PARALLELISM": "200"}, "must be between 1 and AIMASS_JOB_MAX_PARALLELISM=128"),
         ({"AIMASS_JOB_TRANSACTION_TIMEOUT_MS": "3600000"}, "exceeds the broker maximum"),
         ({"AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": ""}, "exactly-once delivery needs"),
+        ({"AIMASS_KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9092,kafka-1"}, "'kafka-1' is not host:port"),
+        ({"AIMASS_JOB_TOLERABLE_FAILED_CHECKPOINTS": "-1"}, "must be >= 0"),
+        ({"AIMASS_STORAGE_URI": "gs://bucket/x"}, "expected s3://bucket"),
+        ({"AIMASS_STORAGE_URI": "s3://b", "AIMASS_STORAGE_S3_ENDPOINT": "127.0.0.1:9000"}, "expected http://host:port"),
+        ({"AIMASS_STORAGE_LOCAL_PORT": "47300"}, "set AIMASS_STORAGE_URI=s3://"),
     ],
 )
 def test_unusable_values_are_refused_naming_the_variable(env: dict[str, str], message: str) -> None:
@@ -52,3 +57,26 @@ def test_the_engine_knobs_moved_to_their_own_section(name: str) -> None:
     with pytest.raises(SettingsError, match=f"{old} .* set {new}"):
         Settings.load(env={old: "1"})
     assert new in Settings().as_env() and not hasattr(Settings().job, name)
+
+
+def test_a_kafka_cluster_is_reached_through_its_bootstrap_servers() -> None:
+    assert Settings.load(env={"AIMASS_KAFKA_PORT": "29092"}).kafka.bootstrap == "127.0.0.1:29092"
+    brokers = "kafka-0.kafka:9092,kafka-1.kafka:9092,[fd00::3]:9092"
+    assert Settings.load(env={"AIMASS_KAFKA_BOOTSTRAP_SERVERS": brokers}).kafka.bootstrap == brokers
+
+
+def test_checkpoints_follow_the_storage_uri() -> None:
+    local = Settings.load(env={"AIMASS_PATHS_STATE_DIR": "/srv/aimass"})
+    assert local.checkpoint_uri == "file:///srv/aimass/checkpoints"
+    assert local.savepoint_uri == "file:///srv/aimass/savepoints"
+    s3 = Settings.load(env={"AIMASS_STORAGE_URI": "s3://ckpt/prod/"})
+    assert (s3.checkpoint_uri, s3.savepoint_uri) == ("s3://ckpt/prod/checkpoints", "s3://ckpt/prod/savepoints")
+    assert s3.storage.is_s3 and not local.storage.is_s3
+
+
+def test_the_checkpoint_outage_tolerated_ends_within_half_the_transaction_timeout() -> None:
+    assert Settings().job.checkpoint_failures_tolerated == 12  # 12 x 21 s < 300 s
+    short = Settings.load(env={"AIMASS_JOB_TRANSACTION_TIMEOUT_MS": "60000"}).job
+    assert short.checkpoint_failures_tolerated == 1  # 30 s // 21 s
+    loose = Settings.load(env={"AIMASS_JOB_TRANSACTION_TIMEOUT_MS": "60000", "AIMASS_JOB_DELIVERY": "at-least-once"})
+    assert loose.job.checkpoint_failures_tolerated == 12  # no transactions to outlive

@@ -147,6 +147,28 @@ def test_bearer_token_is_required_except_for_health(gateway_factory: Factory) ->
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5) is not None
 
 
+def test_a_health_port_answers_plaintext_probes_beside_a_tls_api(gateway_factory: Factory, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    from tests.unit.gateway.conftest import _dead_port
+
+    port = _dead_port()
+    gw = gateway_factory(AIMASS_GATEWAY_TLS_CERT=str(cert), AIMASS_GATEWAY_TLS_KEY=str(key),
+                         AIMASS_GATEWAY_TOKEN="s3cret", AIMASS_GATEWAY_HEALTH_PORT=str(port))
+    assert gw.gateway.health_port == port
+    probe = grpc.insecure_channel(f"127.0.0.1:{port}")
+    reply = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(service="aimass.v1.Inference"),
+                                                     timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING  # no Kafka: not caught up
+    # Only the health service is there: the API is not reachable in plaintext through it.
+    code, _ = code_of(lambda: pb_grpc.InferenceStub(probe).GetResult(pb.GetResultRequest(request_id="x"), timeout=5))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_tls_with_a_self_signed_certificate(gateway_factory: Factory, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(

@@ -26,7 +26,7 @@ COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "docker" / "flink" / "Dockerfile"
 FLINK_CONFIG = PROJECT_ROOT / "docker" / "flink" / "config.yaml"
 
-ROLE_SERVICES = ("kafka", "jobmanager", "taskmanager", "job-submitter")
+ROLE_SERVICES = ("kafka", "jobmanager", "taskmanager", "job-submitter", "gateway")
 HEALTH_CHECKED = ("kafka", "jobmanager")
 TOPIC_FIELDS = ("requests_topic", "results_topic", "dead_letter_topic")
 
@@ -241,6 +241,18 @@ def test_dependents_wait_for_health_rather_than_start(services: dict[str, dict[s
     assert {"kafka", "jobmanager"} <= set(services["job-submitter"]["depends_on"])
 
 
+def test_the_gateway_serves_where_the_settings_say_and_is_health_checked(services: dict[str, dict[str, Any]]) -> None:
+    from aimass.settings import GatewaySettings
+
+    gateway = services["gateway"]
+    env = _env(gateway)
+    settings = Settings.load(env=env)
+    assert [(p, t) for _, p, t in _published(gateway)] == [(GatewaySettings().port, settings.gateway.port)]
+    assert _command(gateway).split()[-3:] == ["-m", "aimass", "gateway"]
+    assert f"localhost:{settings.gateway.health_port}" in " ".join(gateway["healthcheck"]["test"])
+    assert settings.kafka.host == "kafka" and gateway["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
 def test_published_ports_are_the_settings_defaults(
     services: dict[str, dict[str, Any]], kafka_env: dict[str, str], flink_config: dict[str, Any]
 ) -> None:
@@ -376,7 +388,7 @@ def test_no_service_for_a_component_that_is_not_built(services: dict[str, dict[s
 
 
 def test_dockerfile_flink_tag_matches_the_pinned_pyflink() -> None:
-    images = _base_images()
+    images = [image for image in _base_images() if not image.startswith("maven:")]  # the Java build stage
     assert images
     expected = f"flink:{_pinned_requirement('apache-flink')}-scala_2.12-java17"
     assert images == [expected] * len(images)
@@ -401,6 +413,19 @@ def test_dockerfile_installs_python_311_requirements_and_flink_python_in_lib() -
     for args in copies:
         for source in [w for w in args.split() if not w.startswith("--")][:-1]:
             assert (PROJECT_ROOT / source).exists(), f"COPY source {source} does not exist"
+
+
+def test_the_image_carries_the_jobs_java_operators_where_the_job_looks() -> None:
+    # flink_jobs/inference_job.py's ops_jar(): <paths.jars_dir>/job/aimass-flink-ops.jar
+    expected = Settings.load(env={}).paths.jars_dir.relative_to(PROJECT_ROOT) / "job" / "aimass-flink-ops.jar"
+    instructions = _dockerfile_instructions()
+    builds = [args for instruction, args in instructions if instruction == "RUN" and "mvn" in args]
+    assert builds and "package" in builds[0]
+    copies = [args.split() for instruction, args in instructions
+              if instruction == "COPY" and "--from=java-build" in args]
+    assert any(words[-1] == f"/opt/aimass/{expected}" for words in copies), copies
+    ignore = (PROJECT_ROOT / "docker" / "flink" / "Dockerfile.dockerignore").read_text()
+    assert "!java/src/" in ignore and "!java/pom.xml" in ignore
 
 
 def test_python_executables_are_the_image_venv(flink_config: dict[str, Any], venv_python: str) -> None:
