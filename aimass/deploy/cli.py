@@ -23,6 +23,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR", help="write one file per part and a kustomization.yaml into DIR")
     p.add_argument("--check", type=Path, metavar="DIR",
                    help="exit 1 if the files in DIR differ from what these settings render (a drift check)")
+    p.add_argument("--example", action="store_true",
+                   help="render from the example settings deploy/kubernetes/ holds instead of AIMASS_* variables")
     p.set_defaults(func=cmd_kubernetes)
     return p
 
@@ -31,6 +33,8 @@ def cmd_kubernetes(settings: Settings, args: argparse.Namespace) -> int:
     """``aimass kubernetes``."""
     from aimass.deploy import kubernetes
 
+    if args.example:
+        settings = Settings.load(env=kubernetes.EXAMPLE_ENV)
     try:
         texts = kubernetes.texts(settings)
     except ValueError as exc:

@@ -258,7 +258,7 @@ def kustomization(files: list[str]) -> dict[str, Any]:
 
 
 HEADER = ("# Rendered by `aimass kubernetes` from aimass/deploy/kubernetes.py; do not edit by hand.\n"
-          "# Regenerate: aimass kubernetes --out deploy/kubernetes (see docs/DEPLOY.md).\n")
+          "# The example: aimass kubernetes --example --out deploy/kubernetes; yours: docs/DEPLOY.md.\n")
 
 
 def texts(settings: Settings) -> dict[str, str]:

@@ -88,9 +88,20 @@ def crd_validator() -> jsonschema.protocols.Validator:
 def test_the_committed_manifests_are_the_rendering_of_the_example(example: Settings) -> None:
     texts = k8s.texts(example)
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in MANIFESTS.glob("*.yaml")}
-    assert sorted(on_disk) == sorted(texts), "regenerate: aimass kubernetes --out deploy/kubernetes"
+    regenerate = "regenerate: aimass kubernetes --example --out deploy/kubernetes"
+    assert sorted(on_disk) == sorted(texts), regenerate
     stale = [name for name, text in texts.items() if on_disk[name] != text]
-    assert not stale, f"{stale} differ from the rendering; regenerate with the EXAMPLE_ENV settings (docs/DEPLOY.md)"
+    assert not stale, f"{stale} differ from the rendering; {regenerate}"
+
+
+def test_the_cli_check_finds_drift(tmp_path: Path) -> None:
+    from aimass.cli import main
+
+    assert main(["kubernetes", "--example", "--check", str(MANIFESTS)]) == 0
+    assert main(["kubernetes", "--example", "--out", str(tmp_path)]) == 0
+    edited = tmp_path / "gateway.yaml"
+    edited.write_text(edited.read_text().replace("replicas: 2", "replicas: 3"))
+    assert main(["kubernetes", "--example", "--check", str(tmp_path)]) == 1
 
 
 def test_kustomization_lists_every_manifest() -> None:
