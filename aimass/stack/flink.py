@@ -47,6 +47,12 @@ class FlinkCluster:
     """Files, processes and REST API of the local session cluster."""
 
     settings: Settings
+    launcher: tuple[str, ...] = ()
+    """A command the processes start through (:attr:`ManagedProcess.launcher`): a host of the
+    multi-host tests (its network namespace)."""
+    taskmanager_host: str = ""
+    """The address this host's TaskManagers bind and advertise; empty: ``flink.host`` (one
+    machine). On a TaskManager host of several, ``flink.host`` stays the JobManager's address."""
 
     @property
     def home(self) -> Path:
@@ -72,7 +78,7 @@ class FlinkCluster:
         state, f = self.settings.paths.state_dir, self.settings.flink
         return ManagedProcess(
             name, state / "run", state / "logs", marker=str(self.conf_dir),
-            out_max_bytes=f.log_file_bytes, out_backups=f.log_backups,
+            out_max_bytes=f.log_file_bytes, out_backups=f.log_backups, launcher=self.launcher,
         )
 
     @property
@@ -212,6 +218,9 @@ class FlinkCluster:
         project code it will load."""
         resource_id = f"taskmanager-{index}-{uuid.uuid4().hex[:8]}"
         argv = [self.script("taskmanager.sh"), "start-foreground", "-D", f"taskmanager.resource-id={resource_id}"]
+        if self.taskmanager_host:
+            argv += ["-D", f"taskmanager.host={self.taskmanager_host}",
+                     "-D", f"taskmanager.bind-host={self.taskmanager_host}"]
         pid = self.taskmanager(index).start(argv, self.env())
         self._code_file(index).write_text(code_fingerprint())
         self._resource_file(index).write_text(resource_id)

@@ -248,7 +248,7 @@ class KafkaBroker:
         """Format the KRaft log directory once (a formatted one is kept, with its data)."""
         if (self.home / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         argv = self._java_argv(
             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(props)
         )
@@ -309,8 +309,10 @@ class KafkaBroker:
         finally:
             admin.close()
 
-    def ensure_topics(self, names: list[str] | None = None, partitions: int | None = None) -> list[str]:
-        """Create the stack's topics (or ``names``) if missing; returns those created."""
+    def ensure_topics(self, names: list[str] | None = None, partitions: int | None = None,
+                      replication: int = 1) -> list[str]:
+        """Create the stack's topics (or ``names``) if missing, with ``replication`` replicas
+        each; returns those created."""
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
@@ -343,7 +345,9 @@ class KafkaBroker:
                     # Every chunk has its own key: compaction keeps them all, for good.
                     configs = {"cleanup.policy": "compact", "retention.ms": "-1", "max.message.bytes": str(2 << 20)}
                 count = 1 if name in single else partitions or k.partitions
-                new.append(NewTopic(name, count, 1, topic_configs=configs))
+                if replication > 1:
+                    configs = {**configs, "min.insync.replicas": str(replication - 1)}
+                new.append(NewTopic(name, count, replication, topic_configs=configs))
             if new:
                 with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                     admin.create_topics(new)
@@ -376,3 +380,55 @@ class KafkaBroker:
         finally:
             consumer.close()
             admin.close()
+
+
+@dataclass(frozen=True)
+class ClusterNode(KafkaBroker):
+    """One node (broker and controller) of a KRaft cluster of several, each with its own host,
+    ports and state folder in ``settings``; replicated internal topics (``replication`` copies,
+    ``min.insync.replicas`` one fewer), one cluster id for all. The multi-host tests run three."""
+
+    node_id: int = 1
+    voters: str = ""
+    """``controller.quorum.voters``: ``1@host:port,2@host:port,...`` of every node."""
+    cluster_id: str = ""
+    replication: int = 3
+    launcher: tuple[str, ...] = ()
+
+    @property
+    def process(self) -> ManagedProcess:
+        """The node's process handle, started through ``launcher``."""
+        state = self.settings.paths.state_dir
+        return ManagedProcess("kafka", state / "run", state / "logs", marker=str(self.home), launcher=self.launcher)
+
+    def properties(self) -> dict[str, str]:
+        """A single broker's properties, with this node's id, the quorum and replicated internal topics."""
+        props = super().properties()
+        copies, min_isr = str(self.replication), str(max(1, self.replication - 1))
+        props.update({
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
+            "offsets.topic.replication.factor": copies,
+            "transaction.state.log.replication.factor": copies,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": copies,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "default.replication.factor": copies,
+            "min.insync.replicas": min_isr,
+        })
+        return props
+
+    def format_storage(self, props: Path) -> None:
+        """Format the log directory with the cluster's shared id (once)."""
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        argv = self._java_argv("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
+                               "--config", str(props))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise StackError(f"formatting Kafka storage of node {self.node_id} failed:\n{done.stdout}{done.stderr}")
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id (22 characters of URL-safe base64)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -33,6 +33,8 @@ class ObjectStore:
     """The local SeaweedFS process of a stack."""
 
     settings: Settings
+    launcher: tuple[str, ...] = ()
+    """A command it starts through (a host of the multi-host tests)."""
 
     @property
     def home(self) -> Path:
@@ -43,7 +45,8 @@ class ObjectStore:
     def process(self) -> ManagedProcess:
         """Its handle (pid file, log)."""
         state = self.settings.paths.state_dir
-        return ManagedProcess("objectstore", state / "run", state / "logs", marker=str(self.home / "data"))
+        return ManagedProcess("objectstore", state / "run", state / "logs", marker=str(self.home / "data"),
+                              launcher=self.launcher)
 
     @property
     def endpoint(self) -> str:

@@ -38,6 +38,9 @@ class ManagedProcess:
     (:mod:`aimass.stack.outcap`); 0: append to it without limit."""
     out_backups: int = 1
     """Rolled-over ``.out`` files kept (``<name>.out.1`` is the newest) when ``out_max_bytes`` is set."""
+    launcher: tuple[str, ...] = ()
+    """A command the process is started through, which must exec it (same pid): e.g.
+    ``("ip", "netns", "exec", "<namespace>")`` for a host of the multi-host tests."""
 
     @property
     def pid_file(self) -> Path:
@@ -76,6 +79,7 @@ class ManagedProcess:
         if self.out_max_bytes > 0:
             argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("outcap.py")), str(self.log_file),
                     str(self.out_max_bytes), str(self.out_backups), "--", *argv]
+        argv = [*self.launcher, *argv]
         with open(self.log_file, "ab") as out:  # the wrapper's own output, until it hands over to the pipe
             proc = subprocess.Popen(  # noqa: S603 - argv is built by the project, not from input
                 list(argv),
