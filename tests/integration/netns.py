@@ -119,5 +119,11 @@ class Network:
         for namespace in [n for n in listed if n.startswith(self.prefix)]:
             Host(namespace, "").kill_everything()
             _ip("netns", "delete", namespace, check=False)
+        # A namespace the kernel has not freed yet (its last sockets closing) keeps its veth pair
+        # alive: delete our end of each, which takes the other end with it.
+        links = _ip("-o", "link", "show", check=False).stdout.splitlines()
+        for name in {line.split(":")[1].strip().split("@")[0] for line in links if ":" in line}:
+            if name.startswith(self.prefix) and name != self.bridge:
+                _ip("link", "delete", name, check=False)
         _ip("link", "delete", self.bridge, check=False)
         self.hosts.clear()

@@ -95,7 +95,7 @@ def _env(hosts: dict[str, Host]) -> dict[str, str]:
         "AIMASS_FLINK_BLOB_PORT": "6124",
         "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": "6200-6299",
         "AIMASS_FLINK_TASKMANAGERS": "1",
-        "AIMASS_FLINK_SLOTS": "2",
+        "AIMASS_FLINK_SLOTS": "1",  # parallelism 2 then needs both hosts: a killed one always runs tasks
         "AIMASS_JOB_NAME": "aimass-inference-multihost",
         "AIMASS_JOB_PARALLELISM": "2",
         "AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": f"aimass-multihost{OFFSET}",
@@ -233,6 +233,7 @@ def test_taskmanager_hosts_see_no_models_and_no_other_state(cluster: Cluster) ->
 def test_a_taskmanager_host_killed_under_traffic_loses_and_doubles_nothing(
     cluster: Cluster, job: str, codec: Codec
 ) -> None:
+    jobs.wait_running(cluster.jobmanager, job, timeout_s=120)
     _exactly_once_under(cluster, codec, "tm2")
     restored = cluster.jobmanager.rest(f"/jobs/{job}/checkpoints")["latest"]["restored"]
     assert restored is not None and str(restored["external_path"]).startswith(cluster.settings.checkpoint_uri)
