@@ -108,8 +108,22 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
 
     overrides = dict(item.split("=", 1) for item in args.set)
     _say("submitting the inference job ...")
-    job_id = jobs.submit(settings, overrides)
+    job_id = jobs.submit(settings, overrides, savepoint=args.savepoint)
     _say(f"job {job_id} is RUNNING: {settings.flink.rest_url}/#/job/running/{job_id}/overview")
+    return 0
+
+
+def cmd_savepoint(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import jobs
+    from aimass.stack.flink import FlinkCluster
+
+    cluster = FlinkCluster(settings)
+    running = cluster.running_job(settings.job.name)
+    if running is None:
+        _say(f"no job named {settings.job.name} is running: nothing to take a savepoint of")
+        return 1
+    location = jobs.savepoint(cluster, settings, str(running["jid"]), stop=args.stop)
+    print(location)
     return 0
 
 
@@ -170,7 +184,15 @@ def register(sub: Any) -> None:
     submit = sub.add_parser("submit", help="submit the inference job and wait until it runs")
     submit.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="job setting override, e.g. --set job.delivery=at-least-once")
+    submit.add_argument("--savepoint", metavar="URI",
+                        help="start from this savepoint (its state and source offsets), e.g. one `aimass savepoint` "
+                        "printed, here or on another cluster that can read it")
     submit.set_defaults(func=cmd_submit)
+    take = sub.add_parser("savepoint", help="take a savepoint of the running inference job and print where it is",
+                          description="A savepoint under the storage settings' savepoints/ folder (AIMASS_STORAGE_URI: "
+                          "file:// or s3://). `aimass submit --savepoint URI` restores it.")
+    take.add_argument("--stop", action="store_true", help="stop the job with the savepoint")
+    take.set_defaults(func=cmd_savepoint)
     sub.add_parser("cancel", help="cancel the running inference job").set_defaults(func=cmd_cancel)
     rescale = sub.add_parser(
         "rescale", help="change the running job's parallelism, keeping its state and pending requests",

@@ -97,3 +97,27 @@ def cancel(settings: Settings) -> list[str]:
         while time.monotonic() < deadline and cluster.rest(f"/jobs/{jid}")["state"] != "CANCELED":
             time.sleep(0.3)
     return cancelled
+
+
+def savepoint(cluster: FlinkCluster, settings: Settings, job_id: str, stop: bool = False,
+              timeout_s: float = 180) -> str:
+    """Take a savepoint of ``job_id`` under ``settings.savepoint_uri`` (stopping the job with it
+    when ``stop``); returns its location, which ``submit(savepoint=...)`` restores on this or
+    another cluster that can read it."""
+    target = settings.savepoint_uri
+    if stop:
+        trigger = cluster.rest(f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": target})
+    else:
+        trigger = cluster.rest(f"/jobs/{job_id}/savepoints", method="POST",
+                               body={"target-directory": target, "cancel-job": False})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = cluster.rest(f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
+        if status["status"]["id"] == "COMPLETED":
+            operation = status.get("operation", {})
+            if "failure-cause" in operation:
+                cause = operation["failure-cause"].get("stack-trace", "")[:2000]
+                raise StackError(f"the savepoint of job {job_id} failed; the job keeps running:\n{cause}")
+            return str(operation["location"])
+        time.sleep(0.5)
+    raise StackError(f"no savepoint of job {job_id} after {timeout_s:.0f}s (to {target}); see `aimass logs jobmanager`")

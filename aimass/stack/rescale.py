@@ -160,17 +160,9 @@ def rescale(
 
 def stop_with_savepoint(cluster: FlinkCluster, settings: Settings, job_id: str, timeout_s: float) -> str:
     """Stop the job with a savepoint; returns the savepoint's location."""
-    target = settings.savepoint_uri
-    trigger = cluster.rest(f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": target})
-    request_id = trigger["request-id"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = cluster.rest(f"/jobs/{job_id}/savepoints/{request_id}")
-        if status["status"]["id"] == "COMPLETED":
-            operation = status.get("operation", {})
-            if "failure-cause" in operation:
-                cause = operation["failure-cause"].get("stack-trace", "")[:2000]
-                raise RescaleError(f"stop-with-savepoint failed; the job keeps running:\n{cause}")
-            return str(operation["location"])
-        time.sleep(0.5)
-    raise RescaleError(f"no savepoint of job {job_id} after {timeout_s:.0f}s")
+    from aimass.stack.jobs import savepoint
+
+    try:
+        return savepoint(cluster, settings, job_id, stop=True, timeout_s=timeout_s)
+    except StackError as exc:
+        raise RescaleError(str(exc)) from None

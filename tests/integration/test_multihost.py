@@ -247,3 +247,29 @@ def test_a_broker_host_killed_mid_run_loses_and_doubles_nothing(cluster: Cluster
     assert cluster.jobmanager.rest(f"/jobs/{job}")["state"] == "RUNNING"
     cluster.brokers["kafka3"].start()
     cluster.brokers["kafka3"].wait_healthy()
+
+
+def test_a_savepoint_on_the_store_restores_the_state_on_a_new_submission(
+    cluster: Cluster, job: str, codec: Codec
+) -> None:
+    settings = cluster.settings
+    jobs.wait_running(cluster.jobmanager, job, timeout_s=120)
+    first = _requests(settings, 100)
+    cons = consumer(settings.kafka.bootstrap, settings.kafka.results_topic, from_beginning=False)
+    send_paced(settings.kafka.bootstrap, codec, settings.kafka.requests_topic, first, 100.0)
+    results, _ = count_results(cons, codec, {r.request_id for r in first}, timeout_s=120, linger_s=0)
+    assert len(results) == len(first)
+    location = jobs.savepoint(cluster.jobmanager, settings, job, stop=True)
+    assert location.startswith(settings.savepoint_uri), location
+    restored = jobs.submit(settings, savepoint=location)
+    assert restored != job
+    # The same ids again, and new ones: the de-duplication state came back with the savepoint.
+    later = _requests(settings, 100)
+    send_paced(settings.kafka.bootstrap, codec, settings.kafka.requests_topic, [*first, *later], 100.0)
+    # The resubmitted ids never complete the set: wait long enough for the new ones, then linger.
+    results, counts = count_results(cons, codec, {r.request_id for r in [*first, *later]}, timeout_s=45,
+                                    linger_s=4 * settings.job.checkpoint_interval_ms / 1000)
+    cons.close()
+    assert {r.request_id for r in later} <= set(results), "a new request got no result after the restore"
+    answered_again = [r.request_id for r in first if counts[r.request_id]]
+    assert not answered_again, f"{len(answered_again)} resubmitted requests were answered again"
