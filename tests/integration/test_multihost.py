@@ -16,7 +16,10 @@ CAP_NET_ADMIN + CAP_SYS_ADMIN are needed); it is not skipped.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -128,8 +131,6 @@ def cluster() -> Iterator[Cluster]:
 
 
 def _start(net: Network, hosts: dict[str, Host]) -> Cluster:
-    import shutil
-
     shutil.rmtree(ROOT, ignore_errors=True)
     env = _env(hosts)
     store = ObjectStore(_settings(env, "store", AIMASS_KAFKA_HOST=hosts["store"].address,
@@ -215,6 +216,27 @@ def _exactly_once_under(cluster: Cluster, codec: Codec, fault: str, n: int = 120
     assert not [i for i, c in counts.items() if c > 1], "a request got more than one result"
     statuses = {r.status.name for r in results.values()}
     assert statuses == {"OK"}, statuses
+
+
+def test_a_user_who_may_not_make_namespaces_gets_the_reason() -> None:
+    """What the fixture turns into a failure (not a skip) on a machine without the privileges:
+    run the same code as an unprivileged user (nobody) and read its message."""
+    with tempfile.TemporaryDirectory() as folder:  # pytest's tmp_path is not readable by nobody
+        tmp_path = Path(folder)
+        tmp_path.chmod(0o755)
+        shutil.copy(Path(__file__).with_name("netns.py"), tmp_path / "netns.py")
+        (tmp_path / "netns.py").chmod(0o644)
+        done = _run_unprivileged(tmp_path)
+    assert "Operation not permitted" in done.stdout and "need root or CAP_NET_ADMIN" in done.stdout, done
+    Network("amsnopriv", "10.231.99").remove()
+
+
+def _run_unprivileged(folder: Path) -> subprocess.CompletedProcess[str]:
+    code = ("from netns import Network, NamespaceError\n"
+            "try:\n    Network('amsnopriv', '10.231.99').create(['a'])\n"
+            "except NamespaceError as exc:\n    print(exc)\n")
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                           code], cwd=folder, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_taskmanager_hosts_see_no_models_and_no_other_state(cluster: Cluster) -> None:
