@@ -154,6 +154,10 @@ class FlinkSettings:
     """Port range the TaskManagers' RPC, data and blob endpoints pick from."""
     taskmanagers: int = 1
     """Number of TaskManager processes."""
+    metrics_port: int = 19249
+    """Prometheus endpoint (``/metrics``) of the JobManager; TaskManager N serves on
+    ``metrics_port + 1 + N``. Flink's own Prometheus reporter (the wheel's plugin), so every
+    Flink metric and the job's own are there. 0: no reporter."""
     slots: int = 2
     """Task slots per TaskManager."""
     taskmanager_memory: str = "2048m"

@@ -31,8 +31,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from aimass.contract.codec import Codec, DecodeError
@@ -94,6 +95,23 @@ def _bug(doing: str, exc: Exception) -> str:
     return clip(f"the job failed {doing} this request (a bug, please report it): {type(exc).__name__}: {exc}")
 
 
+@dataclass
+class ServeStats:
+    """Running totals of what a server answered, read by the job's metrics (udfs/infer_batch.py)."""
+
+    results: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """Results written, by (model, version, status); error results of refused records too."""
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    """Dead letters written, by reason."""
+    inference_ms: list[float] = field(default_factory=list)
+    """Time of each engine (or graph) call since the reader last took them (:meth:`take_times`)."""
+
+    def take_times(self) -> list[float]:
+        """The call times recorded since the last call, and forget them."""
+        times, self.inference_ms = self.inference_ms, []
+        return times
+
+
 class BatchServer:
     """Answers batch frames (see the module docstring)."""
 
@@ -102,6 +120,7 @@ class BatchServer:
         self.codec, self.engine, self.clock, self.store = codec, engine, clock, store
         self.max_bytes, self.output_limit = job.max_payload_bytes, job.output_record_limit
         self.shadow_stats = ShadowStats()
+        self.stats = ServeStats()
         self._graphs: dict[tuple[str, str], GraphRunner] = {}
 
     def serve(self, frame: bytes) -> bytes:
@@ -171,6 +190,7 @@ class BatchServer:
         received = [records[i].received_ms for i, *_ in accepted] + [records[i].received_ms for i, *_ in shadows]
         specs = [spec for _, _, spec, _ in accepted] + [spec for _, _, spec in shadows]
         routes: list[Route | None] = [route for *_, route in accepted] + [None] * len(shadows)
+        started = time.perf_counter()
         try:
             results = self.engine.run(requests, received, now, specs, routes)
         except Exception as exc:  # noqa: BLE001 - documented never to raise; if it does, the batch's
@@ -178,11 +198,13 @@ class BatchServer:
             message = _bug("serving", exc)
             results = [InferenceResult(r.request_id, r.model, Status.INTERNAL_ERROR, self.clock(),
                                        error=f"{Reason.INTERNAL_ERROR.value}: {message}") for r in requests]
+        self.stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
         primary: dict[int, InferenceResult] = {}
         for (i, request, _, _), result in zip(accepted, results, strict=False):
             primary[i] = result
             result, encoded = deliverable(self.codec, result, self.output_limit)  # too large: an error
             answers[i].add(RESULT, request.request_id, encoded)
+            self.stats.results[(request.model, result.version or "", result.status.value)] += 1
             if result.status is not Status.OK:
                 reason = Reason(result.status.value)  # every non-OK status has its reason code
                 self._refuse(answers[i], records[i], reason, result.error or "", now, request.request_id,
@@ -215,6 +237,7 @@ class BatchServer:
                 message = _bug("serving the graph of", exc)
                 graph_answers = [None] * len(members)  # type: ignore[list-item]
             took_ms = (time.perf_counter() - started) * 1000.0
+            self.stats.inference_ms.append(took_ms)
             rows = sum(request.rows for _, request, _, _ in members)
             for (i, request, _, route), answer in zip(members, graph_answers, strict=True):
                 done = self.clock()
@@ -232,6 +255,7 @@ class BatchServer:
                                              answer.outcome, timings=timings, route=route, graph=answer.graph)
                 result, encoded = deliverable(self.codec, result, self.output_limit)
                 answers[i].add(RESULT, request.request_id, encoded)
+                self.stats.results[(request.model, result.version or "", result.status.value)] += 1
                 if result.status is not Status.OK:
                     self._refuse(answers[i], records[i], Reason(result.status.value), result.error or "", now,
                                  request.request_id, error_result=False)
@@ -266,4 +290,6 @@ class BatchServer:
         )
         if rejection.result is not None:
             answer.add(ERROR_RESULT, rejection.result_key, rejection.result)
+            self.stats.results[(model, "", reason.status().value)] += 1
         answer.add(DEAD_LETTER, request_id, rejection.dead_letter)
+        self.stats.dead_letters[reason.value] += 1

@@ -47,6 +47,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         state = "running" if row.pid else "stopped"
         print(f"{row.name:<16}{state:<10}{row.pid or '-'!s:<9}{row.address:<28}{row.log_file}")
     running = {row.name for row in rows if row.pid}
+    metrics = stack.flink.metrics_urls()
+    if metrics:
+        print("\nPrometheus: " + ", ".join(f"{name} {url}" for name, url in metrics.items()))
     print(f"\nCheckpoints and savepoints: {settings.checkpoint_uri}, {settings.savepoint_uri}")
     if "jobmanager" in running:
         print(f"\nFlink web UI: {settings.flink.rest_url}")

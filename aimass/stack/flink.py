@@ -137,7 +137,38 @@ class FlinkCluster:
             # The web UI, `aimass rescale` and the autoscaler read metrics at most this stale.
             "metrics.fetcher.update-interval": 2000,
             **storage.flink_config(self.settings.storage),
+            **self._reporter_config(),
         }
+
+    def _reporter_config(self) -> dict[str, Any]:
+        """Flink's Prometheus reporter (its port is set per process, see :meth:`metrics_port`)."""
+        if not self.settings.flink.metrics_port:
+            return {}
+        return {
+            "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+            "metrics.reporter.prom.port": str(self.settings.flink.metrics_port),
+            "metrics.reporter.prom.interval": "5 s",
+        }
+
+    def metrics_port(self, process: str) -> int:
+        """The Prometheus port of ``jobmanager`` or ``taskmanager-N`` (0: no reporter)."""
+        base = self.settings.flink.metrics_port
+        if not base:
+            return 0
+        return base if process == "jobmanager" else base + 1 + int(process.split("-")[1])
+
+    def metrics_urls(self) -> dict[str, str]:
+        """``/metrics`` URLs of the running processes, by name (the reporter listens on every
+        interface: Flink's has no bind address; the URL names the process's own address)."""
+        urls = {}
+        for proc in [self.jobmanager, *self.taskmanagers()]:
+            port = self.metrics_port(proc.name)
+            host = self.settings.flink.host
+            if proc.name != "jobmanager" and self.taskmanager_host:
+                host = self.taskmanager_host
+            if port and proc.pid() is not None:
+                urls[proc.name] = f"http://{host}:{port}/metrics"
+        return urls
 
     def write_files(self) -> None:
         """Generate the conf dir and the lib dir (symlinks into the wheel + the connector)."""
@@ -210,7 +241,10 @@ class FlinkCluster:
 
     def start_jobmanager(self) -> int:
         """Start the JobManager (REST API and web UI included)."""
-        return self.jobmanager.start([self.script("jobmanager.sh"), "start-foreground"], self.env())
+        argv = [self.script("jobmanager.sh"), "start-foreground"]
+        if self.settings.flink.metrics_port:
+            argv += ["-D", f"metrics.reporter.prom.port={self.metrics_port('jobmanager')}"]
+        return self.jobmanager.start(argv, self.env())
 
     def start_taskmanager(self, index: int) -> int:
         """Start TaskManager ``index`` under a fresh resource id (so readiness can tell it from a
@@ -218,6 +252,8 @@ class FlinkCluster:
         project code it will load."""
         resource_id = f"taskmanager-{index}-{uuid.uuid4().hex[:8]}"
         argv = [self.script("taskmanager.sh"), "start-foreground", "-D", f"taskmanager.resource-id={resource_id}"]
+        if self.settings.flink.metrics_port:
+            argv += ["-D", f"metrics.reporter.prom.port={self.metrics_port(f'taskmanager-{index}')}"]
         if self.taskmanager_host:
             argv += ["-D", f"taskmanager.host={self.taskmanager_host}",
                      "-D", f"taskmanager.bind-host={self.taskmanager_host}"]

@@ -100,6 +100,11 @@ class LocalStack:
         self._check_port(f.rest_port, "Flink REST/web UI", self.flink.jobmanager)
         self._check_port(f.rpc_port, "Flink JobManager RPC", self.flink.jobmanager)
         self._check_port(f.blob_port, "Flink blob server", self.flink.jobmanager)
+        if f.metrics_port:
+            self._check_port(f.metrics_port, "Flink JobManager metrics", self.flink.jobmanager)
+            for index in range(f.taskmanagers):
+                tm = self.flink.taskmanager(index)
+                self._check_port(self.flink.metrics_port(tm.name), f"Flink {tm.name} metrics", tm)
         if self.objectstore is not None:
             self.objectstore.check_ports()
 
@@ -227,4 +232,4 @@ def _port_var(what: str) -> str:
         "Flink REST/web UI": "AIMASS_FLINK_REST_PORT",
         "Flink JobManager RPC": "AIMASS_FLINK_RPC_PORT",
         "Flink blob server": "AIMASS_FLINK_BLOB_PORT",
-    }[what]
+    }.get(what, "AIMASS_FLINK_METRICS_PORT")

@@ -183,3 +183,19 @@ def test_a_codec_or_engine_bug_fails_its_records_not_the_operator(
     # It was accepted: its error result claims the id, so a resubmission gets nothing new.
     monkeypatch.undo()
     assert downstream.send(codec.encode_request(_digits("bug-2"))) == []
+
+
+def test_the_server_tallies_what_it_wrote_for_the_jobs_metrics() -> None:
+    fresh = Downstream()
+    codec, stats = fresh.codec, fresh.server.stats
+    fresh.send(codec.encode_request(_digits("tally-1")), codec.encode_request(_digits("tally-2")),
+               codec.encode_request(_digits("tally-3", cols=63)), codec.encode_request(_digits("tally-4"))[:-9])
+    by_status: dict[tuple[str, str], int] = {}
+    for (model, version, status), n in stats.results.items():
+        by_status[(model, status)] = by_status.get((model, status), 0) + n
+        assert version or status != "OK", "an OK result names its version"
+    # The wrong shape and the cut-short record: both INVALID_INPUT error results naming their model.
+    assert by_status == {("digits", "OK"): 2, ("digits", Status.INVALID_INPUT.value): 2}, by_status
+    assert stats.dead_letters == {Reason.INVALID_INPUT.value: 1, Reason.UNDECODABLE.value: 1}
+    times = stats.take_times()
+    assert len(times) == 1 and times[0] > 0 and stats.take_times() == []  # one engine call, taken once

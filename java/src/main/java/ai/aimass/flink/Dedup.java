@@ -8,6 +8,7 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple3;
+import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -31,6 +32,8 @@ public final class Dedup extends KeyedProcessFunction<String, Tuple3<String, byt
 
     private final long ttlSeconds;
     private transient ValueState<Boolean> claimed;
+    /** Results dropped because their id was already answered (resubmissions, mostly). */
+    private transient Counter dropped;
 
     public Dedup(long ttlSeconds) {
         this.ttlSeconds = ttlSeconds;
@@ -48,6 +51,7 @@ public final class Dedup extends KeyedProcessFunction<String, Tuple3<String, byt
                 .cleanupIncrementally(10, false)
                 .build());
         claimed = getRuntimeContext().getState(descriptor);
+        dropped = getRuntimeContext().getMetricGroup().counter("dedupDropped");
     }
 
     @Override
@@ -59,6 +63,8 @@ public final class Dedup extends KeyedProcessFunction<String, Tuple3<String, byt
         }
         if (verdict.emit()) {
             out.collect(Row.of(result.f0, result.f1));
+        } else if (dropped != null) {
+            dropped.inc();
         }
     }
 }

@@ -20,6 +20,8 @@ import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.java.tuple.Tuple3;
 import org.apache.flink.api.java.tuple.Tuple4;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.Histogram;
+import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.runtime.state.StateInitializationContext;
 import org.apache.flink.runtime.state.StateSnapshotContext;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
@@ -135,6 +137,9 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
     private transient int subtask;
     private transient Counter expired;
     private transient Counter overloaded;
+    /** Requests per batch handed to Python, and how long each waited in its lane (ms). */
+    private transient Histogram batchSize;
+    private transient Histogram queuedMs;
 
     /** One waiting record. */
     private static final class Entry {
@@ -238,6 +243,8 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
         expired = getMetricGroup().counter("schedulerExpired");
         overloaded = getMetricGroup().counter("schedulerOverloaded");
         getMetricGroup().gauge("schedulerWaiting", () -> (long) waiting());
+        batchSize = getMetricGroup().histogram("batchSize", new DescriptiveStatisticsHistogram(1000));
+        queuedMs = getMetricGroup().histogram("queuedMs", new DescriptiveStatisticsHistogram(1000));
         if (policy.inflightBatches() > 0) {
             try {
                 job = getRuntimeContext().getJobInfo().getJobId().toString();
@@ -497,6 +504,12 @@ public final class MicroBatch extends AbstractStreamOperator<byte[]>
             remove(e);
             frames.add(e.frame);
             bytes += e.frame.length;
+            if (queuedMs != null) {
+                queuedMs.update(Math.max(0, now - e.arrival));
+            }
+        }
+        if (batchSize != null) {
+            batchSize.update(frames.size());
         }
         if (attached() && policy.inflightBatches() > 0) {
             inflight.addLast(now);
