@@ -29,8 +29,8 @@ class InferBatch(MapFunction):
     status.<s>.results`` (results this step wrote, error results of refused records included; a
     resubmission is computed again here and then dropped by the de-duplication: ``dedupDropped``),
     ``reason.<r>.dead_letters``, ``model.<m>.shadow_agree``/``shadow_disagree``, and
-    ``inferenceMs``, a histogram of the time of each engine call (thread mode; in process mode
-    ``inferenceMsTotal`` and ``inferenceCalls`` counters instead). The Java steps add
+    ``inferenceUs``, a histogram of the time of each engine call in microseconds (thread mode; in
+    process mode ``inferenceUsTotal`` and ``inferenceCalls`` counters instead). The Java steps add
     ``batchSize``, ``queuedMs``, ``schedulerWaiting`` (micro-batch) and ``dedupDropped``.
     """
 
@@ -48,9 +48,9 @@ class InferBatch(MapFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.server = open_server(self.settings)
         self.metrics = runtime_context.get_metrics_group()
-        self.histogram = _java_histogram(self.metrics, "inferenceMs")
+        self.histogram = _java_histogram(self.metrics, "inferenceUs")
         if self.histogram is None:
-            self.time_counters = (self.metrics.counter("inferenceMsTotal"), self.metrics.counter("inferenceCalls"))
+            self.time_counters = (self.metrics.counter("inferenceUsTotal"), self.metrics.counter("inferenceCalls"))
 
     def map(self, value: bytes) -> bytes:
         assert self.server is not None  # built in open()
@@ -83,10 +83,11 @@ class InferBatch(MapFunction):
             counter.inc(delta)
             self.served_exported[key] = total
         for took in stats.take_times():
+            micros = int(round(took * 1000))
             if self.histogram is not None:
-                self.histogram.update(int(round(took)))
+                self.histogram.update(micros)
             elif self.time_counters is not None:
-                self.time_counters[0].inc(int(round(took)))
+                self.time_counters[0].inc(micros)
                 self.time_counters[1].inc(1)
 
     def _export(self, counts: Mapping[tuple[str, str], int]) -> None:

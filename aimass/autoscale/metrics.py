@@ -216,16 +216,21 @@ class MetricsCollector:
 
     def latency_ms(self, since: float) -> float | None:
         """p90 ``end_to_end_ms`` of the newest results completed after ``since`` (epoch seconds)."""
+        return percentile(self.latencies_ms(since), 0.9)
+
+    def latencies_ms(self, since: float, per_partition: int | None = None) -> list[float]:
+        """``end_to_end_ms`` of the newest results (up to ``per_partition`` a partition, default
+        ``autoscale.latency_records``) completed after ``since`` (epoch seconds)."""
         from kafka import TopicPartition
 
-        per_partition = self.settings.autoscale.latency_records
+        per_partition = self.settings.autoscale.latency_records if per_partition is None else per_partition
         if per_partition <= 0:
-            return None
+            return []
         _, consumer = self._clients()
         topic = self.settings.kafka.results_topic
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
         if not tps:
-            return None
+            return []
         if set(consumer.assignment()) != set(tps):
             consumer.assign(tps)
         ends = consumer.end_offsets(tps)
@@ -250,7 +255,19 @@ class MetricsCollector:
                     if result.completed_at_ms >= since * 1000:
                         values.append(result.timings.end_to_end_ms)
             todo = {tp: end for tp, end in todo.items() if consumer.position(tp) < end}
-        return percentile(values, 0.9)
+        return values
+
+    def subtask_busy(self) -> dict[int, float]:
+        """Busy share of each batch-infer subtask as of the last :meth:`busy` call."""
+        return {key[2]: share for key, share in sorted(self._shares.items())}
+
+    def end_offsets(self, topic: str) -> int:
+        """Records ever written to ``topic`` (the sum of its partitions' end offsets)."""
+        from kafka import TopicPartition
+
+        _, consumer = self._clients()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
 
     # -- the sample ------------------------------------------------------------------------------
 

@@ -116,6 +116,15 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
+    from aimass.stack import top
+
+    if args.interval <= 0:
+        _say("--interval must be > 0")
+        return 2
+    return top.run(settings, args.interval, args.once)
+
+
 def cmd_savepoint(settings: Settings, args: argparse.Namespace) -> int:
     from aimass.stack import jobs
     from aimass.stack.flink import FlinkCluster
@@ -191,6 +200,13 @@ def register(sub: Any) -> None:
                         help="start from this savepoint (its state and source offsets), e.g. one `aimass savepoint` "
                         "printed, here or on another cluster that can read it")
     submit.set_defaults(func=cmd_submit)
+    top = sub.add_parser("top", help="a live view of the running job: rates, backlog, batches, latency, errors, load",
+                         description="Refreshes in place until Ctrl-C: requests in and results out per second, "
+                         "backlog, batch sizes, end-to-end and inference latency, error results by status, dead "
+                         "letters by reason, busy time per batch-infer subtask, the last checkpoint's duration.")
+    top.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (2)")
+    top.add_argument("--once", action="store_true", help="print one frame (rates over one interval) and exit")
+    top.set_defaults(func=cmd_top)
     take = sub.add_parser("savepoint", help="take a savepoint of the running inference job and print where it is",
                           description="A savepoint under the storage settings' savepoints/ folder (AIMASS_STORAGE_URI: "
                           "file:// or s3://). `aimass submit --savepoint URI` restores it.")

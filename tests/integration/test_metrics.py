@@ -36,7 +36,7 @@ def _figures(cluster: FlinkCluster) -> dict[str, float]:
         "dl_undecodable": total(samples, "_dead_letters", reason="UNDECODABLE"),
         "dropped": total(samples, "_dedupDropped"),
         "batches": total(samples, "_batchSize_count"),
-        "inference_calls": total(samples, "_inferenceMs_count"),
+        "inference_calls": total(samples, "_inferenceUs_count"),
     }
 
 
@@ -85,3 +85,33 @@ def test_the_jobs_metrics_count_what_was_sent(test_settings: Settings, inference
     for key, value in expected.items():
         assert moved[key] == value, (key, moved)
     assert moved["batches"] >= 1 and moved["inference_calls"] >= 1, moved
+
+
+def test_aimass_top_shows_the_traffic_and_quits_on_ctrl_c(test_settings: Settings, inference_job: str,
+                                                          codec: Codec) -> None:
+    import re
+    import signal
+
+    from aimass.tools.demo import load_holdout
+    from aimass.tools.traffic import start_paced
+
+    images, _ = load_holdout(test_settings.paths.models_dir)
+    requests = [make_request("digits", {"pixels": images[i % 100:i % 100 + 1].astype(np.float32)}) for i in range(1500)]
+    sender = start_paced(test_settings.kafka.bootstrap, codec, test_settings.kafka.requests_topic, requests, 150.0)
+    env = {**os.environ, **test_settings.as_env(), "COLUMNS": "140", "TERM": "dumb"}
+    aimass = str(Path(sys.executable).parent / "aimass")
+    once = subprocess.run([aimass, "top", "--once", "--interval", "3"], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=PROJECT_ROOT, check=False)
+    assert once.returncode == 0, once.stderr
+    print(once.stdout)
+    rate = re.search(r"requests in /s\s+([\d,]+)", once.stdout)
+    assert rate and int(rate.group(1).replace(",", "")) > 0, once.stdout
+    assert "batch-infer subtasks" in once.stdout and f"job {inference_job} RUNNING" in once.stdout
+    live = subprocess.Popen([aimass, "top", "--interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=PROJECT_ROOT)
+    time.sleep(5)
+    live.send_signal(signal.SIGINT)
+    out, err = live.communicate(timeout=20)
+    assert live.returncode == 0, err.decode()[-2000:]
+    assert b"requests in /s" in out and b"Traceback" not in err
+    sender.join(timeout=30)
