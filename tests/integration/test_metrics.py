@@ -85,6 +85,12 @@ def test_the_jobs_metrics_count_what_was_sent(test_settings: Settings, inference
     for key, value in expected.items():
         assert moved[key] == value, (key, moved)
     assert moved["batches"] >= 1 and moved["inference_calls"] >= 1, moved
+    # Every metric the dashboard draws (deploy/grafana/aimass.json) is one the stack exports.
+    from aimass.tools.dashboard import PANELS
+
+    exported = {s.name for url in cluster.metrics_urls().values() for s in scrape(url)}
+    drawn = {series.metric for panel in PANELS for series in panel.series}
+    assert drawn <= exported, drawn - exported
 
 
 def test_aimass_top_shows_the_traffic_and_quits_on_ctrl_c(test_settings: Settings, inference_job: str,
