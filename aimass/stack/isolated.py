@@ -21,10 +21,10 @@ class Ports:
     kafka: int
     """The broker; its KRaft controller is ``kafka + 1``, the SASL_SSL listener ``kafka + 2``."""
     rest: int
-    """Flink's REST API and web UI."""
+    """Flink's REST API and web UI; the Prometheus endpoints are the next ports (``rest + 1``: the
+    JobManager, ``rest + 2 + N``: TaskManager N), clear of every block moved by a multiple of 100."""
     flink: int
-    """Flink's RPC is ``flink + 123``, the blob server ``flink + 124``, TaskManagers ``flink + 200`` to ``+ 299``,
-    Prometheus ``flink + 300`` (JobManager) and up (TaskManagers)."""
+    """Flink's RPC is ``flink + 123``, the blob server ``flink + 124``, TaskManagers ``flink + 200`` to ``+ 299``."""
     store: int = 0
     """A local S3 store's API (SeaweedFS, its other ports the nine after it) holding the stack's
     checkpoints and savepoints in bucket ``aimass-<name>``; 0: checkpoints in the state folder."""
@@ -63,6 +63,6 @@ def isolated_env(name: str, ports: Ports, offset: int = 0, extra: Mapping[str, s
         "AIMASS_FLINK_RPC_PORT": port(ports.flink + 123),
         "AIMASS_FLINK_BLOB_PORT": port(ports.flink + 124),
         "AIMASS_FLINK_TASKMANAGER_RPC_PORTS": f"{port(ports.flink + 200)}-{port(ports.flink + 299)}",
-        "AIMASS_FLINK_METRICS_PORT": port(ports.flink + 300),
+        "AIMASS_FLINK_METRICS_PORT": port(ports.rest + 1),
         **(extra or {}),
     }
