@@ -13,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from aimass.contract.codec import Codec
 from aimass.settings import Settings
 from aimass.stack.isolated import TEST_PORTS, isolated_env
+from tests.stacks import running_stack
 
 # Property tests judge answers, not speed: these machines are shared and noisy, and a per-example
 # deadline there fails a correct test now and then.
@@ -48,19 +49,8 @@ def codec(test_settings: Settings) -> Codec:
 @pytest.fixture(scope="session")
 def local_stack(test_settings: Settings) -> Iterator[object]:
     """The real Kafka broker and Flink cluster, up for the whole session."""
-    from aimass.stack.local import LocalStack
-    from aimass.tools.demo import build_demo_models
-
-    build_demo_models(test_settings.paths.models_dir)
-    stack = LocalStack(test_settings, say=lambda m: print(f"[stack] {m}"))
-    stack.down(purge=True)
-    try:
-        stack.up()
+    with running_stack(test_settings) as stack:
         yield stack
-    finally:
-        stack.down()
-    leftover = [p.name for p in stack.processes() if p.pid() is not None]
-    assert not leftover, f"processes left running after down: {leftover}"
 
 
 @pytest.fixture(scope="session")

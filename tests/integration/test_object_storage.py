@@ -29,6 +29,7 @@ from aimass.stack.flink import FlinkCluster
 from aimass.stack.isolated import S3_TEST_PORTS, Ports, isolated_env
 from aimass.stack.local import LocalStack
 from aimass.tools.traffic import consumer, count_results, make_request, send_paced
+from tests.stacks import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +51,11 @@ def s3_settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def s3_stack(s3_settings: Settings) -> Iterator[LocalStack]:
-    from aimass.tools.demo import build_demo_models
-
-    build_demo_models(s3_settings.paths.models_dir)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in CREDENTIALS.items():
             patch.setenv(key, value)  # the Flink processes and the store take them from here
-        stack = LocalStack(s3_settings, say=lambda m: print(f"[s3-stack] {m}"))
-        stack.down(purge=True)
-        try:
-            stack.up()
+        with running_stack(s3_settings, "s3-stack") as stack:
             yield stack
-        finally:
-            stack.down()
-    assert not [p.name for p in stack.processes() if p.pid() is not None]
 
 
 @pytest.fixture(scope="module")
