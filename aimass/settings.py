@@ -359,6 +359,9 @@ class GatewaySettings:
     """Longest ``GetResult`` wait, whatever the client's deadline."""
     max_concurrent_rpcs: int = 10_000
     """Calls in progress (waiting ones included) beyond which new calls get RESOURCE_EXHAUSTED."""
+    metrics_port: int = 0
+    """Serve the gateway's Prometheus metrics (``/metrics``: calls by method and code, call
+    durations, results kept) on this port of ``host``; 0: none."""
     health_port: int = 0
     """A second, plaintext port serving only the standard health service (for Kubernetes gRPC
     probes, which speak no TLS), with its own small call budget; 0: none (health is served on

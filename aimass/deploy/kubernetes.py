@@ -41,6 +41,7 @@ SERVICE_ACCOUNT = "flink"
 
 GATEWAY_PORT = 19051
 GATEWAY_HEALTH_PORT = 19052
+GATEWAY_METRICS_PORT = 19053
 STATE_DIR = "/var/lib/aimass"
 
 #: Settings every pod of the image runs with (paths inside the image; models arrive through
@@ -180,13 +181,15 @@ def gateway(settings: Settings, replicas: int = 2) -> list[dict[str, Any]]:
             {"name": "AIMASS_GATEWAY_HOST", "value": "0.0.0.0"},  # noqa: S104 - a pod's own address
             {"name": "AIMASS_GATEWAY_PORT", "value": str(GATEWAY_PORT)},
             {"name": "AIMASS_GATEWAY_HEALTH_PORT", "value": str(GATEWAY_HEALTH_PORT)},
+            {"name": "AIMASS_GATEWAY_METRICS_PORT", "value": str(GATEWAY_METRICS_PORT)},
             {"name": "AIMASS_GATEWAY_TLS_CERT", "value": "/etc/aimass/tls/tls.crt"},
             {"name": "AIMASS_GATEWAY_TLS_KEY", "value": "/etc/aimass/tls/tls.key"},
             {"name": "AIMASS_GATEWAY_TOKEN",
              "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token"}}},
         ],
         "ports": [{"name": "grpc", "containerPort": GATEWAY_PORT},
-                  {"name": "health", "containerPort": GATEWAY_HEALTH_PORT}],
+                  {"name": "health", "containerPort": GATEWAY_HEALTH_PORT},
+                  {"name": "metrics", "containerPort": GATEWAY_METRICS_PORT}],
         # NOT_SERVING until the results topic is replayed: readiness keeps traffic away until
         # then; the start-up probe gives the replay 10 minutes before liveness may restart it.
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 120},
@@ -207,7 +210,9 @@ def gateway(settings: Settings, replicas: int = 2) -> list[dict[str, Any]]:
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": {
+                    "prometheus.io/scrape": "true", "prometheus.io/port": str(GATEWAY_METRICS_PORT),
+                    "prometheus.io/path": "/metrics"}},
                 "spec": {
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 9999, "runAsGroup": 9999},
                     "containers": [container],

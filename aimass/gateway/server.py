@@ -28,6 +28,7 @@ from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
 from aimass.gateway.auth import BearerTokenInterceptor
 from aimass.gateway.control import ControlServicer
 from aimass.gateway.convert import result_to_proto, tensor_from_proto
+from aimass.gateway.metrics import GatewayMetrics, MetricsInterceptor
 from aimass.settings import GatewaySettings, Settings
 
 log = logging.getLogger("aimass.gateway")
@@ -123,6 +124,8 @@ class Gateway:
         self.server: grpc.aio.Server | None = None
         self.health_server: grpc.aio.Server | None = None
         self.health_port = 0
+        self.metrics: GatewayMetrics | None = None
+        self.metrics_port = 0
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -137,7 +140,12 @@ class Gateway:
             log.warning("gateway on %s without both a token and TLS: anyone who can reach it can use it", gw.host)
         inner = Client(s, start="beginning", max_payload_bytes=s.job.max_payload_bytes)
         self.client = await AsyncClient(client=inner).start()
-        interceptors = [BearerTokenInterceptor(gw.token)] if gw.token else []
+        interceptors: list[grpc.aio.ServerInterceptor] = [BearerTokenInterceptor(gw.token)] if gw.token else []
+        if gw.metrics_port:
+            self.metrics = GatewayMetrics()
+            self.metrics_port = self.metrics.serve(gw.host, gw.metrics_port)
+            self.metrics.store.set_function(lambda: len(inner.store))
+            interceptors.insert(0, MetricsInterceptor(self.metrics))  # outermost: refused calls count too
         limit = s.job.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
         self.server = grpc.aio.server(
             interceptors=interceptors,
@@ -180,6 +188,8 @@ class Gateway:
         log.info("results replayed from %s (%d kept); serving", feed.topic, len(client.store))
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self.metrics is not None:
+            self.metrics.replayed.set(1)
 
     async def wait(self) -> None:
         """Serve until the server stops."""
@@ -195,6 +205,8 @@ class Gateway:
             await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.client is not None:
             await self.client.close()
 
@@ -226,7 +238,8 @@ async def serve(settings: Settings, port: int | None = None, say: Any = print) -
     gw = settings.gateway
     say(f"gateway listening on {gw.host}:{bound} (TLS {'on' if gateway.tls else 'off'}, "
         f"token {'on' if gw.token else 'off'}"
-        f"{f', health on plaintext port {gateway.health_port}' if gateway.health_port else ''}); "
+        f"{f', health on plaintext port {gateway.health_port}' if gateway.health_port else ''}"
+        f"{f', metrics on :{gateway.metrics_port}/metrics' if gateway.metrics_port else ''}); "
         f"Kafka {settings.kafka.bootstrap}, "
         f"results from {settings.kafka.results_topic}")
     stop = asyncio.Event()

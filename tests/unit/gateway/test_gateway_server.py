@@ -183,3 +183,27 @@ def test_tls_with_a_self_signed_certificate(gateway_factory: Factory, tmp_path: 
     assert code == grpc.StatusCode.NOT_FOUND  # the call went through TLS to the service
     code, _ = code_of(lambda: stub(gw).GetResult(pb.GetResultRequest(request_id="x"), timeout=2))
     assert code == grpc.StatusCode.UNAVAILABLE  # plaintext is refused
+
+
+def test_the_gateway_counts_its_calls_by_method_and_code(gateway_factory: Factory) -> None:
+    from tests.unit.gateway.conftest import _dead_port
+
+    from aimass.stack.prometheus import scrape, total
+
+    gw = gateway_factory(AIMASS_GATEWAY_METRICS_PORT=str(_dead_port()), AIMASS_GATEWAY_TOKEN="s3cret")
+    port = gw.gateway.metrics_port
+    token = (("authorization", "Bearer s3cret"),)
+    client = stub(gw)
+    for _ in range(2):
+        code_of(lambda: client.Submit(pb.SubmitRequest(model="digits", inputs=[pixels(width=3)]), metadata=token,
+                                      timeout=5))
+    code_of(lambda: client.GetResult(pb.GetResultRequest(request_id="nope"), metadata=token, timeout=5))
+    code_of(lambda: client.GetResult(pb.GetResultRequest(request_id="nope"), timeout=5))  # no token
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    submit, get = "/aimass.v1.Inference/Submit", "/aimass.v1.Inference/GetResult"
+    assert total(samples, "aimass_gateway_calls_total", method=submit, code="INVALID_ARGUMENT") == 2
+    assert total(samples, "aimass_gateway_calls_total", method=get, code="NOT_FOUND") == 1
+    assert total(samples, "aimass_gateway_calls_total", method=get, code="UNAUTHENTICATED") == 1
+    assert total(samples, "aimass_gateway_call_seconds_count", method=submit) == 2
+    assert total(samples, "aimass_gateway_store_results") == 0
+    assert total(samples, "aimass_gateway_results_replayed") == 0  # no broker: never replayed

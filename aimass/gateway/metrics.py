@@ -1,0 +1,123 @@
+"""The gateway's own metrics (``prometheus_client``), served on ``gateway.metrics_port``:
+
+* ``aimass_gateway_calls_total{method, code}``: calls answered, by gRPC method and status code
+  (refused ones too: the interceptor sits outside the token check);
+* ``aimass_gateway_call_seconds{method}``: how long each took (a histogram; a streaming call
+  until its stream ended);
+* ``aimass_gateway_store_results``: results kept for ``GetResult``;
+* ``aimass_gateway_results_replayed``: 1 once the results topic has been replayed (SERVING).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class GatewayMetrics:
+    """The gateway's metrics in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter("aimass_gateway_calls", "gRPC calls answered, by method and status code",
+                             ["method", "code"], registry=self.registry)
+        self.seconds = Histogram("aimass_gateway_call_seconds", "gRPC call duration", ["method"],
+                                 buckets=_BUCKETS, registry=self.registry)
+        self.store = Gauge("aimass_gateway_store_results", "results kept for GetResult", registry=self.registry)
+        self.replayed = Gauge("aimass_gateway_results_replayed", "1 once the results topic is replayed",
+                              registry=self.registry)
+        self._server: Any = None
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` on ``host:port`` (0: any free port); returns the bound port."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def record(self, method: str, code: str, seconds: float) -> None:
+        self.calls.labels(method, code).inc()
+        self.seconds.labels(method).observe(seconds)
+
+
+def _code(context: grpc.aio.ServicerContext, default: str) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return default
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every call (unary and server-streaming; the gateway has no others)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = str(handler_call_details.method)  # type: ignore[attr-defined]
+        codecs = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        record = self.metrics.record
+        if handler.response_streaming:
+            behavior = handler.unary_stream
+
+            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started, code = time.perf_counter(), "OK"
+                try:
+                    items = behavior(request, context)
+                    if hasattr(items, "__aiter__"):
+                        async for item in items:
+                            yield item
+                    else:  # a plain generator handler
+                        for item in items:
+                            yield item
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except Exception:
+                    code = _code(context, "UNKNOWN")
+                    raise
+                finally:
+                    if code == "OK":
+                        code = _code(context, "OK")
+                    record(method, code, time.perf_counter() - started)
+
+            return grpc.unary_stream_rpc_method_handler(streaming, **codecs)
+        unary = handler.unary_unary
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                answer = unary(request, context)
+                return await answer if inspect.isawaitable(answer) else answer
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except Exception:
+                code = _code(context, "UNKNOWN")
+                raise
+            finally:
+                if code == "OK":
+                    code = _code(context, "OK")
+                record(method, code, time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(call, **codecs)
