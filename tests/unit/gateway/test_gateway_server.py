@@ -186,9 +186,8 @@ def test_tls_with_a_self_signed_certificate(gateway_factory: Factory, tmp_path: 
 
 
 def test_the_gateway_counts_its_calls_by_method_and_code(gateway_factory: Factory) -> None:
-    from tests.unit.gateway.conftest import _dead_port
-
     from aimass.stack.prometheus import scrape, total
+    from tests.unit.gateway.conftest import _dead_port
 
     gw = gateway_factory(AIMASS_GATEWAY_METRICS_PORT=str(_dead_port()), AIMASS_GATEWAY_TOKEN="s3cret")
     port = gw.gateway.metrics_port
