@@ -189,7 +189,8 @@ def register(sub: Any) -> None:
     down.set_defaults(func=cmd_down)
     sub.add_parser("status", help="processes, pids, web UI, jobs, topics and lag").set_defaults(func=cmd_status)
     logs = sub.add_parser("logs", help="show a component's log")
-    logs.add_argument("component", nargs="?", default="jobmanager", help="kafka, jobmanager, taskmanager-N or objectstore")
+    logs.add_argument("component", nargs="?", default="jobmanager",
+                      help="kafka, jobmanager, taskmanager-N or objectstore")
     logs.add_argument("-n", "--lines", type=int, default=40, help="lines to show (default 40)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     logs.set_defaults(func=cmd_logs)
