@@ -28,7 +28,16 @@ KNOWN_PROBLEMS = """## Known problems found by these campaigns
   recorded job failures. The job's exception history is the better count.
 - **Recovery times depend on machine load.** Two campaigns with the same seed measured a
   median of 12 s (quiet machine) and 29 s (load average about 12 on 2 cores, other test
-  stacks running); most of it is the TaskManager's start and the job's restore.
+  stacks running); most of it is the TaskManager's start and the job's restore. Where the
+  time went in one TaskManager SIGKILL on a quiet machine (2026-12-04, checkpoints on the
+  local S3 store, from the JobManager's and TaskManager's logs): the loss noticed 0.2 s after
+  the kill (the RPC connection is refused, no heartbeat timeout); the replacement JVM up and
+  registered 3.4 s after the kill (restart delay 2 s, overlapped); tasks deploying at 5.1 s;
+  all 17 tasks running at 8.9 s (the Python steps' start in thread mode: importing ONNX
+  Runtime, loading the versions, restoring RocksDB); results then wait for the next
+  checkpoint (1 s) and the backlog. So about 9-11 s quiet, and each stage stretches with the
+  load (an independent check measured 16.8 s and 22.5 s at load average 2). Not cut yet: a
+  spare TaskManager would remove the JVM start; the Python start is the larger share.
 """
 
 FENCED_PRODUCER = """## The `producer is already fenced ... data loss` error after a recovery
