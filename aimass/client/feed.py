@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ log = logging.getLogger("aimass.client")
 Start = Literal["beginning", "now"]
 #: How far before its creation a feed starting at "now" begins (producer clocks may lag).
 START_MARGIN_MS = 5000
+#: How often the feed measures its lag (:attr:`ResultFeed.lag`).
+LAG_EVERY_S = 5.0
 #: Empty polls in a row after which a feed reading from the beginning counts as caught up.
 _EMPTY_POLLS_CAUGHT_UP = 5
 
@@ -64,6 +67,8 @@ class ResultFeed:
         """Records on the topic that were not results (skipped and counted)."""
         self.records = 0
         """Results read."""
+        self.lag: int | None = None
+        """Records on the topic not read yet (measured every few seconds by the feed's thread); None: not yet."""
         self._from_ms = now_ms() - START_MARGIN_MS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"aimass-results-{topic}", daemon=True)
@@ -145,7 +150,12 @@ class ResultFeed:
 
     def _consume(self, consumer: Any) -> None:
         empty = 0
+        measured = 0.0
         while not self._stop.is_set():
+            if time.monotonic() - measured >= LAG_EVERY_S:  # the consumer is this thread's alone
+                measured = time.monotonic()
+                ends = consumer.end_offsets(self._tps)
+                self.lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in self._tps)
             batches = consumer.poll(timeout_ms=200, max_records=10_000)
             if not batches:
                 empty += 1

@@ -5,7 +5,9 @@
 * ``aimass_gateway_call_seconds{method}``: how long each took (a histogram; a streaming call
   until its stream ended);
 * ``aimass_gateway_store_results``: results kept for ``GetResult``;
-* ``aimass_gateway_results_replayed``: 1 once the results topic has been replayed (SERVING).
+* ``aimass_gateway_results_replayed``: 1 once the results topic has been replayed (SERVING);
+* ``aimass_gateway_results_lag`` and ``aimass_gateway_results_read``: the results feed's consumer
+  lag and what it has read.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class GatewayMetrics:
         self.store = Gauge("aimass_gateway_store_results", "results kept for GetResult", registry=self.registry)
         self.replayed = Gauge("aimass_gateway_results_replayed", "1 once the results topic is replayed",
                               registry=self.registry)
+        self.lag = Gauge("aimass_gateway_results_lag", "results on the topic not read yet (measured every 5 s)",
+                         registry=self.registry)
+        self.read = Gauge("aimass_gateway_results_read", "results read from the topic since the start",
+                          registry=self.registry)
         self._server: Any = None
 
     def serve(self, host: str, port: int) -> int:

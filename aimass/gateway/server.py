@@ -145,6 +145,8 @@ class Gateway:
             self.metrics = GatewayMetrics()
             self.metrics_port = self.metrics.serve(gw.host, gw.metrics_port)
             self.metrics.store.set_function(lambda: len(inner.store))
+            self.metrics.lag.set_function(lambda: (inner.feed.lag or 0) if inner.feed is not None else 0)
+            self.metrics.read.set_function(lambda: inner.feed.records if inner.feed is not None else 0)
             interceptors.insert(0, MetricsInterceptor(self.metrics))  # outermost: refused calls count too
         limit = s.job.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
         self.server = grpc.aio.server(

@@ -206,3 +206,5 @@ def test_the_gateway_counts_its_calls_by_method_and_code(gateway_factory: Factor
     assert total(samples, "aimass_gateway_call_seconds_count", method=submit) == 2
     assert total(samples, "aimass_gateway_store_results") == 0
     assert total(samples, "aimass_gateway_results_replayed") == 0  # no broker: never replayed
+    assert total(samples, "aimass_gateway_results_read") == 0
+    assert [s for s in samples if s.name == "aimass_gateway_results_lag"]
