@@ -25,6 +25,9 @@ from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_
 
 log = logging.getLogger("aimass.stack")
 
+#: How long a port may still be held by a process that has just died before it counts as taken.
+PORT_RELEASE_S = 5.0
+
 Say = Callable[[str], None]
 
 
@@ -79,11 +82,19 @@ class LocalStack:
             raise StackError(f"Maven could not resolve the JVM artifacts.{hint}\n{out}")
 
     def _check_port(self, port: int, what: str, ours: ManagedProcess) -> None:
-        if ours.pid() is None and port_in_use(self.settings.kafka.host, port):
-            raise StackError(
-                f"port {port} ({what}) is already taken by {port_holder(port)}: stop that process "
-                f"or choose another port with {_port_var(what)}"
-            )
+        if ours.pid() is not None or not port_in_use(self.settings.kafka.host, port):
+            return
+        # A process killed a moment ago (a TaskManager after SIGKILL) can keep its sockets for a
+        # moment after its main thread is gone, while its other threads exit: wait that out.
+        deadline = time.monotonic() + PORT_RELEASE_S
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if not port_in_use(self.settings.kafka.host, port):
+                return
+        raise StackError(
+            f"port {port} ({what}) is already taken by {port_holder(port)}: stop that process "
+            f"or choose another port with {_port_var(what)}"
+        )
 
     def preflight(self) -> None:
         """Check Java, jars, stale pid files and ports before starting anything."""
