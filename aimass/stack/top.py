@@ -10,7 +10,6 @@ change since the previous refresh; the first frame has none yet.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,25 +193,54 @@ def render(frame: Frame, settings: Settings) -> Any:
     return Group(*parts)
 
 
-def run(settings: Settings, interval_s: float = 2.0, once: bool = False,
-        sleep: Callable[[float], None] = time.sleep) -> int:
-    """Refresh in place every ``interval_s`` until Ctrl-C (``once``: two frames, the second printed)."""
+def run(settings: Settings, interval_s: float = 2.0, once: bool = False) -> int:
+    """Refresh in place every ``interval_s`` until Ctrl-C (``once``: two frames, the second
+    printed). Ctrl-C ends the view after the frame being read (a second one at once); exit 0."""
+    import signal
+    import threading
+
     from rich.console import Console
     from rich.live import Live
 
-    console = Console()
-    top = Top(settings)
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: do not wait for the frame in progress
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    top: Top | None = None
     try:
+        console = Console()
+        top = Top(settings)
         if once:
             top.frame()
-            sleep(interval_s)
-            console.print(render(top.frame(), settings))
+            if not stop.wait(interval_s):
+                console.print(render(top.frame(), settings))
             return 0
         with Live(render(top.frame(), settings), console=console, refresh_per_second=4, screen=False) as live:
-            while True:
-                sleep(interval_s)
+            while not stop.wait(interval_s):
                 live.update(render(top.frame(), settings))
+        return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        top.close()
+        signal.signal(signal.SIGINT, previous)
+        if top is not None:
+            _close_within(top, 5.0)
+
+
+def _close_within(top: Top, seconds: float) -> None:
+    """Close the Kafka clients, but never hang the terminal on a broker that does not answer:
+    past ``seconds`` the process ends without them (they hold nothing to flush or commit)."""
+    import os
+    import sys
+    import threading
+
+    closer = threading.Thread(target=top.close, daemon=True)
+    closer.start()
+    closer.join(seconds)
+    if closer.is_alive():
+        sys.stdout.flush()
+        os._exit(0)
