@@ -9,6 +9,7 @@ No other module reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import types
 import typing
@@ -172,17 +173,49 @@ class FlinkSettings:
     log_backups: int = 4
     """Rolled-over files kept of each; older ones are deleted. A Flink process keeps at most
     ``(1 + log_backups) * log_file_bytes`` of ``.log`` files, and as much again of ``.out`` files."""
+    ssl: bool = False
+    """Flink's SSL with mutual authentication on every endpoint of the cluster ``aimass up``
+    starts: the REST API (``security.ssl.rest.*``: only a client with a certificate of the
+    cluster's CA gets an answer) and the RPC, blob and data connections between its processes
+    (``security.ssl.internal.*``). The CA, keystore, truststore and password are generated on
+    first start into ``<state_dir>/flink/tls/`` (owner-only); ``aimass`` presents that client
+    certificate on every REST call and ``flink run``. Needed to bind Flink off loopback (or
+    ``unsafe_expose``). See docs/SECURITY.md."""
+    unsafe_expose: bool = False
+    """Let ``aimass up`` bind Flink to a ``host`` other than loopback without ``ssl``: whoever
+    reaches the REST port can then run any code as the user running Flink (``POST /jobs`` is
+    open whatever ``web.submit.enable`` says), and the RPC and blob ports take anyone. Only on a
+    network where every peer is trusted (the multi-host tests' private namespaces)."""
+    allowed_origin: str = ""
+    """``web.access-control-allow-origin``: the one web origin (``scheme://host:port``) whose pages
+    may read REST answers in a browser. Empty: the REST API's own origin (its web UI); Flink's
+    default, ``*``, would let any page the user opens read jobs, configuration and logs."""
 
     def __post_init__(self) -> None:
         if self.log_file_bytes < 1024 * 1024 or self.log_backups < 1:
             raise SettingsError(
                 "AIMASS_FLINK_LOG_FILE_BYTES must be at least 1048576 and AIMASS_FLINK_LOG_BACKUPS at least 1"
             )
+        if self.allowed_origin == "*" or self.allowed_origin.rstrip("/").count("/") not in (0, 2):
+            raise SettingsError(
+                f"AIMASS_FLINK_ALLOWED_ORIGIN={self.allowed_origin!r}: expected one origin, scheme://host:port "
+                "(empty: the REST API's own)"
+            )
 
     @property
     def rest_url(self) -> str:
-        """Base URL of the REST API and web UI."""
-        return f"http://{self.host}:{self.rest_port}"
+        """Base URL of the REST API and web UI (``https`` with ``ssl``)."""
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.rest_port}"
+
+    @property
+    def origin(self) -> str:
+        """``web.access-control-allow-origin``: ``allowed_origin``, else the REST API's own origin."""
+        return self.allowed_origin.rstrip("/") or self.rest_url
+
+    @property
+    def on_loopback(self) -> bool:
+        """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1`` or ``localhost``)."""
+        return is_loopback(self.host)
 
 
 @dataclass(frozen=True)
@@ -588,6 +621,16 @@ class Settings:
                     value = ""
                 out[f"{ENV_PREFIX}{section.name}_{item.name}".upper()] = str(value)
         return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost`` or a loopback IP address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse(raw: str, hint: Any, var: str) -> Any:

@@ -74,6 +74,9 @@ MIRRORED_CLUSTER_KEYS = (
     "classloader.parent-first-patterns.additional",
     "web.cancel.enable",
     "web.submit.enable",
+    # The REST API's own origin, not Flink's `*`: with the default host, what `kubectl port-forward`
+    # serves the web UI at (in a pod Flink binds every interface; its Services stay ClusterIP).
+    "web.access-control-allow-origin",
     "heartbeat.interval",
     "heartbeat.timeout",
     "metrics.fetcher.update-interval",

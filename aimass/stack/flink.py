@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from aimass.settings import PROJECT_ROOT, FlinkSettings, Settings
+from aimass.settings import PROJECT_ROOT, FlinkSettings, Settings, is_loopback
 from aimass.stack import storage
 from aimass.stack.procs import ManagedProcess, StackError, tail
 
@@ -131,6 +131,8 @@ class FlinkCluster:
             "classloader.parent-first-patterns.additional": "pemja.",
             "web.cancel.enable": True,
             "web.submit.enable": False,
+            # Flink's default `*` lets any web page the user opens read REST answers.
+            "web.access-control-allow-origin": f.origin,
             # A killed TaskManager is noticed after two failed heartbeats (~4 s), not 50 s.
             "heartbeat.interval": 2000,
             "heartbeat.timeout": 20000,
@@ -239,8 +241,28 @@ class FlinkCluster:
         """Path of a script in the wheel's ``bin/``."""
         return str(pyflink_home() / "bin" / name)
 
+    def check_exposure(self) -> None:
+        """Refuse to start Flink processes that would listen off loopback unprotected.
+
+        Raises:
+            StackError: ``flink.host`` (or this host's TaskManager address) is not loopback, and
+                neither ``flink.ssl`` nor ``flink.unsafe_expose`` is set.
+        """
+        f = self.settings.flink
+        exposed = [h for h in (f.host, self.taskmanager_host) if h and not is_loopback(h)]
+        if not exposed or f.ssl or f.unsafe_expose:
+            return
+        raise StackError(
+            f"refusing to start Flink on {', '.join(exposed)} (not loopback): whoever reaches its REST "
+            f"port {f.rest_port} can run any code as this user (POST /jobs takes a jar whatever "
+            "web.submit.enable says), and its RPC and blob ports have no authentication. Set "
+            "AIMASS_FLINK_SSL=true (mutual TLS on every endpoint), or AIMASS_FLINK_UNSAFE_EXPOSE=true on a "
+            "network where every peer is trusted, or keep AIMASS_FLINK_HOST=127.0.0.1"
+        )
+
     def start_jobmanager(self) -> int:
         """Start the JobManager (REST API and web UI included)."""
+        self.check_exposure()
         argv = [self.script("jobmanager.sh"), "start-foreground"]
         if self.settings.flink.metrics_port:
             argv += ["-D", f"metrics.reporter.prom.port={self.metrics_port('jobmanager')}"]
@@ -250,6 +272,7 @@ class FlinkCluster:
         """Start TaskManager ``index`` under a fresh resource id (so readiness can tell it from a
         dead predecessor still registered until its heartbeat times out), and note which
         project code it will load."""
+        self.check_exposure()
         resource_id = f"taskmanager-{index}-{uuid.uuid4().hex[:8]}"
         argv = [self.script("taskmanager.sh"), "start-foreground", "-D", f"taskmanager.resource-id={resource_id}"]
         if self.settings.flink.metrics_port:

@@ -97,7 +97,8 @@ class LocalStack:
         )
 
     def preflight(self) -> None:
-        """Check Java, jars, stale pid files and ports before starting anything."""
+        """Check the Flink address, Java, jars, stale pid files and ports before starting anything."""
+        self.flink.check_exposure()
         self.kafka.java()
         self.ensure_jars()
         for proc in self.processes():

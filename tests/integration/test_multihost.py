@@ -93,6 +93,8 @@ def _env(hosts: dict[str, Host]) -> dict[str, str]:
         "AIMASS_KAFKA_SECURE_PORT": "0",
         "AIMASS_KAFKA_HEAP": "384m",
         "AIMASS_FLINK_HOST": hosts["jm"].address,
+        # Off loopback, on the test's private namespaces only (no other peer can reach them).
+        "AIMASS_FLINK_UNSAFE_EXPOSE": "true",
         "AIMASS_FLINK_REST_PORT": "8081",
         "AIMASS_FLINK_RPC_PORT": "6123",
         "AIMASS_FLINK_BLOB_PORT": "6124",

@@ -329,6 +329,17 @@ def test_flink_config_mirrors_the_local_stack_cluster_config(flink_config: dict[
         assert str(flink_config[key]).lower() == str(local[key]).lower(), key
 
 
+def test_flink_answers_browsers_of_the_published_web_ui_only(
+    services: dict[str, dict[str, Any]], flink_config: dict[str, Any]
+) -> None:
+    origin = flink_config["web.access-control-allow-origin"]
+    published = set(services["jobmanager"]["ports"])
+    assert origin == f"http://127.0.0.1:{flink_config['rest.port']}", origin
+    assert f"127.0.0.1:{flink_config['rest.port']}:{flink_config['rest.port']}" in published
+    for name in ("jobmanager", "taskmanager"):  # RPC and blob: never published
+        assert all(p.endswith(f":{flink_config['rest.port']}") for p in services[name].get("ports", [])), name
+
+
 def test_flink_addresses_name_the_jobmanager_service(
     services: dict[str, dict[str, Any]], flink_config: dict[str, Any]
 ) -> None:
