@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .DEFAULT_GOAL := help
 SEAWEEDFS_VERSION := v0.0.0-20261109003541-7506e5f91cd6
 
-.PHONY: seaweedfs help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke soak faults faults-smoke
+.PHONY: browser seaweedfs help setup run test test-unit test-integration up down status logs lint demo-models clean proto bench bench-smoke soak faults faults-smoke
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,16 @@ $(STATE)/bin/weed:
 
 seaweedfs: $(STATE)/bin/weed ## build SeaweedFS (the local S3 store for checkpoints on object storage)
 
+# Headless Chromium for the test that a web page served elsewhere cannot read the Flink REST API
+# (tests/integration/test_flink_origin.py): Debian's package, about 155 MB (a minute or two).
+browser: ## install headless Chromium if missing (apt-get install chromium)
+	@command -v chromium >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "error: chromium not found; install it with your package manager (Debian/Ubuntu: apt-get install chromium)"; exit 1; }; \
+	  echo "installing Chromium (apt-get install chromium, about 155 MB) ..."; \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium >/dev/null \
+	    || { echo "error: apt-get could not install chromium (package mirror reachable?)"; exit 1; }; }
+
 # The benchmark's peers and plots (and the bench smoke test's Kafka client): on demand.
 $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
 	$(BIN)/pip install --quiet -r requirements-bench.txt
@@ -59,7 +69,7 @@ setup: $(BIN)/.installed $(STATE)/jars/.resolved models/.built ## install the ve
 run: setup ## run the main job on the local stack with demo traffic (the README's first command)
 	$(BIN)/aimass demo
 
-test: setup $(BIN)/.bench-installed $(STATE)/bin/weed ## run the whole test suite: JUnit (java/), then unit, pipeline and integration (the README's second command)
+test: setup $(BIN)/.bench-installed $(STATE)/bin/weed browser ## run the whole test suite: JUnit (java/), then unit, pipeline and integration (the README's second command)
 	mvn -q -B -f java/pom.xml test
 	$(BIN)/pytest -q tests
 
@@ -67,7 +77,7 @@ test-unit: setup ## unit tests only (no Flink, no Kafka): JUnit and pytest
 	mvn -q -B -f java/pom.xml test
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup $(BIN)/.bench-installed $(STATE)/bin/weed ## integration tests on the real local stack
+test-integration: setup $(BIN)/.bench-installed $(STATE)/bin/weed browser ## integration tests on the real local stack
 	$(BIN)/pytest -q tests/integration
 
 up: setup ## start Kafka and the Flink cluster
