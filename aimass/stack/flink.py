@@ -32,6 +32,7 @@ import yaml
 
 from aimass.settings import PROJECT_ROOT, FlinkSettings, Settings, is_loopback
 from aimass.stack import storage
+from aimass.stack.childenv import child_env
 from aimass.stack.procs import ManagedProcess, StackError, tail
 
 
@@ -218,13 +219,16 @@ class FlinkCluster:
             for jar in folder.glob("*.jar"):
                 (self.plugins_dir / folder.name / jar.name).symlink_to(jar.resolve())
 
-    def env(self) -> dict[str, str]:
-        """Environment for the Flink scripts and the ``flink`` client."""
+    def env(self, client: bool = False) -> dict[str, str]:
+        """Environment of the JobManager and TaskManager scripts or, with ``client``, of the
+        ``flink`` client: an allow-list (:mod:`aimass.stack.childenv`), not ours. Only the client
+        gets the ``AIMASS_*`` settings (it builds the job from them; the job's operators carry
+        theirs in the job graph); only the cluster's processes the AWS variables, when
+        checkpoints go to object storage."""
         venv_bin = str(Path(sys.executable).parent)
         state = self.settings.paths.state_dir
-        return {
-            **os.environ,
-            **self.settings.as_env(),
+        own = {
+            **(self.settings.as_env() if client else {}),
             "FLINK_CONF_DIR": str(self.conf_dir),
             "FLINK_LIB_DIR": str(self.lib_dir),
             "FLINK_PLUGINS_DIR": str(self.plugins_dir),
@@ -236,6 +240,9 @@ class FlinkCluster:
             "PYTHONPATH": str(PROJECT_ROOT),
             "PYFLINK_PYTHON": sys.executable,
         }
+        if client:
+            return child_env("flink-client", own)
+        return child_env("flink", own, object_storage=self.settings.storage.is_s3)
 
     def script(self, name: str) -> str:
         """Path of a script in the wheel's ``bin/``."""
@@ -378,7 +385,8 @@ class FlinkCluster:
         """Run the wheel's ``flink`` command-line client against this cluster."""
         argv = [self.script("flink"), *args]
         return subprocess.run(  # noqa: S603 - argv is built by the project
-            argv, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False, cwd=PROJECT_ROOT
+            argv, env=self.env(client=True), capture_output=True, text=True, timeout=timeout, check=False,
+            cwd=PROJECT_ROOT,
         )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aimass.settings import Settings
+from aimass.stack.childenv import child_env
 from aimass.stack.procs import ManagedProcess, StackError, tail
 
 log = logging.getLogger("aimass.stack")
@@ -194,7 +195,8 @@ class KafkaBroker:
              "-set_serial", str(secrets.randbits(63)), "-days", "825", "-extfile", "broker.ext", "-out", "broker.crt"],
         ]
         for step in steps:
-            done = subprocess.run([openssl, *step], cwd=tls, capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run([openssl, *step], cwd=tls, capture_output=True, text=True, timeout=60,  # noqa: S603
+                                  check=False, env=child_env("tool"))
             if done.returncode != 0:
                 raise StackError(f"openssl {step[0]} failed generating the Kafka TLS files in {tls}:\n{done.stderr}")
         key = (tls / "broker.key").read_text()
@@ -252,7 +254,8 @@ class KafkaBroker:
         argv = self._java_argv(
             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(props)
         )
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,  # noqa: S603
+                              env=child_env("tool"))
         if done.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
 
@@ -260,7 +263,7 @@ class KafkaBroker:
         """Format if needed and start the broker; returns its pid (does not wait for health)."""
         props = self.write_config()
         self.format_storage(props)
-        env = {**os.environ, "KAFKA_HEAP_OPTS": ""}
+        env = child_env("kafka", {"KAFKA_HEAP_OPTS": ""})
         return self.process.start(self._java_argv("kafka.Kafka", str(props)), env)
 
     def wait_healthy(self) -> None:
@@ -424,7 +427,8 @@ class ClusterNode(KafkaBroker):
             return
         argv = self._java_argv("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
                                "--config", str(props))
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,  # noqa: S603
+                              env=child_env("tool"))
         if done.returncode != 0:
             raise StackError(f"formatting Kafka storage of node {self.node_id} failed:\n{done.stdout}{done.stderr}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aimass.settings import PROJECT_ROOT, Settings
 from aimass.stack import storage
+from aimass.stack.childenv import child_env
 from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_use, tail
 
 #: Where ``make seaweedfs`` puts the binary (shared by every isolated stack, like the jars).
@@ -102,8 +103,7 @@ class ObjectStore:
         """Start it (does not wait)."""
         identity = self._write_identity()
         (self.home / "data").mkdir(parents=True, exist_ok=True)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-        return self.process.start(self.argv(identity), env, cwd=self.home)
+        return self.process.start(self.argv(identity), child_env("objectstore"), cwd=self.home)
 
     def wait_healthy(self, timeout_s: float = 60.0) -> None:
         """Block until an object can be written and read back under ``storage.uri``."""
