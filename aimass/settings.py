@@ -114,9 +114,18 @@ class KafkaSettings:
     set this when the brokers run elsewhere (several hosts, Kubernetes)."""
 
     @property
+    def listen_host(self) -> str:
+        """Address of the local broker's PLAINTEXT and controller listeners: ``host``, but loopback
+        when the ``SASL_SSL`` listener is on and ``host`` is not (so that nobody elsewhere goes
+        round the password and TLS through the plaintext one)."""
+        if self.secure_port and self.port != self.secure_port and not is_loopback(self.host):
+            return "127.0.0.1"
+        return self.host
+
+    @property
     def bootstrap(self) -> str:
-        """The bootstrap servers for clients: ``bootstrap_servers``, else ``host:port``."""
-        return self.bootstrap_servers or f"{self.host}:{self.port}"
+        """The bootstrap servers for clients: ``bootstrap_servers``, else ``listen_host:port``."""
+        return self.bootstrap_servers or f"{self.listen_host}:{self.port}"
 
     def client_property_pairs(self) -> list[tuple[str, str]]:
         """``client_properties`` parsed (order kept).
@@ -380,9 +389,20 @@ class GatewaySettings:
     tls_key: Path | None = None
     """PEM private key of ``tls_cert``."""
     token: str = field(default="", repr=False)
-    """Bearer token clients must send as ``authorization: Bearer <token>``; empty: no check."""
+    """Bearer token clients must send as ``authorization: Bearer <token>``; empty: no check. One
+    identity, ``default``, with admin rights (see ``tokens_file`` for several tenants). Prefer
+    ``token_file``: a variable is seen by every process the shell starts."""
+    token_file: Path | None = None
+    """A file holding ``token`` (its first line; the file must not be readable by group or others)."""
+    tokens_file: Path | None = None
+    """Several identities, one a line: ``<tenant> <token>`` or ``<tenant> <token> admin`` (``#``
+    comments; mode 0600). A tenant's requests get ids ``<tenant>/<id>`` and it reads only those;
+    only an admin may stream every result or use the Control service (docs/SECURITY.md)."""
     store_size: int = 100_000
     """Most results kept in memory for ``GetResult``; the oldest are dropped first."""
+    store_bytes: int = 512 * 1024 * 1024
+    """Most bytes of results kept in memory (outputs, errors and ids, counted as held); the
+    oldest are dropped first when a new one would pass it."""
     ttl_s: float = 3600.0
     """How long a result stays answerable after it arrived (and how old a result read at start
     from the compacted topic may be)."""
@@ -390,8 +410,32 @@ class GatewaySettings:
     """Longest wait for Kafka to take a request; past it ``Submit`` answers UNAVAILABLE."""
     max_wait_s: float = 300.0
     """Longest ``GetResult`` wait, whatever the client's deadline."""
-    max_concurrent_rpcs: int = 10_000
-    """Calls in progress (waiting ones included) beyond which new calls get RESOURCE_EXHAUSTED."""
+    max_concurrent_rpcs: int = 0
+    """API calls in progress (waiting ones included) beyond which new calls get
+    RESOURCE_EXHAUSTED. 0: sized from memory, a quarter of the machine's (or the container's)
+    divided by the largest request a call may hold, between 64 and 10,000 (the gateway logs the
+    figure). Health calls do not count here: they have ``max_health_calls``."""
+    max_health_calls: int = 100
+    """Health calls (``Check`` and ``Watch``) in progress beyond which new ones get
+    RESOURCE_EXHAUSTED: a budget of their own, so that open health watches (which need no token)
+    cannot take the API's."""
+    max_streams_per_connection: int = 100
+    """Calls one client connection may have open at once (HTTP/2 ``MAX_CONCURRENT_STREAMS``);
+    more wait on the client's side."""
+    max_stream_s: float = 900.0
+    """A streaming call (``StreamResults``, health ``Watch``) still open after this long is
+    ended with DEADLINE_EXCEEDED; open a new one (for ``StreamResults``, with the ids not yet
+    answered)."""
+    max_stream_ids: int = 10_000
+    """Most request ids one ``StreamResults`` call may list."""
+    stream_buffer: int = 1000
+    """Results an admin's stream of every result may fall behind before newer ones are dropped
+    for it (a stream of listed ids holds at most its ids' results)."""
+    idle_timeout_s: float = 300.0
+    """A client connection with no call in progress for this long is closed (GOAWAY)."""
+    max_connection_age_s: float = 3600.0
+    """A client connection is asked to reconnect after this long (calls in progress then get
+    ``max_stream_s`` more to finish), so that no connection holds its resources for ever."""
     metrics_port: int = 0
     """Serve the gateway's Prometheus metrics (``/metrics``: calls by method and code, call
     durations, results kept) on this port of ``host``; 0: none."""
@@ -568,8 +612,18 @@ class Settings:
         gateway = self.gateway
         if (gateway.tls_cert is None) != (gateway.tls_key is None):
             raise SettingsError("TLS needs both AIMASS_GATEWAY_TLS_CERT and AIMASS_GATEWAY_TLS_KEY (or neither)")
-        if gateway.store_size < 1 or gateway.ttl_s <= 0:
-            raise SettingsError("AIMASS_GATEWAY_STORE_SIZE and _TTL_S must be positive")
+        if gateway.store_size < 1 or gateway.ttl_s <= 0 or gateway.store_bytes < 1:
+            raise SettingsError("AIMASS_GATEWAY_STORE_SIZE, _STORE_BYTES and _TTL_S must be positive")
+        if gateway.token and gateway.token_file is not None:
+            raise SettingsError("set AIMASS_GATEWAY_TOKEN or AIMASS_GATEWAY_TOKEN_FILE, not both")
+        if (gateway.max_concurrent_rpcs < 0 or min(gateway.max_health_calls, gateway.max_streams_per_connection,
+                                                    gateway.max_stream_ids, gateway.stream_buffer) < 1
+                or min(gateway.max_stream_s, gateway.idle_timeout_s, gateway.max_connection_age_s) <= 0):
+            raise SettingsError(
+                "AIMASS_GATEWAY_MAX_CONCURRENT_RPCS must be >= 0 (0: sized from memory); _MAX_HEALTH_CALLS, "
+                "_MAX_STREAMS_PER_CONNECTION, _MAX_STREAM_IDS, _STREAM_BUFFER, _MAX_STREAM_S, _IDLE_TIMEOUT_S "
+                "and _MAX_CONNECTION_AGE_S must be positive"
+            )
         scale = self.autoscale
         if not 1 <= scale.min_parallelism <= scale.max_parallelism <= job.max_parallelism:
             raise SettingsError(

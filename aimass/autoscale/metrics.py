@@ -249,7 +249,7 @@ class MetricsCollector:
                     if record.offset >= todo.get(tp, 0):
                         continue
                     try:
-                        result = self._codec.decode_result(record.value)
+                        result = self._codec.decode_result(record.value, self.settings.job.output_record_limit)
                     except DecodeError:
                         continue
                     if result.completed_at_ms >= since * 1000:

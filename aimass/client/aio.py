@@ -40,6 +40,9 @@ class AsyncClient:
         self._lock = threading.Lock()
         self._futures: dict[str, list[asyncio.Future[InferenceResult]]] = {}
         self._queues: list[asyncio.Queue[InferenceResult]] = []
+        """Streams of every result."""
+        self._by_id: dict[str, list[asyncio.Queue[InferenceResult]]] = {}
+        """Streams of listed ids, indexed by id: a result is handed only to the streams waiting for it."""
 
     @property
     def client(self) -> Client:
@@ -163,10 +166,15 @@ class AsyncClient:
             maxsize: A reader this many results behind loses the newest ones.
         """
         queue: asyncio.Queue[InferenceResult] = asyncio.Queue(maxsize)
+        wanted = None if request_ids is None else set(request_ids)
         with self._lock:  # listen first, then look in the store: nothing falls in between
-            self._queues = [*self._queues, queue]
+            if wanted is None:
+                self._queues = [*self._queues, queue]
+            else:
+                for rid in wanted:
+                    self._by_id.setdefault(rid, []).append(queue)
+        listed = frozenset(wanted or ())
         try:
-            wanted = None if request_ids is None else set(request_ids)
             if wanted is not None:
                 for rid in sorted(wanted):
                     found = self.client.store.get(rid)
@@ -186,11 +194,18 @@ class AsyncClient:
         finally:
             with self._lock:
                 self._queues = [q for q in self._queues if q is not queue]
+                for rid in listed:
+                    streams = [q for q in self._by_id.get(rid, ()) if q is not queue]
+                    if streams:
+                        self._by_id[rid] = streams
+                    else:
+                        self._by_id.pop(rid, None)
 
     def _on_result(self, result: InferenceResult) -> None:
         # Called in the feed thread for every result: hop to the loop only when someone listens.
         with self._lock:
-            wanted = result.request_id in self._futures or bool(self._queues)
+            rid = result.request_id
+            wanted = rid in self._futures or rid in self._by_id or bool(self._queues)
         if wanted and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 self._loop.call_soon_threadsafe(self._dispatch, result)
@@ -212,7 +227,7 @@ class AsyncClient:
     def _dispatch(self, result: InferenceResult) -> None:
         with self._lock:
             futures = self._futures.pop(result.request_id or "", [])
-            queues = list(self._queues)
+            queues = [*self._queues, *self._by_id.get(result.request_id or "", ())]
         for future in futures:
             if not future.done():
                 future.set_result(result)

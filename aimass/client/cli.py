@@ -13,6 +13,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from aimass.contract.rules import printable
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -152,8 +154,8 @@ def cmd_result(settings: Settings, args: argparse.Namespace) -> int:
             result = client.result(args.request_id, timeout=args.wait if client.feed.caught_up.is_set() else timeout_s)
         except ResultTimeout:
             waited = f" within {args.wait:g} s" if args.wait else ""
-            print(f"aimass result: no result for {args.request_id}{waited} on {settings.kafka.results_topic}",
-                  file=sys.stderr)
+            print(f"aimass result: no result for {printable(args.request_id)}{waited} on "
+                  f"{settings.kafka.results_topic}", file=sys.stderr)
             return 3
     if args.json:
         print(json.dumps(_as_json(result), indent=2))
@@ -169,21 +171,22 @@ def _as_json(result: InferenceResult) -> dict[str, Any]:
 
 
 def _print_result(result: InferenceResult) -> int:
-    print(f"request   {result.request_id}")
-    print(f"model     {result.model} (version {result.version or '-'})")
-    print(f"status    {result.status}" + (f": {result.error}" if result.error else ""))
+    p = printable
+    print(f"request   {p(result.request_id or '-')}")
+    print(f"model     {p(result.model)} (version {p(result.version or '-')})")
+    print(f"status    {result.status}" + (f": {p(result.error)}" if result.error else ""))
     t = result.timings
     print(f"timings   end-to-end {t.end_to_end_ms:.1f} ms, queued {t.queued_ms:.1f} ms, "
           f"inference {t.inference_ms:.2f} ms, batch {t.batch_size}")
     if result.graph is not None:  # a graph's steps (docs/GRAPHS.md)
         g = result.graph
-        print("graph     " + ("PARTIAL, missing " + ", ".join(g.missing) if g.partial else "complete"))
+        print("graph     " + ("PARTIAL, missing " + p(", ".join(g.missing)) if g.partial else "complete"))
         for step in g.steps:
-            print(f"step      {step.step}: {step.model} {step.version or '-'} {step.status}, inference "
+            print(f"step      {p(step.step)}: {p(step.model)} {p(step.version or '-')} {p(step.status)}, inference "
                   f"{step.inference_ms:.2f} ms, batch {step.batch_size}, done at {step.finished_ms:.1f} ms")
     for tensor in result.outputs:
         array = tensor.to_numpy()
-        print(f"output    {tensor.name} {tensor.dtype}{list(tensor.shape)}: {_short(array, 12)}")
+        print(f"output    {p(tensor.name)} {p(tensor.dtype)}{list(tensor.shape)}: {_short(array, 12)}")
     return 0 if result.status == "OK" else 1
 
 
@@ -204,17 +207,17 @@ _HEADER = f"{'time':<13}{'request id':<38}{'model:version':<18}{'status':<19}{'b
 def _row(result: InferenceResult) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(result.completed_at_ms / 1000))
     stamp += f".{result.completed_at_ms % 1000:03d}"
-    model = f"{result.model}:{result.version or '-'}"
+    model = printable(f"{result.model}:{result.version or '-'}")
     if result.status == "OK":
         parts = []
         for tensor in result.outputs:
             array = tensor.to_numpy()
             shown = _short(array, 4) if array.size <= 4 else f"{tensor.dtype}{list(tensor.shape)}"
-            parts.append(f"{tensor.name}={shown}")
+            parts.append(f"{printable(tensor.name)}={shown}")
         detail = " ".join(parts)
     else:
-        detail = (result.error or "")[:80]
-    return (f"{stamp:<13}{result.request_id or '-':<38}{model[:17]:<18}{result.status:<19}"
+        detail = printable((result.error or "")[:80])
+    return (f"{stamp:<13}{printable(result.request_id or '-'):<38}{model[:17]:<18}{result.status:<19}"
             f"{result.timings.batch_size:>6}{result.timings.end_to_end_ms:>9.1f}  {detail}")
 
 
@@ -222,7 +225,8 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     """``aimass watch``: one line per result until interrupted (or ``--count``)."""
     from aimass.client import Client, ResultStore
 
-    store = ResultStore(settings.gateway.store_size, settings.gateway.ttl_s)
+    gw = settings.gateway
+    store = ResultStore(gw.store_size, gw.ttl_s, max_bytes=gw.store_bytes)
     start: Start = "beginning" if args.from_beginning else "now"
     # Subscribe before the feed starts, so that the replayed results are shown too.
     with store.subscribe() as results, Client(settings, start=start, store=store, validate=False):

@@ -76,7 +76,8 @@ class Client:
         self.codec = Codec(s.paths.schemas_dir)
         self.max_payload_bytes = max_payload_bytes or s.job.max_payload_bytes
         self.kafka_timeout_ms = kafka_timeout_ms or s.gateway.kafka_timeout_ms
-        self.store = store if store is not None else ResultStore(s.gateway.store_size, s.gateway.ttl_s)
+        self.store = store if store is not None else ResultStore(
+            s.gateway.store_size, s.gateway.ttl_s, max_bytes=s.gateway.store_bytes)
         self.repository: ModelRepository | None = None
         if validate and s.paths.models_dir.is_dir():
             from aimass.serving.models import ModelRepository
@@ -91,6 +92,7 @@ class Client:
                 read_committed=s.job.delivery == "exactly-once", start=start,
                 max_age_s=s.gateway.ttl_s if start == "beginning" else None,
                 connect_timeout_ms=self.kafka_timeout_ms, kafka_config=self.kafka_config,
+                max_bytes=s.job.output_record_limit,
             ).start_thread()
 
     # -- submitting ------------------------------------------------------------------------

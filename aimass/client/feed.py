@@ -43,11 +43,14 @@ class ResultFeed:
         max_age_s: Results completed longer ago than this are skipped (None: keep all).
         connect_timeout_ms: Bound of each connection attempt.
         kafka_config: Extra kafka-python arguments (TLS, SASL: see aimass/kafka_config.py).
+        max_bytes: Records longer than this are skipped unread (counted in :attr:`undecodable`);
+            the job never writes a larger one (``job.output_record_limit``). None: no limit.
     """
 
     def __init__(self, bootstrap: str, topic: str, store: ResultStore, codec: Codec, *,
                  read_committed: bool = True, start: Start = "now", max_age_s: float | None = None,
-                 connect_timeout_ms: int = 5000, kafka_config: Mapping[str, Any] | None = None) -> None:
+                 connect_timeout_ms: int = 5000, kafka_config: Mapping[str, Any] | None = None,
+                 max_bytes: int | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.store = store
@@ -57,6 +60,7 @@ class ResultFeed:
         self.max_age_s = max_age_s
         self.connect_timeout_ms = connect_timeout_ms
         self.kafka_config = dict(kafka_config or {})
+        self.max_bytes = max_bytes
         self.ready = threading.Event()
         """Set once the consumer is assigned and positioned."""
         self.caught_up = threading.Event()
@@ -64,7 +68,7 @@ class ResultFeed:
         self.error: str | None = None
         """Why the feed is not connected, while it is not."""
         self.undecodable = 0
-        """Records on the topic that were not results (skipped and counted)."""
+        """Records on the topic that were not results, or not within the bounds of one (skipped and counted)."""
         self.records = 0
         """Results read."""
         self.lag: int | None = None
@@ -174,7 +178,7 @@ class ResultFeed:
         if value is None:  # a tombstone
             return
         try:
-            result = self.codec.decode_result(value)
+            result = self.codec.decode_result(value, self.max_bytes)
         except DecodeError as exc:
             self.undecodable += 1
             if self.undecodable == 1 or self.undecodable % 1000 == 0:

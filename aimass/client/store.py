@@ -1,9 +1,9 @@
 """A bounded, expiring, thread-safe map from request id to result, with waiters.
 
 Filled by one background consumer of the results topic; read by the client library, the
-asyncio client and the gRPC gateway. Bounded twice: at most ``max_size`` entries (the oldest
-go first) and at most ``ttl_s`` seconds per entry, so a long-running gateway keeps a fixed
-memory footprint whatever the traffic.
+asyncio client and the gRPC gateway. Bounded three ways: at most ``max_size`` entries and
+``max_bytes`` bytes of them (the oldest go first), and at most ``ttl_s`` seconds per entry, so
+a long-running gateway keeps a fixed memory footprint whatever the traffic.
 """
 
 from __future__ import annotations
@@ -25,6 +25,21 @@ Entry = InferenceResult | ClientError
 Listener = Callable[[InferenceResult], None]
 FailureListener = Callable[[str, ClientError], None]
 State = Literal["done", "pending", "unknown"]
+
+
+#: What an entry costs beyond its ids, tensors' data and texts (objects, dict slots), roughly.
+ENTRY_OVERHEAD_BYTES = 600
+
+
+def entry_bytes(request_id: str, entry: Entry) -> int:
+    """About what ``entry`` holds in memory: its data, texts and a fixed overhead per object."""
+    size = ENTRY_OVERHEAD_BYTES + 2 * len(request_id)
+    if isinstance(entry, InferenceResult):
+        size += len(entry.error or "") + len(entry.model)
+        size += sum(len(t.data) + len(t.name) + 8 * len(t.shape) + 200 for t in entry.outputs)
+    else:
+        size += len(str(entry))
+    return size
 
 
 class Subscription:
@@ -81,14 +96,17 @@ class ResultStore:
     """
 
     def __init__(self, max_size: int = 100_000, ttl_s: float = 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if max_size < 1 or ttl_s <= 0:
-            raise ValueError("max_size must be >= 1 and ttl_s > 0")
+                 clock: Callable[[], float] = time.monotonic, max_bytes: int = 512 * 1024 * 1024) -> None:
+        if max_size < 1 or ttl_s <= 0 or max_bytes < 1:
+            raise ValueError("max_size and max_bytes must be >= 1 and ttl_s > 0")
         self.max_size = max_size
+        self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, Entry]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, Entry, int]] = OrderedDict()
+        self.bytes = 0
+        """Bytes the entries hold (:func:`entry_bytes`)."""
         self._pending: OrderedDict[str, float] = OrderedDict()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._listeners: list[Listener] = []
@@ -133,8 +151,12 @@ class ResultStore:
     def _set(self, request_id: str, entry: Entry) -> None:
         with self._lock:
             now = self._clock()
-            self._entries[request_id] = (now + self.ttl_s, entry)
-            self._entries.move_to_end(request_id)
+            size = entry_bytes(request_id, entry)
+            replaced = self._entries.pop(request_id, None)
+            if replaced is not None:
+                self.bytes -= replaced[2]
+            self._entries[request_id] = (now + self.ttl_s, entry, size)
+            self.bytes += size
             self._pending.pop(request_id, None)
             self._trim(now)
             waiters = self._waiters.pop(request_id, ())
@@ -144,11 +166,11 @@ class ResultStore:
     def _trim(self, now: float) -> None:
         # Insertion order is expiry order (one TTL for all), so expired entries are at the front.
         while self._entries and next(iter(self._entries.values()))[0] <= now:
-            self._entries.popitem(last=False)
+            self.bytes -= self._entries.popitem(last=False)[1][2]
         while self._pending and next(iter(self._pending.values())) <= now:
             self._pending.popitem(last=False)
-        while len(self._entries) > self.max_size:
-            self._entries.popitem(last=False)
+        while len(self._entries) > self.max_size or (self.bytes > self.max_bytes and len(self._entries) > 1):
+            self.bytes -= self._entries.popitem(last=False)[1][2]
             self.evicted += 1
         while len(self._pending) > self.max_size:
             self._pending.popitem(last=False)
@@ -173,6 +195,7 @@ class ResultStore:
             return None
         if found[0] <= self._clock():
             del self._entries[request_id]
+            self.bytes -= found[2]
             return None
         return found[1]
 
@@ -223,7 +246,7 @@ class ResultStore:
         """Every live result, oldest first."""
         with self._lock:
             now = self._clock()
-            return [e for exp, e in self._entries.values() if exp > now and isinstance(e, InferenceResult)]
+            return [e for exp, e, _ in self._entries.values() if exp > now and isinstance(e, InferenceResult)]
 
     def waiting(self) -> int:
         """Threads blocked in :meth:`wait` (for tests and metrics)."""

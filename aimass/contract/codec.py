@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -22,7 +23,14 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from aimass.contract.avro_fast import read_request, write_result
-from aimass.contract.limits import MAX_DIMS, MAX_INPUTS, MAX_REQUEST_ID_BYTES, NAME_PATTERN, SCAN_ABOVE_BYTES
+from aimass.contract.limits import (
+    MAX_DIMS,
+    MAX_GRAPH_STEPS,
+    MAX_INPUTS,
+    MAX_REQUEST_ID_BYTES,
+    NAME_PATTERN,
+    SCAN_ABOVE_BYTES,
+)
 from aimass.contract.messages import (
     DeadLetter,
     GraphOutcome,
@@ -214,13 +222,23 @@ class Codec:
             return fast
         return _write(self._result, result_record(res))
 
-    def decode_result(self, data: bytes) -> InferenceResult:
-        """Decode a result (no semantic checks beyond the schema).
+    def decode_result(self, data: bytes, max_bytes: int | None = None) -> InferenceResult:
+        """Decode a result (no semantic checks beyond the schema), under the bounds requests
+        have: longer than ``max_bytes`` is refused unread, longer than the scan threshold it is
+        first walked for its object counts (a forged "result" must not cost seconds and hundreds
+        of MB to decode: anyone who may write the results topic can put one there).
 
         Raises:
-            DecodeError: UNDECODABLE or WRONG_SCHEMA, and nothing else.
+            DecodeError: UNDECODABLE, WRONG_SCHEMA or OVERSIZED, and nothing else.
         """
-        record = self._read(self._result, _as_bytes(data))
+        data = _as_bytes(data)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise DecodeError(Reason.OVERSIZED, f"result of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+        if len(data) > self._scan_above and data[:HEADER_SIZE] == self._result.header:
+            flood = _result_flood(data)
+            if flood is not None:
+                raise DecodeError(Reason.UNDECODABLE, f"not a result the job writes: {flood.message}")
+        record = self._read(self._result, data)
         timings = record["timings"]
         _require_int32(timings["batch_size"], "timings.batch_size")
         return InferenceResult(
@@ -486,35 +504,107 @@ def _flood(data: bytes) -> Refusal | None:
     """
     try:
         pos = _skip(data, _skip(data, HEADER_SIZE))  # request_id, model
-        branch, pos = _long_at(data, pos)
-        if branch == 1:  # version is a string
-            pos = _skip(data, pos)
-        elif branch != 0:
-            raise _Malformed
-        inputs = 0
-        while True:
-            count, pos = _block(data, pos)
-            if count == 0:
-                return None
-            inputs += count
-            if inputs > MAX_INPUTS:
-                return too_many_inputs(inputs)
-            for _ in range(count):
-                pos = _skip(data, _skip(data, pos))  # name, dtype
-                dims = 0
-                while True:
-                    count_dims, pos = _block(data, pos)
-                    if count_dims == 0:
-                        break
-                    dims += count_dims
-                    if dims > MAX_DIMS:
-                        return too_many_dims(dims)
-                    for _ in range(count_dims):
-                        _, pos = _long_at(data, pos)
-                pos = _skip(data, pos)  # data
+        pos = _optional(data, pos, _skip)  # version
+        return _tensors_flood(data, pos, "inputs")[0]
     except _Malformed:
         return Refusal(Reason.UNDECODABLE, ("the request body cannot be read up to the end of its inputs (a length, "
                                             "count or union branch out of range, or a varint longer than 10 bytes)"))
+
+
+def _result_flood(data: bytes) -> Refusal | None:
+    """Why a result would decode into too many objects, else None (the same walk as
+    :func:`_flood`, over the whole result: outputs, and a graph's missing members and steps)."""
+    try:
+        pos = _optional(data, HEADER_SIZE, _skip)  # request_id
+        pos = _optional(data, _skip(data, pos), _skip)  # model, version
+        _, pos = _long_at(data, pos)  # status
+        refusal, pos = _tensors_flood(data, pos, "outputs")
+        if refusal is not None:
+            return refusal
+        pos = _optional(data, pos, _skip)  # error
+        pos = _long_at(data, pos + 8)[1] + 16  # timings: double, int, double, double
+        _, pos = _long_at(data, pos)  # completed_at_ms
+        pos = _optional(data, pos, _route_end)
+        branch, pos = _long_at(data, pos)
+        if branch == 1:  # a graph: partial, then two arrays
+            missing, pos = _array_walk(data, pos + 1, _skip)
+            if missing > MAX_GRAPH_STEPS:
+                return Refusal(Reason.UNDECODABLE, f"more than {MAX_GRAPH_STEPS} missing graph members")
+            steps, pos = _array_walk(data, pos, _step_end)
+            if steps > MAX_GRAPH_STEPS:
+                return Refusal(Reason.UNDECODABLE, f"more than {MAX_GRAPH_STEPS} graph steps")
+        elif branch != 0:
+            raise _Malformed
+        return None
+    except _Malformed:
+        return Refusal(Reason.UNDECODABLE, "the result body cannot be followed to its end (a length, count or "
+                                           "union branch out of range, or a varint longer than 10 bytes)")
+
+
+def _optional(data: bytes, pos: int, value_end: Callable[[bytes, int], int]) -> int:
+    """Position after a ``["null", X]`` union at ``pos`` (``value_end`` skips an X)."""
+    branch, pos = _long_at(data, pos)
+    if branch == 1:
+        return value_end(data, pos)
+    if branch != 0:
+        raise _Malformed
+    return pos
+
+
+def _route_end(data: bytes, pos: int) -> int:
+    pos = _optional(data, _skip(data, pos), _skip)  # rule, alias
+    _, pos = _long_at(data, pos)  # bucket
+    pos = _optional(data, pos, _skip)  # primary_version
+    return _optional(data, pos, lambda d, p: p + 1)  # agrees
+
+
+def _step_end(data: bytes, pos: int) -> int:
+    pos = _optional(data, _skip(data, _skip(data, pos)), _skip)  # step, model, version
+    pos = _skip(data, pos)  # status
+    return _long_at(data, pos)[1] + 16  # batch_size, inference_ms, finished_ms
+
+
+def _array_walk(data: bytes, pos: int, item_end: Callable[[bytes, int], int]) -> tuple[int, int]:
+    """Items of the array at ``pos`` (stopping past :data:`MAX_GRAPH_STEPS`) and the position after it."""
+    total = 0
+    while True:
+        count, pos = _block(data, pos)
+        if count == 0:
+            return total, pos
+        total += count
+        if total > MAX_GRAPH_STEPS:
+            return total, pos
+        for _ in range(count):
+            pos = item_end(data, pos)
+        if pos > len(data):
+            raise _Malformed
+
+
+def _tensors_flood(data: bytes, pos: int, what: str) -> tuple[Refusal | None, int]:
+    """Walk the tensor array at ``pos``: the first limit passed (as a refusal), and the position after it."""
+    tensors = 0
+    while True:
+        count, pos = _block(data, pos)
+        if count == 0:
+            return None, pos
+        tensors += count
+        if tensors > MAX_INPUTS:
+            refusal = too_many_inputs(tensors)
+            assert refusal is not None
+            return Refusal(refusal.reason, refusal.message.replace("inputs", what)), pos
+        for _ in range(count):
+            pos = _skip(data, _skip(data, pos))  # name, dtype
+            dims = 0
+            while True:
+                count_dims, pos = _block(data, pos)
+                if count_dims == 0:
+                    break
+                dims += count_dims
+                if dims > MAX_DIMS:
+                    return too_many_dims(dims), pos
+                for _ in range(count_dims):
+                    _, pos = _long_at(data, pos)
+            pos = _skip(data, pos)  # data
 
 
 def _check_int32(field: str, value: int) -> None:

@@ -21,7 +21,10 @@ MAX_INPUTS = 1024
 #: of ``max_payload_bytes`` with an id filling it has a result and a dead letter larger than
 #: the output topics take (the sink fails, the job restarts, the record is read again).
 MAX_REQUEST_ID_BYTES = 1024
-#: Requests longer than this are scanned for their object counts before being decoded.
+#: Most steps (and missing members) a result's graph outcome may list: results are decoded
+#: under bounds too (a forged one on the results topic must not cost seconds to read).
+MAX_GRAPH_STEPS = 1024
+#: Requests (and results) longer than this are scanned for their object counts before being decoded.
 SCAN_ABOVE_BYTES = 64 * 1024
 #: Most rows a tensor of no data may declare (the product of its non-zero dimensions): a tensor
 #: of no data costs nothing on the wire, but its other dimensions still size the batch and what

@@ -31,6 +31,15 @@ def show(text: str, limit: int = 80) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control and format characters (escape sequences,
+    carriage returns, bidirectional overrides) written as ``\\xNN``/``\\uNNNN``, the rest as is.
+    For everything from the wire that a command prints (ids, model names, error texts)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def request_id_refusal(request_id: str) -> Refusal | None:
     """A request id: present, at most :data:`MAX_REQUEST_ID_BYTES` bytes of UTF-8."""
     if not request_id:

@@ -143,7 +143,7 @@ class ControlAdmin:
         counts: Counter[tuple[str, bool]] = Counter()
         for record in self._read_all(self.settings.kafka.shadow_topic):
             try:
-                result = codec.decode_result(record.value or b"")
+                result = codec.decode_result(record.value or b"", self.settings.job.output_record_limit)
             except DecodeError:
                 continue
             if result.route is not None and result.route.agrees is not None:

@@ -1,4 +1,9 @@
-"""Bearer-token check for the gateway: ``authorization: Bearer <token>`` metadata.
+"""Who is calling: bearer tokens (``authorization: Bearer <token>``) mapped to identities.
+
+An identity is a tenant (its request ids are ``<tenant>/<id>``, and it reads only those) or an
+admin (any id, every result, the Control service). Tokens come from ``gateway.token`` /
+``gateway.token_file`` (one admin, ``default``) and ``gateway.tokens_file`` (one identity a
+line). No token configured: every caller is the anonymous admin (a gateway on localhost).
 
 The health service stays open, so that load balancers and orchestrators can probe it.
 """
@@ -6,59 +11,114 @@ The health service stays open, so that load balancers and orchestrators can prob
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+import stat
+from dataclasses import dataclass
+from pathlib import Path
 
-import grpc
+from aimass.contract.limits import NAME_PATTERN
+from aimass.settings import GatewaySettings, SettingsError
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+#: Shortest token accepted from ``tokens_file`` (guessable ones are refused).
+MIN_TOKEN_CHARS = 16
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuse calls without the right bearer token with UNAUTHENTICATED."""
+@dataclass(frozen=True)
+class Identity:
+    """One caller: its tenant name, and whether it is an admin."""
 
-    def __init__(self, token: str, open_prefixes: tuple[str, ...] = (HEALTH_PREFIX,)) -> None:
-        if not token:
-            raise ValueError("an empty token would accept every caller")
-        self._expected = f"Bearer {token}".encode()
-        self._open = open_prefixes
+    name: str
+    admin: bool
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or method.startswith(self._open):
-            return handler
-        metadata = handler_call_details.invocation_metadata or ()  # type: ignore[attr-defined]
-        given = next((str(v) for k, v in metadata if k == "authorization"), "")
-        if hmac.compare_digest(given.encode(), self._expected):
-            return handler
-        return _refusal(handler)
+    def own(self, request_id: str) -> str:
+        """``request_id`` in this identity's namespace: ``<tenant>/<id>`` for a tenant (an id
+        already there is kept; any other gets the prefix, so a tenant can never name another's),
+        unchanged for an admin."""
+        if self.admin:
+            return request_id
+        prefix = f"{self.name}/"
+        return request_id if request_id.startswith(prefix) else prefix + request_id
 
 
-_MESSAGE = "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'"
+ANONYMOUS = Identity("anonymous", admin=True)
+"""The caller when the gateway has no token at all."""
 
 
-async def _refuse_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _MESSAGE)
+class TokenTable:
+    """Tokens to identities; :meth:`identify` compares in constant time against each."""
+
+    def __init__(self, entries: list[tuple[str, Identity]]) -> None:
+        tokens = [t for t, _ in entries]
+        if any(not t for t in tokens):
+            raise SettingsError("an empty gateway token would accept every caller")
+        if len(set(tokens)) != len(tokens):
+            raise SettingsError("two gateway identities share a token: give each its own")
+        self._entries = [(f"Bearer {t}".encode(), who) for t, who in entries]
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def identify(self, authorization: str) -> Identity | None:
+        """The identity whose token ``authorization`` carries; None: no such token. Without any
+        token configured, :data:`ANONYMOUS`."""
+        if not self._entries:
+            return ANONYMOUS
+        given = authorization.encode()
+        found = None
+        for expected, who in self._entries:  # no early exit: the time does not tell which matched
+            if hmac.compare_digest(given, expected):
+                found = who
+        return found
+
+    @classmethod
+    def from_settings(cls, gw: GatewaySettings) -> TokenTable:
+        """The identities ``gw`` configures.
+
+        Raises:
+            SettingsError: A token file that is missing, readable by others or malformed.
+        """
+        entries: list[tuple[str, Identity]] = []
+        if gw.token:
+            entries.append((gw.token, Identity("default", admin=True)))
+        if gw.token_file is not None:
+            lines = _secret_lines(gw.token_file, "AIMASS_GATEWAY_TOKEN_FILE")
+            if not lines:
+                raise SettingsError(f"AIMASS_GATEWAY_TOKEN_FILE={gw.token_file} holds no token")
+            entries.append((lines[0], Identity("default", admin=True)))
+        if gw.tokens_file is not None:
+            entries.extend(_parse_tokens(gw.tokens_file))
+        names = [who.name for _, who in entries]
+        if len(set(names)) != len(names):
+            raise SettingsError(f"gateway identities must have distinct names, got {sorted(names)}")
+        return cls(entries)
 
 
-async def _refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _MESSAGE)
-    yield  # pragma: no cover - abort raises
+def _secret_lines(path: Path, var: str) -> list[str]:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"{var}={path}: cannot read it ({exc.strerror})") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SettingsError(f"{var}={path} is readable by group or others: chmod 600 {path}")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that only refuses."""
-    codecs = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(_refuse_stream, **codecs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(_refuse_unary, **codecs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(_refuse_stream, **codecs)
-    return grpc.unary_unary_rpc_method_handler(_refuse_unary, **codecs)
+def _parse_tokens(path: Path) -> list[tuple[str, Identity]]:
+    out = []
+    for number, line in enumerate(_secret_lines(path, "AIMASS_GATEWAY_TOKENS_FILE"), 1):
+        fields = line.split()
+        where = f"AIMASS_GATEWAY_TOKENS_FILE={path}, entry {number}"
+        if len(fields) not in (2, 3) or (len(fields) == 3 and fields[2] != "admin"):
+            raise SettingsError(f"{where}: expected '<tenant> <token>' or '<tenant> <token> admin'")
+        name, token = fields[0], fields[1]
+        if not NAME_PATTERN.fullmatch(name):
+            raise SettingsError(f"{where}: tenant {name!r} must match {NAME_PATTERN.pattern} (no '/')")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise SettingsError(f"{where}: a token needs at least {MIN_TOKEN_CHARS} characters "
+                                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        out.append((token, Identity(name, admin=len(fields) == 3)))
+    return out

@@ -1,7 +1,7 @@
 """The gateway's own metrics (``prometheus_client``), served on ``gateway.metrics_port``:
 
 * ``aimass_gateway_calls_total{method, code}``: calls answered, by gRPC method and status code
-  (refused ones too: the interceptor sits outside the token check);
+  (refused ones too: :class:`aimass.gateway.guard.Gatekeeper` records them);
 * ``aimass_gateway_call_seconds{method}``: how long each took (a histogram; a streaming call
   until its stream ended);
 * ``aimass_gateway_store_results``: results kept for ``GetResult``;
@@ -12,13 +12,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -56,74 +51,3 @@ class GatewayMetrics:
     def record(self, method: str, code: str, seconds: float) -> None:
         self.calls.labels(method, code).inc()
         self.seconds.labels(method).observe(seconds)
-
-
-def _code(context: grpc.aio.ServicerContext, default: str) -> str:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return str(code.name)
-    return default
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every call (unary and server-streaming; the gateway has no others)."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self.metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
-            return handler
-        method = str(handler_call_details.method)  # type: ignore[attr-defined]
-        codecs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
-        record = self.metrics.record
-        if handler.response_streaming:
-            behavior = handler.unary_stream
-
-            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started, code = time.perf_counter(), "OK"
-                try:
-                    items = behavior(request, context)
-                    if hasattr(items, "__aiter__"):
-                        async for item in items:
-                            yield item
-                    else:  # a plain generator handler
-                        for item in items:
-                            yield item
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except Exception:
-                    code = _code(context, "UNKNOWN")
-                    raise
-                finally:
-                    if code == "OK":
-                        code = _code(context, "OK")
-                    record(method, code, time.perf_counter() - started)
-
-            return grpc.unary_stream_rpc_method_handler(streaming, **codecs)
-        unary = handler.unary_unary
-
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started, code = time.perf_counter(), "OK"
-            try:
-                answer = unary(request, context)
-                return await answer if inspect.isawaitable(answer) else answer
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except Exception:
-                code = _code(context, "UNKNOWN")
-                raise
-            finally:
-                if code == "OK":
-                    code = _code(context, "OK")
-                record(method, code, time.perf_counter() - started)
-
-        return grpc.unary_unary_rpc_method_handler(call, **codecs)

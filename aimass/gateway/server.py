@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import signal
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,11 +27,12 @@ from aimass.client.errors import ClientError, InvalidRequest, ResultTimeout, Sub
 from aimass.contract.limits import MESSAGE_OVERHEAD_BYTES
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
-from aimass.gateway.auth import BearerTokenInterceptor
+from aimass.gateway.auth import TokenTable
 from aimass.gateway.control import ControlServicer
 from aimass.gateway.convert import result_to_proto, tensor_from_proto
-from aimass.gateway.metrics import GatewayMetrics, MetricsInterceptor
-from aimass.settings import GatewaySettings, Settings
+from aimass.gateway.guard import CALLER, Gatekeeper, concurrent_rpcs_for, memory_bytes
+from aimass.gateway.metrics import GatewayMetrics
+from aimass.settings import PROJECT_ROOT, GatewaySettings, Settings, SettingsError
 
 log = logging.getLogger("aimass.gateway")
 
@@ -40,33 +43,46 @@ _MAX_SEND_BYTES = 64 * 1024 * 1024
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
-    """``Submit``, ``GetResult`` and ``StreamResults`` over an :class:`AsyncClient`."""
+    """``Submit``, ``GetResult`` and ``StreamResults`` over an :class:`AsyncClient`, each in the
+    caller's namespace (:class:`aimass.gateway.auth.Identity`, set by the gatekeeper)."""
 
-    def __init__(self, client: AsyncClient, settings: GatewaySettings) -> None:
+    def __init__(self, client: AsyncClient, settings: GatewaySettings, redact: Callable[[str], str] = str) -> None:
         self.client = client
         self.settings = settings
+        self.redact = redact
+
+    async def _abort(self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+        """Abort with ``message`` cleared of this server's paths and addresses (the whole of it is logged)."""
+        public = self.redact(message)
+        if public != message:
+            log.info("%s answered %s: %s", CALLER.get().name, code.name, message)
+        await context.abort(code, public)
+        raise AssertionError("unreachable")  # context.abort raises
 
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitResponse:  # noqa: N802
         budget = self.settings.kafka_timeout_ms / 1000
+        caller = CALLER.get()
         try:
             tensors = [tensor_from_proto(t) for t in request.inputs]
             request_id = await asyncio.wait_for(
                 self.client.submit_tensors(
                     request.model, tensors, request.version or None, request.deadline_ms or None,
-                    request_id=request.request_id or None, priority=request.priority, ack_timeout=budget,
+                    request_id=caller.own(request.request_id or str(uuid.uuid4())), priority=request.priority,
+                    ack_timeout=budget,
                 ),
                 timeout=budget + 1.0,
             )
         except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         except (Unavailable, TimeoutError) as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"Kafka did not take the request: {exc}")
+            log.warning("Kafka did not take a request of %s: %s", caller.name, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "Kafka did not take the request in time: submit it again")
         return pb.SubmitResponse(request_id=request_id)
 
     async def GetResult(self, request: pb.GetResultRequest, context: grpc.aio.ServicerContext) -> pb.Result:  # noqa: N802
-        rid = request.request_id
-        if not rid:
+        if not request.request_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id is empty")
+        rid = CALLER.get().own(request.request_id)
         store = self.client.client.store
         try:
             found = store.get(rid)
@@ -80,8 +96,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 # Answer a little before the caller gives up, so that it learns which case it is.
                 wait_s = min(wait_s, remaining - min(0.2, remaining * 0.2))
             return result_to_proto(await self.client.result(rid, timeout=max(wait_s, 0.0)))
-        except SubmitFailed as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; submit it again")
+        except SubmitFailed:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"request {rid} was not delivered to Kafka: submit it again")
         except ResultTimeout:
             state = store.state(rid)
             if state == "pending":
@@ -92,18 +109,49 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def StreamResults(  # noqa: N802
         self, request: pb.StreamResultsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Result]:
-        ids = list(request.request_ids) or None
+        caller = CALLER.get()
+        limit = self.settings.max_stream_ids
+        if len(request.request_ids) > limit:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"{len(request.request_ids)} ids in one StreamResults; the gateway takes at most "
+                                f"{limit} (gateway.max_stream_ids): split them over several calls")
+        ids = [caller.own(rid) for rid in request.request_ids] or None
+        if ids is None and not caller.admin:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "streaming every result needs an admin token: list the request ids to follow")
+        buffer = self.settings.stream_buffer if ids is None else len(ids) + 16
         try:
-            async for result in self.client.results(ids, include_stored=request.include_stored):
+            async for result in self.client.results(ids, include_stored=request.include_stored, maxsize=buffer):
                 yield result_to_proto(result)
-        except ClientError as exc:  # a listed id whose request was never delivered
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except ClientError:  # a listed id whose request was never delivered
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "a listed request was not delivered to Kafka: submit it again")
 
 
 def _not_found(rid: str, state: str) -> str:
     if state == "pending":
         return f"request {rid} is pending: no result yet (ask with wait and a deadline)"
     return f"no result for request {rid}: never seen by this gateway, or older than its store keeps"
+
+
+def redactor(settings: Settings) -> Callable[[str], str]:
+    """What remote callers may see of a message: this server's folders and Kafka address
+    replaced by placeholders, and model lists cut (the full text goes to the log)."""
+    folders = sorted({str(p) for p in (settings.paths.models_dir, settings.paths.state_dir, PROJECT_ROOT)},
+                     key=len, reverse=True)
+    servers = [s.strip() for s in settings.kafka.bootstrap.split(",") if s.strip()]
+
+    def redact(message: str) -> str:
+        for folder in folders:
+            message = message.replace(folder, "<server>")
+        for server in servers:
+            message = message.replace(server, "<kafka>")
+        return _MODEL_LIST.sub("", message)
+
+    return redact
+
+
+_MODEL_LIST = re.compile(r";\s*(models|versions|known)\b[^;]*$")
 
 
 class Gateway:
@@ -126,6 +174,7 @@ class Gateway:
         self.health_port = 0
         self.metrics: GatewayMetrics | None = None
         self.metrics_port = 0
+        self.gatekeeper: Gatekeeper | None = None
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -134,27 +183,46 @@ class Gateway:
         return self.settings.gateway.tls_cert is not None
 
     async def start(self) -> int:
-        """Start reading results and serving; returns the bound port."""
+        """Start reading results and serving; returns the bound port.
+
+        Raises:
+            SettingsError: A token would travel in cleartext off loopback, or a token file is unusable.
+        """
         s, gw = self.settings, self.settings.gateway
-        if not _is_loopback(gw.host) and not (gw.token and self.tls):
-            log.warning("gateway on %s without both a token and TLS: anyone who can reach it can use it", gw.host)
+        tokens = TokenTable.from_settings(gw)
+        if not _is_loopback(gw.host):
+            if tokens and not self.tls:
+                raise SettingsError(
+                    f"AIMASS_GATEWAY_HOST={gw.host} with a token and no TLS would carry the token in cleartext: "
+                    "set AIMASS_GATEWAY_TLS_CERT and AIMASS_GATEWAY_TLS_KEY (or serve on 127.0.0.1)")
+            if not tokens:
+                log.warning("gateway on %s without a token: anyone who can reach it can use it", gw.host)
+        limit = s.job.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
+        api_calls = gw.max_concurrent_rpcs or concurrent_rpcs_for(memory_bytes(), limit)
         inner = Client(s, start="beginning", max_payload_bytes=s.job.max_payload_bytes)
         self.client = await AsyncClient(client=inner).start()
-        interceptors: list[grpc.aio.ServerInterceptor] = [BearerTokenInterceptor(gw.token)] if gw.token else []
+        record = None
         if gw.metrics_port:
             self.metrics = GatewayMetrics()
             self.metrics_port = self.metrics.serve(gw.host, gw.metrics_port)
             self.metrics.store.set_function(lambda: len(inner.store))
             self.metrics.lag.set_function(lambda: (inner.feed.lag or 0) if inner.feed is not None else 0)
             self.metrics.read.set_function(lambda: inner.feed.records if inner.feed is not None else 0)
-            interceptors.insert(0, MetricsInterceptor(self.metrics))  # outermost: refused calls count too
-        limit = s.job.max_payload_bytes + MESSAGE_OVERHEAD_BYTES
+            record = self.metrics.record
+        self.gatekeeper = Gatekeeper(tokens, api_calls, gw.max_health_calls, gw.max_stream_s, record)
         self.server = grpc.aio.server(
-            interceptors=interceptors,
-            maximum_concurrent_rpcs=gw.max_concurrent_rpcs,
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", _MAX_SEND_BYTES)],
+            interceptors=[self.gatekeeper],
+            # A safety net behind the gatekeeper's budgets (it refuses first, and at once).
+            maximum_concurrent_rpcs=api_calls + gw.max_health_calls,
+            options=[
+                ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", _MAX_SEND_BYTES),
+                ("grpc.max_concurrent_streams", gw.max_streams_per_connection),
+                ("grpc.max_connection_idle_ms", int(gw.idle_timeout_s * 1000)),
+                ("grpc.max_connection_age_ms", int(gw.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int((gw.max_stream_s + 10) * 1000)),
+            ],
         )
-        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.client, gw), self.server)
+        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.client, gw, redactor(s)), self.server)
         pb_grpc.add_ControlServicer_to_server(ControlServicer(s), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for service in ("", SERVICE_NAME):
@@ -166,6 +234,8 @@ class Gateway:
         else:
             self.port = self.server.add_insecure_port(address)
         await self.server.start()
+        log.info("gateway: %d identities, %d API calls and %d health calls at most", len(tokens), api_calls,
+                 gw.max_health_calls)
         if gw.health_port:
             await self._start_health_port(gw.health_port)
         self._watch = asyncio.create_task(self._serving_when_caught_up(inner))
@@ -174,9 +244,13 @@ class Gateway:
     async def _start_health_port(self, port: int) -> None:
         """The health service alone, plaintext, on ``port`` with a call budget of its own, so
         that probes neither need TLS nor compete with the API's calls (and cannot exhaust them)."""
+        gw = self.settings.gateway
         self.health_server = grpc.aio.server(
-            maximum_concurrent_rpcs=HEALTH_PORT_CONCURRENT_RPCS,
-            options=[("grpc.max_receive_message_length", 1024)],
+            interceptors=[Gatekeeper(TokenTable([]), 0, HEALTH_PORT_CONCURRENT_RPCS, gw.max_stream_s)],
+            maximum_concurrent_rpcs=HEALTH_PORT_CONCURRENT_RPCS + 1,
+            options=[("grpc.max_receive_message_length", 1024),
+                     ("grpc.max_concurrent_streams", gw.max_streams_per_connection),
+                     ("grpc.max_connection_idle_ms", int(gw.idle_timeout_s * 1000))],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
         self.health_port = self.health_server.add_insecure_port(f"{_bracket(self.host)}:{port}")
@@ -239,7 +313,7 @@ async def serve(settings: Settings, port: int | None = None, say: Any = print) -
     bound = await gateway.start()
     gw = settings.gateway
     say(f"gateway listening on {gw.host}:{bound} (TLS {'on' if gateway.tls else 'off'}, "
-        f"token {'on' if gw.token else 'off'}"
+        f"{len(gateway.gatekeeper.tokens) if gateway.gatekeeper else 0} token(s)"
         f"{f', health on plaintext port {gateway.health_port}' if gateway.health_port else ''}"
         f"{f', metrics on :{gateway.metrics_port}/metrics' if gateway.metrics_port else ''}); "
         f"Kafka {settings.kafka.bootstrap}, "

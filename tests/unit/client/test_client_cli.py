@@ -134,3 +134,17 @@ def test_an_image_becomes_one_scaled_row_of_the_declared_shape(tmp_path: Path) -
     np.testing.assert_allclose(array[0], pixels.ravel() / 255.0, rtol=1e-6)
     with pytest.raises(InputFileError, match="takes \\[10\\] per row"):
         load_arrays("pixels", tmp_path / "digit.png", {"pixels": TensorSpec("pixels", "float32", (None, 10))})
+
+
+def test_printed_results_escape_terminal_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    from aimass.client.cli import _print_result
+
+    hostile = "id\x1b]0;owned\x07\x1b[2J\r\u202e"
+    result = InferenceResult(request_id=hostile, model="m\x1b[31m", status=Status.INVALID_INPUT, completed_at_ms=1,
+                             error="bad\x1b[1Aline", timings=Timings())
+    row = _row(result)
+    _print_result(result)
+    printed = capsys.readouterr().out
+    for text in (row, printed):
+        assert "\x1b" not in text and "\r" not in text and "\u202e" not in text and "\x07" not in text
+    assert "id\\x1b]0;owned\\x07\\x1b[2J\\r\\u202e" in printed and "bad\\x1b[1Aline" in row

@@ -164,3 +164,57 @@ def test_bad_bounds_are_refused() -> None:
         ResultStore(0, 60)
     with pytest.raises(ValueError):
         ResultStore(10, 0)
+
+
+def test_the_store_is_bounded_by_bytes_as_well_as_by_count() -> None:
+    import numpy as np
+
+    from aimass.client.store import entry_bytes
+    from aimass.contract.messages import Tensor
+
+    def big(rid: str) -> InferenceResult:
+        return InferenceResult(request_id=rid, model="m", status=Status.OK, completed_at_ms=1,
+                               outputs=(Tensor.from_numpy("o", np.zeros(256 * 1024, np.uint8)),))
+
+    one = entry_bytes("r0", big("r0"))
+    assert 256 * 1024 < one < 256 * 1024 + 2048
+    store = ResultStore(max_size=100_000, ttl_s=60, max_bytes=4 * one)
+    for n in range(10):
+        store.put(big(f"r{n}"))
+    assert len(store) == 4 and store.bytes <= 4 * one
+    assert store.get("r5") is None and store.get("r9") is not None and store.evicted == 6
+    store.put(big("r9"))  # a replacement counts once
+    assert len(store) == 4 and store.bytes == 4 * one
+
+
+def test_async_streams_get_only_the_results_of_their_ids() -> None:
+    import asyncio
+
+    from aimass.client.aio import AsyncClient
+
+    class Holder:
+        def __init__(self) -> None:
+            self.store = ResultStore(1000, 60)
+
+    async def run() -> tuple[list[str], int]:
+        client = AsyncClient(client=Holder())  # type: ignore[arg-type]
+        await client.start()
+        got: list[str] = []
+
+        async def follow() -> None:
+            async for res in client.results(["want-1", "want-2"], maxsize=4):
+                got.append(res.request_id or "")
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.05)
+        for n in range(100):  # 100 others: a stream of two ids is not handed them (its queue holds 4)
+            client.client.store.put(result(f"other-{n}"))
+        client.client.store.put(result("want-2"))
+        client.client.store.put(result("want-1"))
+        await asyncio.wait_for(task, 5)
+        indexed = len(client._by_id)
+        client.client.store.remove_listener(client._on_result)
+        return got, indexed
+
+    got, indexed = asyncio.run(run())
+    assert got == ["want-2", "want-1"] and indexed == 0
