@@ -73,7 +73,8 @@ class KafkaBroker:
     def properties(self) -> dict[str, str]:
         """The broker's ``server.properties`` (docs/CONFIGURATION.md lists the fixed ones)."""
         k = self.settings.kafka
-        listeners = [f"PLAINTEXT://{k.host}:{k.port}"]
+        # With the SASL_SSL listener on, the plaintext and controller ones stay on loopback.
+        listeners = [f"PLAINTEXT://{k.listen_host}:{k.port}"]
         protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
         if k.secure_port:
             listeners.append(f"SASL_SSL://{k.host}:{k.secure_port}")
@@ -81,8 +82,8 @@ class KafkaBroker:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@{k.host}:{k.controller_port}",
-            "listeners": ",".join([*listeners, f"CONTROLLER://{k.host}:{k.controller_port}"]),
+            "controller.quorum.voters": f"1@{k.listen_host}:{k.controller_port}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://{k.listen_host}:{k.controller_port}"]),
             "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",

@@ -21,7 +21,7 @@ from aimass.stack import storage
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.kafka import KafkaBroker
 from aimass.stack.objectstore import ObjectStore
-from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_use
+from aimass.stack.procs import ManagedProcess, StackError, port_holder, port_in_use, private_dir
 
 log = logging.getLogger("aimass.stack")
 
@@ -81,15 +81,16 @@ class LocalStack:
                 hint = " Maven Central looks unreachable: check the network or a proxy in ~/.m2/settings.xml."
             raise StackError(f"Maven could not resolve the JVM artifacts.{hint}\n{out}")
 
-    def _check_port(self, port: int, what: str, ours: ManagedProcess) -> None:
-        if ours.pid() is not None or not port_in_use(self.settings.kafka.host, port):
+    def _check_port(self, port: int, what: str, ours: ManagedProcess, host: str = "") -> None:
+        host = host or self.settings.kafka.host
+        if ours.pid() is not None or not port_in_use(host, port):
             return
         # A process killed a moment ago (a TaskManager after SIGKILL) can keep its sockets for a
         # moment after its main thread is gone, while its other threads exit: wait that out.
         deadline = time.monotonic() + PORT_RELEASE_S
         while time.monotonic() < deadline:
             time.sleep(0.1)
-            if not port_in_use(self.settings.kafka.host, port):
+            if not port_in_use(host, port):
                 return
         raise StackError(
             f"port {port} ({what}) is already taken by {port_holder(port)}: stop that process "
@@ -97,16 +98,18 @@ class LocalStack:
         )
 
     def preflight(self) -> None:
-        """Check the Flink address, Java, jars, stale pid files and ports before starting anything."""
+        """Check the Flink address, Java, jars, stale pid files and ports before starting anything
+        (and make the state folder the user's alone)."""
         self.flink.check_exposure()
+        private_dir(self.settings.paths.state_dir)
         self.kafka.java()
         self.ensure_jars()
         for proc in self.processes():
             if proc.clear_stale():
                 self.say(f"removed stale pid file of {proc.name} (process no longer running)")
         k, f = self.settings.kafka, self.settings.flink
-        self._check_port(k.port, "Kafka", self.kafka.process)
-        self._check_port(k.controller_port, "Kafka controller", self.kafka.process)
+        self._check_port(k.port, "Kafka", self.kafka.process, k.listen_host)
+        self._check_port(k.controller_port, "Kafka controller", self.kafka.process, k.listen_host)
         if k.secure_port:
             self._check_port(k.secure_port, "Kafka SASL_SSL", self.kafka.process)
         self._check_port(f.rest_port, "Flink REST/web UI", self.flink.jobmanager)

@@ -172,6 +172,16 @@ def _is_ours(pid: int, marker: str) -> bool:
     return False
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if missing, and make it readable by its owner only.
+
+    The state folder holds Kafka's segments (every request and result), checkpoints, logs and
+    key files: under the usual umask 022 each of them would be readable by every local user.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+
+
 def port_in_use(host: str, port: int) -> bool:
     """True if something already listens on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -83,3 +83,29 @@ def test_missing_openssl_names_the_fix(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(stack_kafka.shutil, "which", lambda name: None if name == "openssl" else real_which(name))
     with pytest.raises(StackError, match="apt-get install openssl"):
         broker(tmp_path, 19094).write_config()
+
+
+def test_with_the_secure_listener_off_loopback_plaintext_and_controller_stay_on_loopback(tmp_path: Path) -> None:
+    env = {"AIMASS_PATHS_STATE_DIR": str(tmp_path), "AIMASS_KAFKA_SECURE_PORT": "19094",
+           "AIMASS_KAFKA_HOST": "10.20.30.40"}
+    kafka = KafkaBroker(Settings.load(env=env))
+    props = kafka.properties()
+    assert props["listeners"].split(",") == [
+        "PLAINTEXT://127.0.0.1:19092", "SASL_SSL://10.20.30.40:19094", "CONTROLLER://127.0.0.1:19093",
+    ]
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://10.20.30.40:19094"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert kafka.settings.kafka.bootstrap == "127.0.0.1:19092"  # aimass's own tools: plaintext, on loopback
+    assert kafka.secure_bootstrap == "10.20.30.40:19094"
+
+
+def test_without_the_secure_listener_every_listener_is_on_the_host(tmp_path: Path) -> None:
+    env = {"AIMASS_PATHS_STATE_DIR": str(tmp_path), "AIMASS_KAFKA_HOST": "10.20.30.40"}
+    kafka = KafkaBroker(Settings.load(env=env))
+    assert kafka.properties()["listeners"] == "PLAINTEXT://10.20.30.40:19092,CONTROLLER://10.20.30.40:19093"
+
+
+def test_a_client_of_the_secure_listener_elsewhere_keeps_its_address(tmp_path: Path) -> None:
+    client = Settings.load(env={"AIMASS_KAFKA_HOST": "10.20.30.40", "AIMASS_KAFKA_PORT": "19094",
+                                "AIMASS_KAFKA_SECURE_PORT": "19094"})
+    assert client.kafka.bootstrap == "10.20.30.40:19094"
