@@ -296,3 +296,77 @@ def test_the_control_service_deploys_splits_and_reads_routes_back(
     rid = grpc_client.Submit(pb.SubmitRequest(model=name, inputs=[tensor], version="canary"), timeout=30).request_id
     result = grpc_client.GetResult(pb.GetResultRequest(request_id=rid, wait=True), timeout=90)
     assert (result.version, result.route.rule, result.route.alias) == ("1", "alias", "canary")
+
+
+def test_forged_result_floods_do_not_keep_a_restarted_gateway_from_serving(
+    gateway: GatewayProcess, pb: ModuleType, test_settings: Settings
+) -> None:
+    # Anyone who may write the results topic can put "results" there that fastavro would take
+    # seconds and hundreds of MB each to build (a million empty output tensors in 4 MiB); the
+    # compacted topic keeps them, and every gateway start replays them.
+    from kafka import KafkaProducer
+
+    from aimass.contract.codec import Codec
+
+    def varint(n: int) -> bytes:
+        z, out = (n << 1) ^ (n >> 63), bytearray()
+        while z > 0x7F:
+            out.append((z & 0x7F) | 0x80)
+            z >>= 7
+        return bytes([*out, z])
+
+    count = 4 * 1024 * 1024 // 4 - 64
+    head = varint(1) + varint(5) + b"flood" + varint(1) + b"m" + varint(0) + varint(0)
+    forged = Codec()._result.header + head + varint(count) + b"\0\0\0\0" * count + b"\0"
+    producer = KafkaProducer(bootstrap_servers=test_settings.kafka.bootstrap, max_request_size=8 << 20,
+                             compression_type="gzip")
+    for n in range(16):  # unscanned, 3.7 s each to decode on an idle machine: a minute to SERVING
+        producer.send(test_settings.kafka.results_topic, key=f"flood-{n}".encode(), value=forged)
+    producer.flush(60)
+    producer.close()
+    client = ProtoClient(pb, gateway.channel())
+    row = np.ones((1, 64), np.float32) * 0.5
+    rid = client.Submit(pb.SubmitRequest(model="digits", inputs=[digits_tensor(pb, row)]), timeout=10).request_id
+    before = client.GetResult(pb.GetResultRequest(request_id=rid, wait=True), timeout=60)
+    gateway.stop()
+    started = time.monotonic()
+    gateway.start()  # waits for SERVING
+    took = time.monotonic() - started
+    after = ProtoClient(pb, gateway.channel()).GetResult(pb.GetResultRequest(request_id=rid), timeout=10)
+    assert after == before
+    assert took < 30, f"{took:.0f} s to SERVING"
+    assert "not results skipped" in gateway.log.read_text()
+
+
+def test_tenants_of_a_real_gateway_read_only_their_own_results(
+    inference_job: str, test_settings: Settings, pb: ModuleType, tmp_path: Path
+) -> None:
+    from aimass.gateway.server import free_port
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text("acme acme-token-0123456789\nglobex globex-token-0123456789\n")
+    tokens.chmod(0o600)
+    settings = Settings.load(env={**test_settings.as_env(), "AIMASS_GATEWAY_TOKENS_FILE": str(tokens)})
+    process = GatewayProcess(settings, free_port(), tmp_path / "gateway.log")
+    process.start()
+    try:
+        client = ProtoClient(pb, process.channel())
+        acme = (("authorization", "Bearer acme-token-0123456789"),)
+        globex = (("authorization", "Bearer globex-token-0123456789"),)
+        row = digits_tensor(pb, np.zeros((1, 64), np.float32))
+        rid = client.Submit(pb.SubmitRequest(model="digits", inputs=[row], request_id="mine"), metadata=acme,
+                            timeout=10).request_id
+        assert rid == "acme/mine"
+        result = client.GetResult(pb.GetResultRequest(request_id="mine", wait=True), metadata=acme, timeout=60)
+        assert result.request_id == "acme/mine" and result.status == pb.STATUS_OK
+        with pytest.raises(grpc.RpcError) as refused:
+            client.GetResult(pb.GetResultRequest(request_id="acme/mine"), metadata=globex, timeout=10)
+        assert refused.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as refused:
+            list(client.StreamResults(pb.StreamResultsRequest(include_stored=True), metadata=globex, timeout=10))
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as refused:
+            client.GetResult(pb.GetResultRequest(request_id="mine"), timeout=10)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        process.stop()
