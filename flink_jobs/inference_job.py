@@ -40,6 +40,7 @@ come from ``AIMASS_*`` variables and ``--set section.field=value``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,7 +52,7 @@ from pyflink.table import StreamTableEnvironment
 
 from aimass.kafka_config import job_client_properties
 from aimass.operators import BATCH_INFER, CONTROL, DEDUP, MICRO_BATCH, ROUTE, SPLIT_OUTPUTS
-from aimass.settings import Settings
+from aimass.settings import AutoscaleSettings, FlinkSettings, GatewaySettings, Settings, StorageSettings
 from udfs.control import CONTROL_DEAD_LETTERS, ApplyControl
 from udfs.infer_batch import InferBatch
 
@@ -119,7 +120,7 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     graph = _graph(source.get_execution_environment(), settings)
     updates = (
         control.key_by(lambda row: 0, key_type=Types.INT())
-        .process(ApplyControl(settings, restore_markers), output_type=FRAME)
+        .process(ApplyControl(operator_settings(settings), restore_markers), output_type=FRAME)
         .name(CONTROL.name).uid(CONTROL.uid).set_parallelism(1)
     )
     control_dead_letters = updates.get_side_output(CONTROL_DEAD_LETTERS)
@@ -140,7 +141,7 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     # A chain of its own: the scheduler keeps reading (and ordering, expiring, admitting) while
     # Python serves the batches it has handed over (docs/SCHEDULING.md).
     frames = (
-        batches.map(InferBatch(settings), output_type=FRAME)
+        batches.map(InferBatch(operator_settings(settings)), output_type=FRAME)
         .name(BATCH_INFER.name).uid(BATCH_INFER.uid).set_parallelism(job.parallelism).start_new_chain()
     )
     j_outputs = graph.outputs(frames._j_data_stream)
@@ -151,6 +152,16 @@ def build_pipeline(source: DataStream, control: DataStream, settings: Settings, 
     )
     return Outputs(results, DataStream(graph.deadLetters(j_outputs, j_batches)),
                    DataStream(graph.shadows(j_outputs)), control_dead_letters)
+
+
+def operator_settings(settings: Settings) -> Settings:
+    """The settings the job's Python operators carry, pickled into the job graph (which the
+    JobManager keeps, ships to every TaskManager and anyone with the REST API can fetch): the
+    sections they use (``paths``, ``kafka``, ``job``, ``engine``), the others at their defaults,
+    so no gateway token, autoscaler, storage or cluster setting travels with the job. The Kafka
+    client properties stay: the operators read the control and blob topics with them."""
+    return dataclasses.replace(settings, flink=FlinkSettings(), gateway=GatewaySettings(),
+                               autoscale=AutoscaleSettings(), storage=StorageSettings())
 
 
 def _header(fingerprint: bytes) -> bytes:

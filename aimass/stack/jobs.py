@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aimass.settings import PROJECT_ROOT, Settings
+from aimass.stack import redact
 from aimass.stack.flink import FlinkCluster
 from aimass.stack.procs import StackError
 
@@ -22,7 +23,12 @@ def submit(
 
     If a job of the same name is already running, its id is returned and nothing is submitted.
     With ``savepoint``, the job starts from that savepoint (its keyed state and source offsets).
+    ``overrides`` (``section.field`` -> value) reach the job through the environment of the
+    ``flink run`` child, as every setting does, never its command line (which any local user
+    can read in ``/proc``). What ``flink run`` printed is shown with secrets masked.
     """
+    if overrides:
+        settings = Settings.load(env=settings.as_env(), overrides=overrides)
     cluster = FlinkCluster(settings)
     running = cluster.running_job(settings.job.name)
     if running is not None:
@@ -31,17 +37,16 @@ def submit(
         _restart_stale_taskmanagers(settings, cluster)
     args = ["run", "-d", *(["-s", savepoint] if savepoint else []),
             "-py", str(JOB_SCRIPT), "-pyexec", sys.executable, "-pyclientexec", sys.executable]
-    for key, value in (overrides or {}).items():
-        args += ["--set", f"{key}={value}"]
     done = cluster.flink_cli(*args, timeout=timeout_s)
     if done.returncode != 0:
-        raise StackError(f"`flink run` failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
+        output = redact.mask(done.stdout + done.stderr, settings)
+        raise StackError(f"`flink run` failed (exit {done.returncode}):\n{output[-4000:]}")
     job_id = None
     for line in done.stdout.splitlines():
         if "JobID" in line:
             job_id = line.rsplit(" ", 1)[-1].strip()
     if job_id is None:
-        raise StackError(f"`flink run` printed no job id:\n{done.stdout[-2000:]}")
+        raise StackError(f"`flink run` printed no job id:\n{redact.mask(done.stdout, settings)[-2000:]}")
     wait_running(cluster, job_id, timeout_s)
     return job_id
 
@@ -73,7 +78,7 @@ def wait_running(cluster: FlinkCluster, job_id: str, timeout_s: float = 120) -> 
             # Flink 2 answers with the history only; older ones with root-exception.
             history = (exceptions.get("exceptionHistory") or {}).get("entries") or [{}]
             root = (exceptions.get("root-exception") or history[0].get("stacktrace") or "")[:3000]
-            root = root or "no exception recorded; see `aimass logs jobmanager`"
+            root = redact.mask(root, cluster.settings) or "no exception recorded; see `aimass logs jobmanager`"
             raise StackError(f"job {job_id} is {state}:\n{root}")
         vertices = detail.get("vertices", [])
         if state == "RUNNING" and vertices and all(v["status"] == "RUNNING" for v in vertices):
