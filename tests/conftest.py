@@ -31,6 +31,7 @@ TEST_ENV = isolated_env("test", TEST_PORTS, _OFFSET, {
     "AIMASS_JOB_NAME": "aimass-inference-test",
     "AIMASS_JOB_TRANSACTIONAL_ID_PREFIX": f"aimass-test{_OFFSET}",
     "AIMASS_JOB_CONSUMER_GROUP": f"aimass-test{_OFFSET}",
+    "AIMASS_KAFKA_ACLS": "true",  # on the SASL_SSL listener: tests/integration/test_secure_kafka.py
 })
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aimass.settings import Settings
+from aimass.stack import acls
 from aimass.stack.childenv import child_env
 from aimass.stack.procs import ManagedProcess, StackError, tail
 
@@ -105,6 +106,8 @@ class KafkaBroker:
         }
         if k.secure_port:
             props.update(self._secure_listener_props())
+        if k.acls:
+            props.update(acls.broker_properties(SECURE_USER))
         return props
 
     def write_config(self) -> Path:
@@ -141,12 +144,13 @@ class KafkaBroker:
     def _secure_listener_props(self) -> dict[str, str]:
         """Broker properties of the SASL_SSL listener (SASL PLAIN, PEM keystore)."""
         self.ensure_tls()
-        password = (self.tls_dir / f"{SECURE_USER}.password").read_text().strip()
+        users = (SECURE_USER, *acls.ACL_USERS) if self.settings.kafka.acls else (SECURE_USER,)
+        entries = " ".join(f'user_{user}="{self.password(user)}"' for user in users)
         prefix = "listener.name.sasl_ssl."
         return {
             f"{prefix}sasl.enabled.mechanisms": "PLAIN",
             f"{prefix}plain.sasl.jaas.config": (
-                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{SECURE_USER}="{password}";'
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {entries};"
             ),
             f"{prefix}ssl.keystore.type": "PEM",
             f"{prefix}ssl.keystore.location": str(self.tls_dir / "broker.pem"),
@@ -164,6 +168,7 @@ class KafkaBroker:
         """
         tls = self.tls_dir
         if (tls / "broker.pem").exists() and (tls / f"{SECURE_USER}.password").exists():
+            self._ensure_passwords()
             return
         openssl = shutil.which("openssl")
         if not openssl:
@@ -209,13 +214,24 @@ class KafkaBroker:
         for name in ("ca.key", "broker.key"):
             (tls / name).chmod(0o600)
         (tls / "broker.csr").unlink()
-        password = tls / f"{SECURE_USER}.password"
-        password.touch(mode=0o600)
-        password.write_text(secrets.token_urlsafe(24) + "\n")
+        self._ensure_passwords()
 
-    def secure_client_properties(self) -> str:
+    def _ensure_passwords(self) -> None:
+        """A generated password (mode 0600) for each SASL user that has none yet."""
+        for user in (SECURE_USER, *acls.ACL_USERS):
+            password = self.tls_dir / f"{user}.password"
+            if not password.exists():
+                password.touch(mode=0o600)
+                password.write_text(secrets.token_urlsafe(24) + "\n")
+
+    def password(self, user: str = SECURE_USER) -> str:
+        """The generated password of SASL user ``user`` of the secure listener."""
+        return (self.tls_dir / f"{user}.password").read_text().strip()
+
+    def secure_client_properties(self, user: str = SECURE_USER) -> str:
         """``AIMASS_KAFKA_CLIENT_PROPERTIES`` of a client of the SASL_SSL listener (with ``AIMASS_KAFKA_PORT``
-        set to ``kafka.secure_port``); generates the TLS files and password if needed.
+        set to ``kafka.secure_port``) as SASL user ``user`` (``aimass``, or with ``kafka.acls`` the
+        ``job`` or ``client`` of aimass/stack/acls.py); generates the TLS files and password if needed.
 
         Raises:
             StackError: ``kafka.secure_port`` is 0.
@@ -223,11 +239,10 @@ class KafkaBroker:
         if not self.settings.kafka.secure_port:
             raise StackError("the secure Kafka listener is off: set AIMASS_KAFKA_SECURE_PORT (e.g. 19094)")
         self.ensure_tls()
-        password = (self.tls_dir / f"{SECURE_USER}.password").read_text().strip()
         return (
             "security.protocol=SASL_SSL;sasl.mechanism=PLAIN;"
             "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="{SECURE_USER}" password="{password}";'
+            f'username="{user}" password="{self.password(user)}";'
             f"ssl.truststore.type=PEM;ssl.truststore.location={self.tls_dir / 'ca.pem'}"
         )
 
@@ -310,6 +325,16 @@ class KafkaBroker:
         admin = self.admin()
         try:
             return dict(admin.describe_cluster())
+        finally:
+            admin.close()
+
+    def grant_acls(self, settings: Settings | None = None) -> int:
+        """Grant the ``job`` and ``client`` users their rights on the topics of ``settings``
+        (default: the stack's own; another job's settings for its own topics); returns the
+        number of ACLs (aimass/stack/acls.py)."""
+        admin = self.admin()
+        try:
+            return acls.apply(settings or self.settings, admin)
         finally:
             admin.close()
 

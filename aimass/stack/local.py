@@ -151,6 +151,8 @@ class LocalStack:
             created = self.kafka.ensure_topics()
             if created:
                 self.say(f"created topics: {', '.join(created)}")
+            if self.settings.kafka.acls:
+                self.say(f"Kafka ACLs: {self.kafka.grant_acls()} granted to users job and client")
             self.flink.write_files()
             if self.flink.jobmanager.pid() is None:
                 self.say(f"starting Flink JobManager ({self.settings.flink.rest_url}) ...")

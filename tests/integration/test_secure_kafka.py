@@ -22,6 +22,7 @@ from aimass.contract.messages import Status
 from aimass.kafka_config import python_client_config
 from aimass.settings import Settings
 from aimass.stack import jobs
+from aimass.stack.acls import CLIENT_USER, JOB_USER
 from aimass.stack.local import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -50,13 +51,23 @@ def secure_settings(local_stack: LocalStack, test_settings: Settings) -> Setting
     )
     created = type(local_stack.kafka)(plain).ensure_topics()  # the stack's admin: plaintext port
     assert len(created) == 3, created
-    properties = local_stack.kafka.secure_client_properties()
+    assert k.acls, "tests/conftest.py sets AIMASS_KAFKA_ACLS"
+    local_stack.kafka.grant_acls(plain)  # the job user's rights on this job's own topics
+    properties = local_stack.kafka.secure_client_properties(JOB_USER)
     assert "org.apache.kafka.common.security.plain.PlainLoginModule" in properties  # unshaded, as users write it
     secure = dataclasses.replace(
         plain, kafka=dataclasses.replace(plain.kafka, port=k.secure_port, client_properties=properties)
     )
     secure.validate()
     return secure
+
+
+@pytest.fixture(scope="module")
+def client_settings(local_stack: LocalStack, secure_settings: Settings) -> Settings:
+    """The second job's topics as the ``client`` user sees them: it writes requests, reads results."""
+    properties = local_stack.kafka.secure_client_properties(CLIENT_USER)
+    return dataclasses.replace(secure_settings, kafka=dataclasses.replace(secure_settings.kafka,
+                                                                          client_properties=properties))
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +100,14 @@ def _log_size(settings: Settings) -> int:
     return path.stat().st_size
 
 
-def test_job_and_client_library_serve_over_sasl_ssl(secure_settings: Settings, secure_job: str) -> None:
+def test_job_and_client_library_serve_over_sasl_ssl(client_settings: Settings, secure_job: str) -> None:
+    # The job runs as user "job", the client library as user "client": each with only its ACLs.
     from aimass.tools.demo import load_holdout
 
-    models_dir = secure_settings.paths.models_dir
+    models_dir = client_settings.paths.models_dir
     images, _ = load_holdout(models_dir)
     started = time.monotonic()
-    with Client(secure_settings) as client:
+    with Client(client_settings) as client:
         assert client.kafka_config["security_protocol"] == "SASL_SSL"
         feed = client.feed
         assert feed is not None and feed.wait_ready(30), feed and feed.error
@@ -160,3 +172,29 @@ def test_certificate_from_an_untrusted_ca_is_refused(
         KafkaProducer(bootstrap_servers=secure_settings.kafka.bootstrap, max_block_ms=REFUSAL_TIMEOUT_MS,
                       bootstrap_timeout_ms=REFUSAL_TIMEOUT_MS, request_timeout_ms=REFUSAL_TIMEOUT_MS, **config)
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+
+
+def test_the_client_user_cannot_write_results_nor_read_requests(client_settings: Settings, secure_job: str) -> None:
+    # With kafka.acls, only the job writes results: a client cannot forge another's answer.
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.errors import TopicAuthorizationFailedError
+
+    k = client_settings.kafka
+    config = python_client_config(k)
+    producer = KafkaProducer(bootstrap_servers=k.bootstrap, max_block_ms=10_000, **config)
+    try:
+        producer.send(k.requests_topic, key=b"k", value=b"allowed").get(timeout=10)  # its right
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(k.results_topic, key=b"forged", value=b"not a result").get(timeout=10)
+    finally:
+        producer.close(5)
+    consumer = KafkaConsumer(bootstrap_servers=k.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
+                             **config)
+    try:
+        consumer.assign([TopicPartition(k.requests_topic, 0)])
+        consumer.seek_to_beginning()
+        with pytest.raises(TopicAuthorizationFailedError):
+            consumer.poll(timeout_ms=5000)
+            consumer.poll(timeout_ms=5000)
+    finally:
+        consumer.close()
