@@ -74,6 +74,14 @@ class KafkaSettings:
     trying the secure settings locally; 0: none. ``aimass`` itself keeps using ``port``; point
     clients at it with ``AIMASS_KAFKA_PORT`` and ``AIMASS_KAFKA_CLIENT_PROPERTIES`` (see
     docs/SECURITY.md)."""
+    acls: bool = False
+    """With the ``SASL_SSL`` listener on (``secure_port``): the local broker authorizes
+    (``StandardAuthorizer``, nothing allowed without an ACL) and ``aimass up`` grants two more
+    SASL users their least rights: ``job`` reads the requests, control and blob topics and writes
+    the results, dead-letter, shadow, control and blob topics (and its transactional ids and
+    group); ``client`` writes requests and reads results and dead letters, and nothing else: it
+    cannot forge a result. ``aimass`` and the loopback PLAINTEXT listener (the stack's own administration) stay
+    super users. docs/SECURITY.md, "Kafka ACLs"."""
     heap: str = "512m"
     """Broker JVM heap (-Xmx)."""
     requests_topic: str = "aimass.requests"
@@ -584,6 +592,9 @@ class Settings:
                 f"{self.kafka.transaction_max_timeout_ms}: lower the first or raise the second"
             )
         self.kafka.client_property_pairs()  # raises on a malformed entry
+        if self.kafka.acls and not self.kafka.secure_port:
+            raise SettingsError(
+                "AIMASS_KAFKA_ACLS needs the SASL_SSL listener: set AIMASS_KAFKA_SECURE_PORT (e.g. 19094)")
         for server in filter(None, self.kafka.bootstrap_servers.split(",")):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit():
