@@ -111,7 +111,9 @@ def autoscaler_config(scale: AutoscaleSettings) -> dict[str, str]:
 
 def flink_configuration(settings: Settings) -> dict[str, str]:
     """``spec.flinkConfiguration``: the local cluster's shared keys, storage, HA, autoscaler."""
-    local = FlinkCluster(settings).config()
+    # The local cluster's rules without its SSL: that would generate TLS files here, which no pod
+    # has (Flink's SSL on Kubernetes comes from secrets the operator mounts: docs/SECURITY.md).
+    local = FlinkCluster(dataclasses.replace(settings, flink=dataclasses.replace(settings.flink, ssl=False))).config()
     config = {key: _text(local[key]) for key in MIRRORED_CLUSTER_KEYS}
     config.update({
         "python.executable": PYTHON,

@@ -33,7 +33,9 @@ import yaml
 from aimass.settings import PROJECT_ROOT, FlinkSettings, Settings, is_loopback
 from aimass.stack import storage
 from aimass.stack.childenv import child_env
+from aimass.stack.flink_tls import FlinkTls, rest_context
 from aimass.stack.procs import ManagedProcess, StackError, tail
+from aimass.stack.tls import write_private
 
 
 def pyflink_home() -> Path:
@@ -141,6 +143,7 @@ class FlinkCluster:
             "metrics.fetcher.update-interval": 2000,
             **storage.flink_config(self.settings.storage),
             **self._reporter_config(),
+            **FlinkTls(self.settings).flink_config(),
         }
 
     def _reporter_config(self) -> dict[str, Any]:
@@ -185,7 +188,8 @@ class FlinkCluster:
         # The wheel's defaults (JVM --add-opens for Java 17, failover strategy), then ours.
         defaults = _flatten(yaml.safe_load((dist / "conf" / "config.yaml").read_text()) or {})
         config = {**defaults, **self.config()}
-        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+        # Owner-only: with flink.ssl it holds the stores' password.
+        write_private(self.conf_dir / "config.yaml", yaml.safe_dump(config, sort_keys=True))
         connectors = sorted((self.settings.paths.jars_dir / "flink").glob("flink-sql-connector-kafka-*.jar"))
         if not connectors:
             raise StackError(
@@ -336,7 +340,8 @@ class FlinkCluster:
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http URL from settings
+        context = rest_context(self.settings)  # with flink.ssl: the cluster's CA and client certificate
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:  # noqa: S310 - from settings
             raw = resp.read()
         return json.loads(raw) if raw else None
 
