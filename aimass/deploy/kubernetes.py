@@ -11,6 +11,7 @@ name, never rendered: see ``docs/DEPLOY.md`` for the ``kubectl create secret`` l
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
