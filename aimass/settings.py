@@ -401,10 +401,10 @@ class GatewaySettings:
     identity, ``default``, with admin rights (see ``tokens_file`` for several tenants). Prefer
     ``token_file``: a variable is seen by every process the shell starts."""
     token_file: Path | None = None
-    """A file holding ``token`` (its first line; the file must not be readable by group or others)."""
+    """A file holding ``token`` (its first line; the file must not be readable by others)."""
     tokens_file: Path | None = None
     """Several identities, one a line: ``<tenant> <token>`` or ``<tenant> <token> admin`` (``#``
-    comments; mode 0600). A tenant's requests get ids ``<tenant>/<id>`` and it reads only those;
+    comments; not readable by others: 0600, or 0640 for a group). A tenant's requests get ids ``<tenant>/<id>`` and it reads only those;
     only an admin may stream every result or use the Control service (docs/SECURITY.md)."""
     store_size: int = 100_000
     """Most results kept in memory for ``GetResult``; the oldest are dropped first."""

@@ -190,8 +190,8 @@ def gateway(settings: Settings, replicas: int = 2) -> list[dict[str, Any]]:
             {"name": "AIMASS_GATEWAY_METRICS_PORT", "value": str(GATEWAY_METRICS_PORT)},
             {"name": "AIMASS_GATEWAY_TLS_CERT", "value": "/etc/aimass/tls/tls.crt"},
             {"name": "AIMASS_GATEWAY_TLS_KEY", "value": "/etc/aimass/tls/tls.key"},
-            {"name": "AIMASS_GATEWAY_TOKEN",
-             "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token"}}},
+            # Tenants and admins, one a line (docs/SECURITY.md): a file, not a variable.
+            {"name": "AIMASS_GATEWAY_TOKENS_FILE", "value": "/etc/aimass/tokens/tokens"},
         ],
         "ports": [{"name": "grpc", "containerPort": GATEWAY_PORT},
                   {"name": "health", "containerPort": GATEWAY_HEALTH_PORT},
@@ -206,6 +206,7 @@ def gateway(settings: Settings, replicas: int = 2) -> list[dict[str, Any]]:
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tls", "mountPath": "/etc/aimass/tls", "readOnly": True},
+                         {"name": "tokens", "mountPath": "/etc/aimass/tokens", "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
     }
     deployment = {
@@ -220,9 +221,12 @@ def gateway(settings: Settings, replicas: int = 2) -> list[dict[str, Any]]:
                     "prometheus.io/scrape": "true", "prometheus.io/port": str(GATEWAY_METRICS_PORT),
                     "prometheus.io/path": "/metrics"}},
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 9999, "runAsGroup": 9999},
+                    # fsGroup: the secret files are the pod group's, 0440 (never others').
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 9999, "runAsGroup": 9999,
+                                        "fsGroup": 9999},
                     "containers": [container],
                     "volumes": [{"name": "tls", "secret": {"secretName": TLS_SECRET}},
+                                {"name": "tokens", "secret": {"secretName": TOKEN_SECRET, "defaultMode": 0o440}},
                                 {"name": "tmp", "emptyDir": {}}],
                 },
             },
@@ -241,7 +245,7 @@ def config_map(settings: Settings) -> dict[str, Any]:
     """The ``AIMASS_*`` settings the pods share: those that differ from the defaults, and the
     image's paths (secrets never: the gateway token and S3 keys come from Secrets)."""
     defaults = Settings().as_env()
-    secret = {"AIMASS_GATEWAY_TOKEN", "AIMASS_KAFKA_CLIENT_PROPERTIES"}
+    secret = {"AIMASS_GATEWAY_TOKEN", "AIMASS_KAFKA_CLIENT_PROPERTIES"}  # and no token file path either
     data = {key: value for key, value in settings.as_env().items()
             if key not in secret and (value != defaults[key] or key in CONTAINER_ENV)}
     return {

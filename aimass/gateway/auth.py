@@ -102,8 +102,8 @@ def _secret_lines(path: Path, var: str) -> list[str]:
         text = path.read_text()
     except OSError as exc:
         raise SettingsError(f"{var}={path}: cannot read it ({exc.strerror})") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SettingsError(f"{var}={path} is readable by group or others: chmod 600 {path}")
+    if mode & stat.S_IRWXO:
+        raise SettingsError(f"{var}={path} is readable by others: chmod 600 {path} (or 640 for a group)")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -102,6 +102,7 @@ def test_token_files_are_checked(tmp_path: Path) -> None:
         return TokenTable.from_settings(GatewaySettings(tokens_file=path))
 
     assert len(load(f"acme {ACME}\nops {ROOT} admin\n")) == 2
+    assert len(load(f"acme {ACME}\n", 0o640)) == 1  # a group's (Kubernetes secrets with fsGroup are 0440)
     assert load(f"acme {ACME}\n").identify(f"Bearer {ACME}") == Identity("acme", admin=False)
     assert load(f"acme {ACME}\n").identify("Bearer nope") is None
     for text, says in [
@@ -113,7 +114,7 @@ def test_token_files_are_checked(tmp_path: Path) -> None:
         (f"acme {ACME}\nacme {GLOBEX}\n", "distinct names"),
     ]:
         with pytest.raises(SettingsError, match=says) as caught:
-            load(text, 0o644 if says == "chmod 600" else 0o600)
+            load(text, 0o604 if says == "chmod 600" else 0o600)
         assert ACME not in str(caught.value) and GLOBEX not in str(caught.value)  # never echoes a token
     single = tmp_path / "token"
     single.write_text(f"{ROOT}\n")
