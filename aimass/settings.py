@@ -404,8 +404,9 @@ class GatewaySettings:
     """A file holding ``token`` (its first line; the file must not be readable by others)."""
     tokens_file: Path | None = None
     """Several identities, one a line: ``<tenant> <token>`` or ``<tenant> <token> admin`` (``#``
-    comments; not readable by others: 0600, or 0640 for a group). A tenant's requests get ids ``<tenant>/<id>`` and it reads only those;
-    only an admin may stream every result or use the Control service (docs/SECURITY.md)."""
+    comments; not readable by others: 0600, or 0640 for a group). A tenant's requests get ids
+    ``<tenant>/<id>`` and it reads only those; only an admin may stream every result or use the
+    Control service (docs/SECURITY.md)."""
     store_size: int = 100_000
     """Most results kept in memory for ``GetResult``; the oldest are dropped first."""
     store_bytes: int = 512 * 1024 * 1024
