@@ -8,6 +8,7 @@ serving. A change the rules refuse is FAILED_PRECONDITION with their message.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from aimass.control.admin import AdminError, ControlAdmin, describe_routing
 from aimass.gateway._gen import inference_pb2 as pb
 from aimass.gateway._gen import inference_pb2_grpc as pb_grpc
 from aimass.settings import Settings
+
+log = logging.getLogger("aimass.gateway")
 
 DEFAULT_IN_MS = 1000
 
@@ -39,7 +42,9 @@ class ControlServicer(pb_grpc.ControlServicer):
         except AdminError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except Exception as exc:  # noqa: BLE001 - Kafka unreachable and the like
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+            log.warning("a control call failed: %s: %s", type(exc).__name__, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"the control topic could not be read or written ({type(exc).__name__}): try again")
 
     async def _publish(self, context: grpc.aio.ServicerContext, in_ms: int, action: Any) -> pb.ControlReply:
         command: c.Command = await self._call(context, in_ms, lambda admin: admin.publish(action))
