@@ -16,6 +16,7 @@ health watches can shut out the API. Streams (``StreamResults``, ``Watch``) end 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -133,55 +134,46 @@ class Gatekeeper(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"the gateway has {budget.limit} {budget.name} calls in progress: try again later")
 
+    @contextlib.asynccontextmanager
+    async def _served(self, method: str, context: grpc.aio.ServicerContext, identity: Identity | None,
+                      budget: Budget) -> AsyncIterator[Identity]:
+        """Admit the call (or abort it), hold its place in ``budget`` and record it, refused or not."""
+        started, code, taken = time.perf_counter(), "OK", False
+        try:
+            await self._admit(context, method, identity, budget)
+            taken = True
+            assert identity is not None
+            CALLER.set(identity)  # the call's own task context: no reset needed
+            yield identity
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = _code(context, "UNKNOWN")
+            raise
+        finally:
+            if taken:
+                budget.give()
+            self._record(method, context, code, started)
+
     def _unary(self, behavior: Any, method: str, identity: Identity | None, budget: Budget) -> Any:
         async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            started, code, taken = time.perf_counter(), "OK", False
-            try:
-                await self._admit(context, method, identity, budget)
-                taken = True
-                request = await _one(requests, context)
-                assert identity is not None
-                CALLER.set(identity)  # this call's own context: no reset needed
-                answer = behavior(request, context)
+            async with self._served(method, context, identity, budget):
+                answer = behavior(await _one(requests, context), context)
                 return await answer if asyncio.iscoroutine(answer) else answer
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except Exception:
-                code = _code(context, "UNKNOWN")
-                raise
-            finally:
-                if taken:
-                    budget.give()
-                self._record(method, context, code, started)
 
         return call
 
     def _streaming(self, behavior: Any, method: str, identity: Identity | None, budget: Budget) -> Any:
         async def stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
-            started, code, taken = time.perf_counter(), "OK", False
-            try:
-                await self._admit(context, method, identity, budget)
-                taken = True
-                request = await _one(requests, context)
-                assert identity is not None
-                CALLER.set(identity)
+            async with self._served(method, context, identity, budget):
+                responses = _responses(behavior(await _one(requests, context), context), context)
                 try:
-                    await asyncio.wait_for(_responses(behavior(request, context), context), self.max_stream_s)
+                    await asyncio.wait_for(responses, self.max_stream_s)
                 except TimeoutError:
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                                         f"stream open for {self.max_stream_s:g} s, the gateway's limit "
                                         "(gateway.max_stream_s): open a new one")
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except Exception:
-                code = _code(context, "UNKNOWN")
-                raise
-            finally:
-                if taken:
-                    budget.give()
-                self._record(method, context, code, started)
 
         return stream
 

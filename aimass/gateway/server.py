@@ -32,7 +32,7 @@ from aimass.gateway.control import ControlServicer
 from aimass.gateway.convert import result_to_proto, tensor_from_proto
 from aimass.gateway.guard import CALLER, Gatekeeper, concurrent_rpcs_for, memory_bytes
 from aimass.gateway.metrics import GatewayMetrics
-from aimass.settings import PROJECT_ROOT, GatewaySettings, Settings, SettingsError
+from aimass.settings import PROJECT_ROOT, GatewaySettings, Settings, SettingsError, is_loopback
 
 log = logging.getLogger("aimass.gateway")
 
@@ -190,7 +190,7 @@ class Gateway:
         """
         s, gw = self.settings, self.settings.gateway
         tokens = TokenTable.from_settings(gw)
-        if not _is_loopback(gw.host):
+        if not is_loopback(gw.host):
             if tokens and not self.tls:
                 raise SettingsError(
                     f"AIMASS_GATEWAY_HOST={gw.host} with a token and no TLS would carry the token in cleartext: "
@@ -289,15 +289,6 @@ class Gateway:
 
 HEALTH_PORT_CONCURRENT_RPCS = 64
 """Calls in progress on the health-only port (``gateway.health_port``); probes make one each."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _bracket(host: str) -> str:
