@@ -425,12 +425,16 @@ class GatewaySettings:
     divided by the largest request a call may hold, between 64 and 10,000 (the gateway logs the
     figure). Health calls do not count here: they have ``max_health_calls``."""
     max_health_calls: int = 100
-    """Health calls (``Check`` and ``Watch``) in progress beyond which new ones get
-    RESOURCE_EXHAUSTED: a budget of their own, so that open health watches (which need no token)
-    cannot take the API's."""
-    max_streams_per_connection: int = 100
+    """Health ``Check`` calls in progress beyond which new ones get RESOURCE_EXHAUSTED: a budget
+    of their own, so that health calls (which need no token) cannot take the API's."""
+    max_health_watches: int = 100
+    """Health ``Watch`` streams open beyond which new ones get RESOURCE_EXHAUSTED: apart from
+    ``Check`` (what probes call), so that watches held open cannot fail the probes either."""
+    max_streams_per_connection: int = 1000
     """Calls one client connection may have open at once (HTTP/2 ``MAX_CONCURRENT_STREAMS``);
-    more wait on the client's side."""
+    more wait on the client's side. Keep it above the health budgets: calls refused by a budget
+    end at once and free their stream, so a connection flooding with watches still carries its
+    other calls."""
     max_stream_s: float = 900.0
     """A streaming call (``StreamResults``, health ``Watch``) still open after this long is
     ended with DEADLINE_EXCEEDED; open a new one (for ``StreamResults``, with the ids not yet
@@ -628,11 +632,12 @@ class Settings:
             raise SettingsError("AIMASS_GATEWAY_STORE_SIZE, _STORE_BYTES and _TTL_S must be positive")
         if gateway.token and gateway.token_file is not None:
             raise SettingsError("set AIMASS_GATEWAY_TOKEN or AIMASS_GATEWAY_TOKEN_FILE, not both")
-        if (gateway.max_concurrent_rpcs < 0 or min(gateway.max_health_calls, gateway.max_streams_per_connection,
+        if (gateway.max_concurrent_rpcs < 0 or min(gateway.max_health_calls, gateway.max_health_watches,
+                                                    gateway.max_streams_per_connection,
                                                     gateway.max_stream_ids, gateway.stream_buffer) < 1
                 or min(gateway.max_stream_s, gateway.idle_timeout_s, gateway.max_connection_age_s) <= 0):
             raise SettingsError(
-                "AIMASS_GATEWAY_MAX_CONCURRENT_RPCS must be >= 0 (0: sized from memory); _MAX_HEALTH_CALLS, "
+                "AIMASS_GATEWAY_MAX_CONCURRENT_RPCS must be >= 0 (0: sized from memory); _MAX_HEALTH_CALLS, _WATCHES, "
                 "_MAX_STREAMS_PER_CONNECTION, _MAX_STREAM_IDS, _STREAM_BUFFER, _MAX_STREAM_S, _IDLE_TIMEOUT_S "
                 "and _MAX_CONNECTION_AGE_S must be positive"
             )

@@ -7,9 +7,10 @@ runs as soon as the call's headers are in, *before* its message is read: a call 
 Checking and counting happen with no ``await`` in between, so the budgets are exact however
 many calls arrive at once.
 
-Two budgets: health calls (open to all, ``Watch`` streams never end by themselves) have
-``max_health_calls``; everything else has ``max_concurrent_rpcs``, so that no number of open
-health watches can shut out the API. Streams (``StreamResults``, ``Watch``) end after
+Three budgets: health ``Check`` calls (open to all; what probes call) have
+``max_health_calls``, health ``Watch`` streams (open to all, never ending by themselves)
+``max_health_watches``, everything else ``max_concurrent_rpcs``: no number of open watches can
+shut out the API or fail the probes. Streams (``StreamResults``, ``Watch``) end after
 ``max_stream_s``.
 """
 
@@ -36,6 +37,7 @@ CALLER: contextvars.ContextVar[Identity] = contextvars.ContextVar("aimass_gatewa
 Record = Callable[[str, str, float], None]
 #: Bounds of the memory-sized default of ``max_concurrent_rpcs``.
 AUTO_RPCS_MIN, AUTO_RPCS_MAX = 64, 10_000
+WATCH_METHOD = f"{HEALTH_PREFIX}Watch"
 #: Services only an admin identity may call.
 ADMIN_PREFIXES = ("/aimass.v1.Control/",)
 UNAUTHENTICATED_MESSAGE = "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'"
@@ -87,16 +89,18 @@ class Gatekeeper(grpc.aio.ServerInterceptor):
     Args:
         tokens: The identities (empty: every caller is :data:`ANONYMOUS`).
         api_calls: Budget of calls that are not health calls.
-        health_calls: Budget of health calls.
+        health_calls: Budget of health ``Check`` calls.
         max_stream_s: Age at which a response stream is ended with DEADLINE_EXCEEDED.
         record: ``record(method, code, seconds)`` for every call, refused ones too; None: none.
+        health_watches: Budget of health ``Watch`` streams (None: ``health_calls``).
     """
 
     def __init__(self, tokens: TokenTable, api_calls: int, health_calls: int, max_stream_s: float,
-                 record: Record | None = None) -> None:
+                 record: Record | None = None, health_watches: int | None = None) -> None:
         self.tokens = tokens
         self.api = Budget("api", api_calls)
-        self.health = Budget("health", health_calls)
+        self.health = Budget("health check", health_calls)
+        self.watches = Budget("health watch", health_calls if health_watches is None else health_watches)
         self.max_stream_s = max_stream_s
         self.record = record
 
@@ -113,7 +117,7 @@ class Gatekeeper(grpc.aio.ServerInterceptor):
         is_health = method.startswith(HEALTH_PREFIX)
         identity = ANONYMOUS if is_health else self.tokens.identify(
             next((str(v) for k, v in metadata if k == "authorization"), ""))
-        budget = self.health if is_health else self.api
+        budget = (self.watches if method == WATCH_METHOD else self.health) if is_health else self.api
         codecs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
         if handler.response_streaming:

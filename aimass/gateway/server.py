@@ -209,11 +209,12 @@ class Gateway:
             self.metrics.lag.set_function(lambda: (inner.feed.lag or 0) if inner.feed is not None else 0)
             self.metrics.read.set_function(lambda: inner.feed.records if inner.feed is not None else 0)
             record = self.metrics.record
-        self.gatekeeper = Gatekeeper(tokens, api_calls, gw.max_health_calls, gw.max_stream_s, record)
+        self.gatekeeper = Gatekeeper(tokens, api_calls, gw.max_health_calls, gw.max_stream_s, record,
+                                     health_watches=gw.max_health_watches)
         self.server = grpc.aio.server(
             interceptors=[self.gatekeeper],
             # A safety net behind the gatekeeper's budgets (it refuses first, and at once).
-            maximum_concurrent_rpcs=api_calls + gw.max_health_calls,
+            maximum_concurrent_rpcs=api_calls + gw.max_health_calls + gw.max_health_watches,
             options=[
                 ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", _MAX_SEND_BYTES),
                 ("grpc.max_concurrent_streams", gw.max_streams_per_connection),
@@ -234,8 +235,8 @@ class Gateway:
         else:
             self.port = self.server.add_insecure_port(address)
         await self.server.start()
-        log.info("gateway: %d identities, %d API calls and %d health calls at most", len(tokens), api_calls,
-                 gw.max_health_calls)
+        log.info("gateway: %d identities; at most %d API calls, %d health checks and %d health watches",
+                 len(tokens), api_calls, gw.max_health_calls, gw.max_health_watches)
         if gw.health_port:
             await self._start_health_port(gw.health_port)
         self._watch = asyncio.create_task(self._serving_when_caught_up(inner))
@@ -247,7 +248,7 @@ class Gateway:
         gw = self.settings.gateway
         self.health_server = grpc.aio.server(
             interceptors=[Gatekeeper(TokenTable([]), 0, HEALTH_PORT_CONCURRENT_RPCS, gw.max_stream_s)],
-            maximum_concurrent_rpcs=HEALTH_PORT_CONCURRENT_RPCS + 1,
+            maximum_concurrent_rpcs=2 * HEALTH_PORT_CONCURRENT_RPCS + 1,
             options=[("grpc.max_receive_message_length", 1024),
                      ("grpc.max_concurrent_streams", gw.max_streams_per_connection),
                      ("grpc.max_connection_idle_ms", int(gw.idle_timeout_s * 1000))],
@@ -288,7 +289,8 @@ class Gateway:
 
 
 HEALTH_PORT_CONCURRENT_RPCS = 64
-"""Calls in progress on the health-only port (``gateway.health_port``); probes make one each."""
+"""Checks in progress on the health-only port (``gateway.health_port``; probes make one each),
+and as many watches."""
 
 
 def _bracket(host: str) -> str:
