@@ -14,13 +14,38 @@ SEAWEEDFS_VERSION := v0.0.0-20261109003541-7506e5f91cd6
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# Installs from the hashed locks (pip's hash-checking mode): first the pinned pip and setuptools
+# on their own, then every package; the project itself last, editable, without dependencies and
+# built by the locked setuptools (no build isolation, so nothing unpinned is fetched for it).
+$(BIN)/.installed: requirements-pip.lock requirements-dev.lock requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (PyFlink 2.2 wheels need it)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-pip.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+# The locks: every package, transitive ones included, pinned with its sha256 hashes, for Python
+# 3.11 on Linux x86_64, compiled by pip-tools (in a venv of its own under .state/) from the pins in
+# requirements*.txt, which stay the files people edit. The bench lock is the whole test venv
+# (dev, bench, installer) and is resolved first; the others are constrained to it, so every
+# package has one version in all of them. pip-compile keeps a lock's other pins where it can:
+# LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves transitive packages too.
+PIP_TOOLS_VERSION := 7.7.0
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock  (pip-tools $(PIP_TOOLS_VERSION), Python 3.11, Linux x86_64; see the Makefile)" \
+	$(STATE)/piptools/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+$(STATE)/piptools/bin/pip-compile:
+	@test -x $(STATE)/piptools/bin/python || $(PYTHON) -m venv $(STATE)/piptools
+	$(STATE)/piptools/bin/pip install --quiet -c requirements-pip.txt pip pip-tools==$(PIP_TOOLS_VERSION)
+
+.PHONY: lock
+lock: $(STATE)/piptools/bin/pip-compile ## regenerate the hashed requirements*.lock from requirements*.txt (after bumping a pin; commit both)
+	$(PIP_COMPILE) -o requirements-bench.lock requirements-dev.txt requirements-bench.txt requirements-pip.txt
+	$(PIP_COMPILE) -c requirements-bench.lock -o requirements-dev.lock requirements-dev.txt requirements-pip.txt
+	$(PIP_COMPILE) -c requirements-dev.lock -o requirements.lock requirements.txt
+	$(PIP_COMPILE) -c requirements-dev.lock -o requirements-pip.lock requirements-pip.txt
 
 JAVA_SOURCES := $(shell find java/src -name '*.java' 2>/dev/null)
 
@@ -56,8 +81,8 @@ browser: ## install headless Chromium if missing (apt-get install chromium)
 	    || { echo "error: apt-get could not install chromium (package mirror reachable?)"; exit 1; }; }
 
 # The benchmark's peers and plots (and the bench smoke test's Kafka client): on demand.
-$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
-	$(BIN)/pip install --quiet -r requirements-bench.txt
+$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements-bench.lock
 	@touch $@
 
 models/.built: $(BIN)/.installed aimass/tools/demo.py

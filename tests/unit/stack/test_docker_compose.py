@@ -418,7 +418,7 @@ def test_dockerfile_installs_python_311_requirements_and_flink_python_in_lib() -
     runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
     assert "--enable-shared" in runs  # thread mode's pemja loads libpython into the JVM
     assert _dockerfile_assignments("ARG")["PYTHON_VERSION"].startswith("3.11.")
-    assert re.search(r"pip install .*-r \S*requirements\.txt", runs)
+    assert re.search(r"pip install .*--require-hashes .*-r \S*requirements\.lock", runs)  # tests/unit/test_lock.py
     assert re.search(r"mv /opt/flink/opt/flink-python-\S*\.jar /opt/flink/lib/", runs)
     copies = [args for instruction, args in instructions if instruction == "COPY" and "--from" not in args]
     for args in copies:
