@@ -7,11 +7,14 @@
 * ``aimass_gateway_store_results``: results kept for ``GetResult``;
 * ``aimass_gateway_results_replayed``: 1 once the results topic has been replayed (SERVING);
 * ``aimass_gateway_results_lag`` and ``aimass_gateway_results_read``: the results feed's consumer
-  lag and what it has read.
+  lag and what it has read;
+* ``aimass_gateway_calls_in_progress{budget}`` and ``aimass_gateway_calls_refused{budget}``: the
+  gatekeeper's budgets (``api``, ``health check``, ``health watch``): calls held, and refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -35,6 +38,10 @@ class GatewayMetrics:
                          registry=self.registry)
         self.read = Gauge("aimass_gateway_results_read", "results read from the topic since the start",
                           registry=self.registry)
+        self.in_progress = Gauge("aimass_gateway_calls_in_progress", "calls in progress, by budget", ["budget"],
+                                 registry=self.registry)
+        self.refused = Gauge("aimass_gateway_calls_refused", "calls refused by a spent budget since the start",
+                             ["budget"], registry=self.registry)
         self._server: Any = None
 
     def serve(self, host: str, port: int) -> int:
@@ -48,6 +55,16 @@ class GatewayMetrics:
             self._server.shutdown()
             self._server = None
 
+    def watch_budgets(self, budgets: Any) -> None:
+        """Export the in-progress and refused counts of ``budgets`` (:class:`aimass.gateway.guard.Budget`)."""
+        for budget in budgets:
+            self.in_progress.labels(budget.name).set_function(_reader(budget, "in_progress"))
+            self.refused.labels(budget.name).set_function(_reader(budget, "refused"))
+
     def record(self, method: str, code: str, seconds: float) -> None:
         self.calls.labels(method, code).inc()
         self.seconds.labels(method).observe(seconds)
+
+
+def _reader(owner: Any, attribute: str) -> Callable[[], float]:
+    return lambda: float(getattr(owner, attribute))

@@ -211,6 +211,9 @@ class Gateway:
             record = self.metrics.record
         self.gatekeeper = Gatekeeper(tokens, api_calls, gw.max_health_calls, gw.max_stream_s, record,
                                      health_watches=gw.max_health_watches)
+        if self.metrics is not None:
+            g = self.gatekeeper
+            self.metrics.watch_budgets((g.api, g.health, g.watches))
         self.server = grpc.aio.server(
             interceptors=[self.gatekeeper],
             # A safety net behind the gatekeeper's budgets (it refuses first, and at once).

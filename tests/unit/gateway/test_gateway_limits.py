@@ -105,12 +105,18 @@ def test_an_unauthenticated_call_is_refused_before_its_body_is_read(gateway_fact
 
 
 def test_the_api_budget_refuses_beyond_it_and_frees_on_completion(gateway_factory: Factory) -> None:
-    gw = gateway_factory(AIMASS_GATEWAY_MAX_CONCURRENT_RPCS="2")
+    from aimass.stack.prometheus import scrape, total
+    from tests.unit.gateway.conftest import _dead_port
+
+    gw = gateway_factory(AIMASS_GATEWAY_MAX_CONCURRENT_RPCS="2", AIMASS_GATEWAY_METRICS_PORT=str(_dead_port()))
     client = stub(gw)
     waiting = [client.GetResult.future(pb.GetResultRequest(request_id=f"w{n}", wait=True), timeout=3) for n in (1, 2)]
     time.sleep(0.5)
     code, details = code_of(lambda: client.GetResult(pb.GetResultRequest(request_id="x"), timeout=5))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "2 api calls" in details
+    samples = scrape(f"http://127.0.0.1:{gw.gateway.metrics_port}/metrics")
+    assert total(samples, "aimass_gateway_calls_in_progress", budget="api") == 2
+    assert total(samples, "aimass_gateway_calls_refused", budget="api") == 1
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{gw.port}"))
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5) is not None  # its own budget
     for future in waiting:
