@@ -115,6 +115,12 @@ class KafkaSettings:
     kafka-python cannot do. See aimass/kafka_config.py and docs/SECURITY.md. Hidden from
     printed settings (it may hold credentials)."""
 
+    client_properties_file: Path | None = None
+    """More client properties from a file, one ``key=value`` a line (``#`` comments; a line's
+    ``;`` is part of its value, as a JAAS configuration's is), read before ``client_properties``:
+    keeps a password out of the environment, which every child process of a shell sees. Not
+    readable by others (chmod 600). Every host that runs the job's Python or a client reads it."""
+
     bootstrap_servers: str = ""
     """Brokers the clients and the job connect to, ``host:port`` pairs separated by commas (a
     Kafka cluster, e.g. ``kafka-0:9092,kafka-1:9092,kafka-2:9092``). Empty: ``host:port``, the
@@ -136,24 +142,44 @@ class KafkaSettings:
         return self.bootstrap_servers or f"{self.listen_host}:{self.port}"
 
     def client_property_pairs(self) -> list[tuple[str, str]]:
-        """``client_properties`` parsed (order kept).
+        """``client_properties_file``'s entries, then ``client_properties``'s, parsed (order kept).
 
         Raises:
-            SettingsError: an entry is not ``key=value``, or a key is one the job sets itself.
+            SettingsError: an entry is not ``key=value``, or a key is one the job sets itself; the
+                file cannot be read or is readable by others.
         """
+        var = "AIMASS_KAFKA_CLIENT_PROPERTIES"
+        entries = [(e, var) for e in self.client_properties.split(";")]
+        if self.client_properties_file is not None:
+            entries = [(line, f"{var}_FILE") for line in read_secret_file(self.client_properties_file, f"{var}_FILE")
+                       if not line.lstrip().startswith("#")] + entries
         pairs = []
-        for entry in filter(None, (e.strip() for e in self.client_properties.split(";"))):
+        for entry, source in ((e.strip(), src) for e, src in entries):
+            if not entry:
+                continue
             key, sep, value = entry.partition("=")
             key = key.strip()
             if not sep or not key or "'" in entry:
                 raise SettingsError(
-                    f"AIMASS_KAFKA_CLIENT_PROPERTIES: {entry.split('=')[0]!r}... is not key=value "
-                    "(entries are separated by ';', no quotes)"
+                    f"{source}: {entry.split('=')[0]!r}... is not key=value "
+                    f"({'one a line' if source != var else 'entries are separated by'} ';', no quotes)"
                 )
             if key in _JOB_OWNED_KAFKA_PROPERTIES:
-                raise SettingsError(f"AIMASS_KAFKA_CLIENT_PROPERTIES may not set {key!r}: the job sets it itself")
+                raise SettingsError(f"{source} may not set {key!r}: the job sets it itself")
             pairs.append((key, value.strip()))
         return pairs
+
+
+def read_secret_file(path: Path, var: str) -> list[str]:
+    """The lines of a file of secrets, which must not be readable by others."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"{var}={path}: cannot read it ({exc.strerror})") from None
+    if mode & 0o007:
+        raise SettingsError(f"{var}={path} is readable by others: chmod 600 {path} (or 640 for a group)")
+    return text.splitlines()
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,11 @@ The health service stays open, so that load balancers and orchestrators can prob
 from __future__ import annotations
 
 import hmac
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from aimass.contract.limits import NAME_PATTERN
-from aimass.settings import GatewaySettings, SettingsError
+from aimass.settings import GatewaySettings, SettingsError, read_secret_file
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 #: Shortest token accepted from ``tokens_file`` (guessable ones are refused).
@@ -97,14 +96,7 @@ class TokenTable:
 
 
 def _secret_lines(path: Path, var: str) -> list[str]:
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text()
-    except OSError as exc:
-        raise SettingsError(f"{var}={path}: cannot read it ({exc.strerror})") from None
-    if mode & stat.S_IRWXO:
-        raise SettingsError(f"{var}={path} is readable by others: chmod 600 {path} (or 640 for a group)")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [line.strip() for line in read_secret_file(path, var) if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _parse_tokens(path: Path) -> list[tuple[str, Identity]]:

@@ -152,3 +152,21 @@ def test_quoted_jaas_option_values_are_not_rewritten() -> None:
     [(key, value)] = job_client_properties(kafka)
     assert value.startswith(SHADED_PREFIX + "org.apache.kafka.common.security.plain.PlainLoginModule")
     assert 'password="org.apache.kafka.secret";' in value
+
+
+def test_properties_from_a_file_come_first_one_a_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "kafka.properties"
+    path.write_text(f"# the SASL login\nsecurity.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n"
+                    f'sasl.jaas.config={PLAIN} required username="app" password="p;w=d";\n')
+    path.chmod(0o600)
+    settings = KafkaSettings(client_properties_file=path, client_properties="client.id=mine")
+    pairs = settings.client_property_pairs()
+    assert [k for k, _ in pairs] == ["security.protocol", "sasl.mechanism", "sasl.jaas.config", "client.id"]
+    config = python_client_config(settings)
+    assert (config["sasl_plain_username"], config["sasl_plain_password"]) == ("app", "p;w=d")
+    assert dict(job_client_properties(settings))["sasl.jaas.config"].endswith('password="p;w=d";')
+    path.chmod(0o644)
+    with pytest.raises(SettingsError, match="readable by others: chmod 600"):
+        settings.client_property_pairs()
+    with pytest.raises(SettingsError, match="cannot read it"):
+        KafkaSettings(client_properties_file=tmp_path / "missing").client_property_pairs()
