@@ -187,7 +187,8 @@ class FlinkSettings:
     """The local standalone Flink session cluster."""
 
     host: str = "127.0.0.1"
-    """Address the JobManager binds and advertises."""
+    """Address the JobManager binds and advertises. Off loopback, ``aimass up`` refuses to start
+    Flink there unless ``ssl`` (or ``unsafe_expose``) is set."""
     rest_port: int = 8081
     """Web UI and REST API port."""
     rpc_port: int = 16123
