@@ -18,7 +18,9 @@ PROPERTIES = ('security.protocol=SASL_SSL;sasl.mechanism=PLAIN;sasl.jaas.config=
               'username="u" password="pw-graph-7";')
 
 
-def test_the_pickled_operators_hold_no_gateway_token_and_default_other_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pickled_operators_hold_no_gateway_token_and_default_other_sections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pyflink.datastream import StreamExecutionEnvironment
 
     from flink_jobs.inference_job import CONTROL_ROW, SOURCE_ROW, build_pipeline, operator_settings
@@ -50,4 +52,5 @@ def test_the_pickled_operators_hold_no_gateway_token_and_default_other_sections(
     ops = operator_settings(settings)
     assert ops.gateway == GatewaySettings() and ops.autoscale == AutoscaleSettings()
     assert ops.storage == StorageSettings()
-    assert (ops.paths, ops.kafka, ops.job, ops.engine) == (settings.paths, settings.kafka, settings.job, settings.engine)
+    used = (settings.paths, settings.kafka, settings.job, settings.engine)
+    assert (ops.paths, ops.kafka, ops.job, ops.engine) == used
