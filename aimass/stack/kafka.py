@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -23,6 +22,7 @@ from aimass.settings import Settings
 from aimass.stack import acls
 from aimass.stack.childenv import child_env
 from aimass.stack.procs import ManagedProcess, StackError, tail
+from aimass.stack.tls import make_ca, make_certificate, tool, write_private
 
 log = logging.getLogger("aimass.stack")
 
@@ -170,50 +170,13 @@ class KafkaBroker:
         if (tls / "broker.pem").exists() and (tls / f"{SECURE_USER}.password").exists():
             self._ensure_passwords()
             return
-        openssl = shutil.which("openssl")
-        if not openssl:
-            raise StackError(
-                "openssl not found on PATH; the secure Kafka listener (AIMASS_KAFKA_SECURE_PORT) generates its "
-                "certificate with it: install it (apt-get install openssl) or set AIMASS_KAFKA_SECURE_PORT=0"
-            )
-        tls.mkdir(parents=True, exist_ok=True)
-        tls.chmod(0o700)
-        host = self.settings.kafka.host
-        names = ["IP:127.0.0.1", "DNS:localhost"]
-        try:
-            extra = f"IP:{ipaddress.ip_address(host)}"
-        except ValueError:
-            extra = f"DNS:{host}"
-        if extra not in names:
-            names.append(extra)
-        (tls / "broker.ext").write_text(
-            f"subjectAltName={','.join(names)}\nbasicConstraints=critical,CA:FALSE\n"
-            "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
-        )
-        steps = [
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650",
-             "-subj", "/CN=AI Mass local CA", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
-             "-subj", "/CN=localhost"],
-            ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-set_serial", str(secrets.randbits(63)), "-days", "825", "-extfile", "broker.ext", "-out", "broker.crt"],
-        ]
-        for step in steps:
-            done = subprocess.run([openssl, *step], cwd=tls, capture_output=True, text=True, timeout=60,  # noqa: S603
-                                  check=False, env=child_env("tool"))
-            if done.returncode != 0:
-                raise StackError(f"openssl {step[0]} failed generating the Kafka TLS files in {tls}:\n{done.stderr}")
+        openssl = tool("openssl", "the secure Kafka listener (AIMASS_KAFKA_SECURE_PORT; or set it to 0)")
+        make_ca(tls, "AI Mass local CA", openssl)
+        make_certificate(tls, "broker", [self.settings.kafka.host], openssl, usage="serverAuth")
         key = (tls / "broker.key").read_text()
         if "BEGIN PRIVATE KEY" not in key:  # Kafka reads PKCS#8 keys only
             raise StackError(f"openssl wrote {tls / 'broker.key'} in a format other than PKCS#8")
-        broker = tls / "broker.pem"
-        broker.touch(mode=0o600)
-        broker.write_text(key + (tls / "broker.crt").read_text() + (tls / "ca.pem").read_text())
-        for name in ("ca.key", "broker.key"):
-            (tls / name).chmod(0o600)
-        (tls / "broker.csr").unlink()
+        write_private(tls / "broker.pem", key + (tls / "broker.crt").read_text() + (tls / "ca.pem").read_text())
         self._ensure_passwords()
 
     def _ensure_passwords(self) -> None:
