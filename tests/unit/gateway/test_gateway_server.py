@@ -198,8 +198,14 @@ def test_the_gateway_counts_its_calls_by_method_and_code(gateway_factory: Factor
                                       timeout=5))
     code_of(lambda: client.GetResult(pb.GetResultRequest(request_id="nope"), metadata=token, timeout=5))
     code_of(lambda: client.GetResult(pb.GetResultRequest(request_id="nope"), timeout=5))  # no token
-    samples = scrape(f"http://127.0.0.1:{port}/metrics")
     submit, get = "/aimass.v1.Inference/Submit", "/aimass.v1.Inference/GetResult"
+    # A call is counted as its handler ends, just after its answer went out: wait for the last one.
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        if total(samples, "aimass_gateway_calls_total") >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert total(samples, "aimass_gateway_calls_total", method=submit, code="INVALID_ARGUMENT") == 2
     assert total(samples, "aimass_gateway_calls_total", method=get, code="NOT_FOUND") == 1
     assert total(samples, "aimass_gateway_calls_total", method=get, code="UNAUTHENTICATED") == 1
